@@ -1,0 +1,61 @@
+// Package turn is a client for Cloudflare Realtime TURN: it manages TURN keys through the Cloudflare
+// API and mints short-lived ICE credentials for WebRTC clients.
+//
+// A backend creates a TURN key once, keeps the key's secret on the server, and for every browser or
+// app that joins a call mints fresh credentials with GenerateICEServers. The result marshals to the
+// RTCConfiguration that new RTCPeerConnection(config) takes.
+//
+// # Authentication
+//
+// Key management (CreateKey, ListKeys, AllKeys, GetKey, UpdateKey, DeleteKey) uses an API token with
+// the "Calls Write" permission: pass it with WithAPIToken or set CLOUDFLARE_API_TOKEN. The account
+// comes from each call's AccountID, else WithAccountID or CLOUDFLARE_ACCOUNT_ID. ICE calls
+// (GenerateICEServers, RevokeICECredential) are authorised by the TURN key's own secret, passed per
+// call, and need no API token.
+//
+// Credentials are of type Secret, which prints as [REDACTED] under fmt, slog and encoding/json and
+// is read only with Reveal. Errors and log records never contain a credential.
+//
+// # Errors
+//
+// Every failure is an error that says what the client was doing, e.g.
+//
+//	turn: create key: 403 Forbidden: Authentication error (10000) [cf-ray 8f1e2d3c4b5a6978-SJC]
+//
+// Match classes with errors.Is (ErrNotFound, ErrUnauthorized, ErrForbidden, ErrRateLimited,
+// ErrBadRequest, ErrServer, ErrUnexpectedResponse, ErrInvalidArgument, ErrNoAPIToken) and read the
+// details (status, envelope errors and messages, cf-ray, Retry-After) with errors.As and *APIError.
+// A body that is not the documented JSON — an HTML error page, an empty or truncated body, success
+// false with status 200 — is an *APIError too, never a zero-value success. Malformed arguments are
+// rejected before anything is sent, with ErrInvalidArgument and the name of the bad value. A
+// cancelled context gives an error that matches context.Canceled or context.DeadlineExceeded.
+//
+// # Retries
+//
+// Failed calls are retried up to DefaultMaxRetries times (WithRetry; 0 turns retries off), waiting
+// an exponential backoff with full jitter (WithBackoff) or the server's Retry-After, up to
+// DefaultRetryAfterMax (WithRetryAfterMax), and never past the context's deadline. Each attempt has
+// a DefaultAttemptTimeout (WithTimeout) when the context has no deadline.
+//
+// GetKey, ListKeys, UpdateKey, DeleteKey and the ICE calls are retried on 429, 5xx and transport
+// errors. CreateKey makes a secret that is shown only once, so it is retried only when the request
+// surely never reached Cloudflare or was refused unprocessed: connection refused, DNS failure, 429,
+// or 503 with Retry-After. It is never retried after a timeout or a connection reset mid-request,
+// nor on 500, 502 or 504, because the key may exist and a retry would leave an orphan key whose
+// secret nobody saw. Such an error reaches the caller, who can list the keys to check.
+//
+// # Safety
+//
+// Base URLs must be https, except on loopback hosts (for tests and the fake). Redirects to another
+// host are not followed, so the Authorization header never leaves for one. Response bodies are read
+// up to DefaultMaxResponseBytes (WithMaxResponseBytes).
+//
+// # Testing
+//
+// Package turntest runs an in-memory fake of both APIs on loopback, in the manner of
+// net/http/httptest, and hands back a Client pointed at it:
+//
+//	srv := turntest.NewServer()
+//	defer srv.Close()
+//	key, err := srv.Client().CreateKey(ctx, turn.CreateKeyParams{Name: "test"})
+package turn

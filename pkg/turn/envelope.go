@@ -1,0 +1,108 @@
+package turn
+
+import (
+	"encoding/json"
+	"fmt"
+	"mime"
+	"time"
+
+	"github.com/cfturn/cfturn/gen/calls"
+)
+
+// envelope is the Cloudflare API response wrapper around a result of type T.
+type envelope[T any] struct {
+	Success  *bool           `json:"success"`
+	Errors   []calls.Message `json:"errors"`
+	Messages []calls.Message `json:"messages"`
+	Result   *T              `json:"result"`
+}
+
+// decodeEnvelope reads a 2xx envelope response. success is authoritative: success:false is an error
+// whatever the status, and success:true without a result is one too, never a zero-value success.
+func decodeEnvelope[T any](op *operation, res *response, secrets []Secret) (T, error) {
+	var env envelope[T]
+	var zero T
+	if err := json.Unmarshal(res.body, &env); err != nil || env.Success == nil {
+		return zero, unexpected(op, res, secrets, describeBody(res, err))
+	}
+	if !*env.Success {
+		e := unexpected(op, res, secrets, "success is false")
+		e.Errors, e.Messages, e.Excerpt = messages(env.Errors, secrets), messages(env.Messages, secrets), ""
+		return zero, e
+	}
+	if env.Result == nil {
+		return zero, unexpected(op, res, secrets, "success without a result")
+	}
+	return *env.Result, nil
+}
+
+// statusError turns a non-2xx response into an *APIError.
+func (c *Client) statusError(op *operation, res *response, attempt int, secrets []Secret) *APIError {
+	if res.status >= 300 && res.status < 400 {
+		return unexpected(op, res, secrets, "redirect not followed: cfturn follows redirects only within the same host")
+	}
+	if !op.envelope {
+		e := newAPIError(op, res)
+		e.Excerpt = excerpt(res.body, secrets)
+		return e
+	}
+	var env envelope[json.RawMessage]
+	if err := json.Unmarshal(res.body, &env); err != nil || env.Success == nil || len(env.Errors) == 0 {
+		return unexpected(op, res, secrets, describeBody(res, err))
+	}
+	e := newAPIError(op, res)
+	e.Errors, e.Messages = messages(env.Errors, secrets), messages(env.Messages, secrets)
+	return e
+}
+
+func newAPIError(op *operation, res *response) *APIError {
+	return &APIError{
+		Operation:  op.name,
+		Method:     op.method,
+		Path:       op.path,
+		StatusCode: res.status,
+		RayID:      res.header.Get("Cf-Ray"),
+		RetryAfter: parseRetryAfter(res.header.Get("Retry-After"), time.Now()),
+		Attempts:   1,
+	}
+}
+
+// unexpected reports a body that is not what the API documents.
+func unexpected(op *operation, res *response, secrets []Secret, reason string) *APIError {
+	e := newAPIError(op, res)
+	e.unexpected, e.reason = true, reason
+	e.Excerpt = excerpt(res.body, secrets)
+	return e
+}
+
+// describeBody says in a few words what a body that failed to decode was.
+func describeBody(res *response, err error) string {
+	ct, _, _ := mime.ParseMediaType(res.header.Get("Content-Type"))
+	switch {
+	case len(res.body) == 0:
+		return "empty body"
+	case ct != "" && ct != "application/json":
+		return fmt.Sprintf("%s body, not JSON", ct)
+	case err != nil:
+		return fmt.Sprintf("malformed JSON (%d bytes)", len(res.body))
+	}
+	return "JSON that is not a Cloudflare API envelope"
+}
+
+func messages(in []calls.Message, secrets []Secret) []Message {
+	if len(in) == 0 {
+		return nil
+	}
+	out := make([]Message, len(in))
+	for i, m := range in {
+		out[i] = Message{Code: m.Code, Message: scrub(m.Message, secrets)}
+		if m.DocumentationUrl != nil {
+			out[i].DocumentationURL = *m.DocumentationUrl
+		}
+		if m.Source != nil && m.Source.Pointer != nil {
+			out[i].SourcePointer = *m.Source.Pointer
+		}
+	}
+	return out
+}
+

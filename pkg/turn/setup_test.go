@@ -1,0 +1,54 @@
+package turn_test
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/cfturn/cfturn/internal/contract"
+	"github.com/cfturn/cfturn/pkg/turn"
+	"github.com/cfturn/cfturn/pkg/turn/turntest"
+)
+
+// prefix mounts the fake under a path of its own, so a client that builds absolute paths
+// instead of appending to its base URL fails loudly.
+const prefix = "/mounted/here"
+
+type env struct {
+	fake     *turntest.Fake
+	client   *turn.Client
+	contract *contract.Transport
+	apiBase  string
+	iceBase  string
+}
+
+// setup starts the fake behind a contract-validating transport and returns a client for it with
+// fast retries. Extra options are applied last.
+func setup(t *testing.T, opts ...turn.Option) *env {
+	t.Helper()
+	fake := turntest.New()
+	ts := httptest.NewServer(http.StripPrefix(prefix, fake.Handler()))
+	t.Cleanup(ts.Close)
+	e := &env{
+		fake:     fake,
+		contract: &contract.Transport{TB: t, Base: ts.Client().Transport},
+		apiBase:  ts.URL + prefix + "/client/v4",
+		iceBase:  ts.URL + prefix + "/v1",
+	}
+	base := []turn.Option{
+		turn.WithGetenv(nil),
+		turn.WithAPIToken(fake.Token()),
+		turn.WithAccountID(fake.AccountID()),
+		turn.WithBaseURL(e.apiBase),
+		turn.WithICEBaseURL(e.iceBase),
+		turn.WithHTTPClient(&http.Client{Transport: e.contract}),
+		turn.WithBackoff(time.Millisecond, 5*time.Millisecond),
+	}
+	c, err := turn.NewClient(append(base, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.client = c
+	return e
+}

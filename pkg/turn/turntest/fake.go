@@ -1,0 +1,640 @@
+package turntest
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cfturn/cfturn/gen/calls"
+	"github.com/cfturn/cfturn/pkg/turn"
+)
+
+// Limits that keep the fake's memory bounded whatever its clients do.
+const (
+	DefaultMaxKeys        = 1000   // keys per account
+	maxAccounts           = 1000   // accounts with keys
+	maxCredentials        = 10_000 // live ICE credentials kept for revocation; the oldest go first
+	maxBodyBytes          = 64 << 10
+	maxNameLen            = 1024
+	MaxTTL                = 172800 // seconds: the 48-hour ceiling third-party references report
+	iceHost               = "cloudflare.com"
+	errCodeAuthentication = 10000
+	errCodeUnauthorized   = 10001
+	errCodeBadRequest     = 10002
+	errCodeNotFound       = 10006
+	errCodeRoute          = 7003
+	errCodeNoRoute        = 7000
+	errCodeRateLimited    = 10429
+	errCodeServer         = 10500
+	errCodeLimit          = 10013
+)
+
+// Fake is the in-memory state of the Cloudflare TURN APIs and the http.Handler that serves them.
+// Key management is served under /client/v4 and ICE credentials under /v1, so the Handler can be
+// mounted at the root of any server. A Fake is safe for concurrent use.
+type Fake struct {
+	token          string
+	defaultAccount string
+	maxKeys        int
+	handler        http.Handler
+
+	mu        sync.Mutex
+	accounts  map[string]map[string]*key // account ID → key ID → key
+	byID      map[string]*key
+	creds     map[string]*credential // username → credential
+	credOrder []string               // usernames, oldest first
+	faults    []Fault
+	requests  map[string]int // operationId → count
+	lastStamp time.Time
+}
+
+type key struct {
+	account, uid, name, secret string
+	created, modified          time.Time
+}
+
+type credential struct {
+	keyID   string
+	expires time.Time
+	revoked bool
+}
+
+// Option configures a Fake or a Server.
+type Option func(*settings)
+
+type settings struct {
+	token, account, addr string
+	maxKeys              int
+}
+
+// WithToken sets the API token the fake accepts. The default is random.
+func WithToken(token string) Option { return func(s *settings) { s.token = token } }
+
+// WithAccountID sets the default account the fake reports. Every well-formed account ID works,
+// each with keys of its own; this one is what Server.Client uses.
+func WithAccountID(id string) Option { return func(s *settings) { s.account = id } }
+
+// WithMaxKeys sets how many keys one account may hold (DefaultMaxKeys).
+func WithMaxKeys(n int) Option { return func(s *settings) { s.maxKeys = n } }
+
+// WithAddr sets the address NewServer listens on (default 127.0.0.1:0, a free loopback port).
+func WithAddr(addr string) Option { return func(s *settings) { s.addr = addr } }
+
+// New returns a Fake with no keys.
+func New(opts ...Option) *Fake {
+	s := settings{token: randomString(40), account: randomHex(32), maxKeys: DefaultMaxKeys}
+	for _, opt := range opts {
+		opt(&s)
+	}
+	f := &Fake{
+		token:          s.token,
+		defaultAccount: s.account,
+		maxKeys:        max(s.maxKeys, 1),
+		accounts:       make(map[string]map[string]*key),
+		byID:           make(map[string]*key),
+		creds:          make(map[string]*credential),
+		requests:       make(map[string]int),
+	}
+	onBadParam := func(w http.ResponseWriter, r *http.Request, err error) {
+		f.fail(w, http.StatusBadRequest, errCodeRoute, "Could not route to "+r.URL.Path+", perhaps your object identifier is invalid?")
+	}
+	keys := calls.HandlerWithOptions(f, calls.StdHTTPServerOptions{BaseURL: "/client/v4", ErrorHandlerFunc: onBadParam})
+	ice := calls.HandlerWithOptions(f, calls.StdHTTPServerOptions{BaseURL: "/v1", ErrorHandlerFunc: onBadParam})
+	f.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch p := r.URL.Path; {
+		case strings.HasPrefix(p, "/client/v4/accounts/"):
+			keys.ServeHTTP(w, r)
+		case strings.HasPrefix(p, "/v1/turn/"):
+			ice.ServeHTTP(w, r)
+		case strings.HasPrefix(p, "/client/v4/"):
+			f.fail(w, http.StatusNotFound, errCodeNoRoute, "No route for that URI")
+		default:
+			http.Error(w, "not found: the fake serves /client/v4 and /v1", http.StatusNotFound)
+		}
+	})
+	return f
+}
+
+// Handler returns the fake's http.Handler.
+func (f *Fake) Handler() http.Handler { return f.handler }
+
+// Token returns the API token the fake accepts.
+func (f *Fake) Token() string { return f.token }
+
+// AccountID returns the fake's default account.
+func (f *Fake) AccountID() string { return f.defaultAccount }
+
+// Keys returns the keys of an account, oldest first, without secrets.
+func (f *Fake) Keys(accountID string) []turn.Key {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.listLocked(accountID)
+}
+
+// Requests returns how many requests each operation (by operationId) has received.
+func (f *Fake) Requests() map[string]int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make(map[string]int, len(f.requests))
+	for k, v := range f.requests {
+		out[k] = v
+	}
+	return out
+}
+
+// Revoked reports whether an ICE credential was issued and then revoked.
+func (f *Fake) Revoked(username string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := f.creds[username]
+	return c != nil && c.revoked
+}
+
+func (f *Fake) listLocked(accountID string) []turn.Key {
+	var out []turn.Key
+	for _, k := range f.accounts[accountID] {
+		out = append(out, turn.Key{ID: k.uid, Name: k.name, Created: k.created, Modified: k.modified})
+	}
+	slices.SortFunc(out, func(a, b turn.Key) int {
+		if c := a.Created.Compare(b.Created); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return out
+}
+
+// serve counts the request, applies a queued fault if one matches, and otherwise handles it.
+func (f *Fake) serve(w http.ResponseWriter, r *http.Request, op string, handle http.HandlerFunc) {
+	f.mu.Lock()
+	f.requests[op]++
+	f.mu.Unlock()
+	w.Header().Set("Cf-Ray", randomHex(16)+"-FAKE")
+	if ft, ok := f.takeFault(op); ok {
+		f.applyFault(w, r, op, ft, handle)
+		return
+	}
+	handle(w, r)
+}
+
+// checkToken answers 401 or 403 unless the request carries the API token.
+func (f *Fake) checkToken(w http.ResponseWriter, r *http.Request) bool {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	switch {
+	case !ok || tok == "":
+		f.fail(w, http.StatusUnauthorized, errCodeUnauthorized, "Unable to authenticate request")
+		return false
+	case tok != f.token:
+		f.fail(w, http.StatusForbidden, errCodeAuthentication, "Authentication error")
+		return false
+	}
+	return true
+}
+
+// authorized checks the token and the IDs of a key-management request, answering when they fail.
+func (f *Fake) authorized(w http.ResponseWriter, r *http.Request, accountID string, keyID ...string) bool {
+	return f.checkToken(w, r) && f.checkIDs(w, r, accountID, keyID...)
+}
+
+// checkIDs answers 400 unless the account ID (and the key ID, when given) are well formed.
+func (f *Fake) checkIDs(w http.ResponseWriter, r *http.Request, accountID string, keyID ...string) bool {
+	ok := len(accountID) <= 32 && alnum(accountID)
+	for _, id := range keyID {
+		ok = ok && len(id) == 32 && alnum(id)
+	}
+	if !ok {
+		f.fail(w, http.StatusBadRequest, errCodeRoute, "Could not route to "+r.URL.Path+", perhaps your object identifier is invalid?")
+	}
+	return ok
+}
+
+// readName decodes an optional {"name": string} body.
+func (f *Fake) readName(w http.ResponseWriter, r *http.Request) (name *string, ok bool) {
+	var body struct {
+		Name *string `json:"name"`
+	}
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	switch {
+	case err != nil:
+		f.fail(w, http.StatusBadRequest, errCodeBadRequest, "Request body too large or unreadable")
+		return nil, false
+	case len(bytes.TrimSpace(raw)) == 0:
+		return nil, true
+	}
+	if err := json.Unmarshal(raw, &body); err != nil {
+		f.failAt(w, http.StatusBadRequest, errCodeBadRequest, "Malformed JSON in request body: name must be a string", "/name")
+		return nil, false
+	}
+	if body.Name != nil && len(*body.Name) > maxNameLen {
+		f.failAt(w, http.StatusBadRequest, errCodeBadRequest, fmt.Sprintf("name is longer than %d characters", maxNameLen), "/name")
+		return nil, false
+	}
+	return body.Name, true
+}
+
+// ListTurnKeys implements calls.ServerInterface.
+func (f *Fake) ListTurnKeys(w http.ResponseWriter, r *http.Request, accountID string) {
+	f.serve(w, r, "listTurnKeys", func(w http.ResponseWriter, r *http.Request) {
+		if !f.authorized(w, r, accountID) {
+			return
+		}
+		f.mu.Lock()
+		list := f.listLocked(accountID)
+		f.mu.Unlock()
+		out := make([]calls.TurnKey, len(list))
+		for i, k := range list {
+			out[i] = calls.TurnKey{Uid: k.ID, Name: k.Name, Created: k.Created, Modified: k.Modified}
+		}
+		f.ok(w, http.StatusOK, calls.TurnKeyListResponse{Success: true, Errors: []calls.Message{}, Messages: []calls.Message{}, Result: out})
+	})
+}
+
+// CreateTurnKey implements calls.ServerInterface.
+func (f *Fake) CreateTurnKey(w http.ResponseWriter, r *http.Request, accountID string) {
+	f.serve(w, r, "createTurnKey", func(w http.ResponseWriter, r *http.Request) {
+		if !f.authorized(w, r, accountID) {
+			return
+		}
+		name, ok := f.readName(w, r)
+		if !ok {
+			return
+		}
+		f.mu.Lock()
+		keys := f.accounts[accountID]
+		switch {
+		case keys == nil && len(f.accounts) >= maxAccounts:
+			f.mu.Unlock()
+			f.fail(w, http.StatusBadRequest, errCodeLimit, "The fake holds keys for too many accounts")
+			return
+		case len(keys) >= f.maxKeys:
+			f.mu.Unlock()
+			f.fail(w, http.StatusBadRequest, errCodeLimit, fmt.Sprintf("Account has reached its limit of %d TURN keys", f.maxKeys))
+			return
+		case keys == nil:
+			keys = make(map[string]*key)
+			f.accounts[accountID] = keys
+		}
+		now := f.stampLocked()
+		k := &key{account: accountID, uid: randomHex(32), secret: randomHex(64), created: now, modified: now}
+		if name != nil {
+			k.name = *name
+		}
+		keys[k.uid] = k
+		f.byID[k.uid] = k
+		f.mu.Unlock()
+		f.ok(w, http.StatusCreated, calls.TurnKeyCreateResponse{
+			Success: true, Errors: []calls.Message{}, Messages: []calls.Message{},
+			Result: calls.TurnKeyWithSecret{Uid: k.uid, Name: k.name, Key: k.secret, Created: k.created, Modified: k.modified},
+		})
+	})
+}
+
+// GetTurnKey implements calls.ServerInterface.
+func (f *Fake) GetTurnKey(w http.ResponseWriter, r *http.Request, accountID, keyID string) {
+	f.serve(w, r, "getTurnKey", func(w http.ResponseWriter, r *http.Request) {
+		if f.authorized(w, r, accountID, keyID) {
+			f.withKey(w, accountID, keyID, func(*key) {})
+		}
+	})
+}
+
+// UpdateTurnKey implements calls.ServerInterface.
+func (f *Fake) UpdateTurnKey(w http.ResponseWriter, r *http.Request, accountID, keyID string) {
+	f.serve(w, r, "updateTurnKey", func(w http.ResponseWriter, r *http.Request) {
+		if !f.authorized(w, r, accountID, keyID) {
+			return
+		}
+		name, ok := f.readName(w, r)
+		if !ok {
+			return
+		}
+		f.withKey(w, accountID, keyID, func(k *key) {
+			if name != nil {
+				k.name = *name
+				k.modified = f.stampLocked()
+			}
+		})
+	})
+}
+
+// DeleteTurnKey implements calls.ServerInterface.
+func (f *Fake) DeleteTurnKey(w http.ResponseWriter, r *http.Request, accountID, keyID string) {
+	f.serve(w, r, "deleteTurnKey", func(w http.ResponseWriter, r *http.Request) {
+		if !f.authorized(w, r, accountID, keyID) {
+			return
+		}
+		f.withKey(w, accountID, keyID, func(k *key) {
+			delete(f.accounts[accountID], keyID)
+			if len(f.accounts[accountID]) == 0 {
+				delete(f.accounts, accountID)
+			}
+			delete(f.byID, keyID)
+		})
+	})
+}
+
+// withKey runs change on the key under the lock and answers with the key, or 404.
+func (f *Fake) withKey(w http.ResponseWriter, accountID, keyID string, change func(*key)) {
+	f.mu.Lock()
+	k := f.accounts[accountID][keyID]
+	if k == nil {
+		f.mu.Unlock()
+		f.fail(w, http.StatusNotFound, errCodeNotFound, "TURN key not found")
+		return
+	}
+	change(k)
+	out := calls.TurnKey{Uid: k.uid, Name: k.name, Created: k.created, Modified: k.modified}
+	f.mu.Unlock()
+	f.ok(w, http.StatusOK, calls.TurnKeyResponse{Success: true, Errors: []calls.Message{}, Messages: []calls.Message{}, Result: out})
+}
+
+// liveKey returns the key whose ID and secret the ICE request names, or answers 401/404.
+func (f *Fake) liveKey(w http.ResponseWriter, r *http.Request, keyID string) *key {
+	tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	f.mu.Lock()
+	k := f.byID[keyID]
+	f.mu.Unlock()
+	switch {
+	case tok == "":
+		http.Error(w, "Unauthorized: missing bearer token", http.StatusUnauthorized)
+		return nil
+	case k == nil:
+		http.Error(w, "Not found: no such TURN key", http.StatusNotFound)
+		return nil
+	case tok != k.secret:
+		http.Error(w, "Unauthorized: wrong key secret", http.StatusUnauthorized)
+		return nil
+	}
+	return k
+}
+
+// GenerateIceServers implements calls.ServerInterface.
+func (f *Fake) GenerateIceServers(w http.ResponseWriter, r *http.Request, keyID string) {
+	f.serve(w, r, "generateIceServers", func(w http.ResponseWriter, r *http.Request) {
+		k := f.liveKey(w, r, keyID)
+		if k == nil {
+			return
+		}
+		var body struct {
+			TTL *json.Number `json:"ttl"`
+		}
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+		dec.UseNumber()
+		if err := dec.Decode(&body); err != nil || body.TTL == nil {
+			http.Error(w, "Bad request: body must be {\"ttl\": seconds}", http.StatusBadRequest)
+			return
+		}
+		ttl, err := body.TTL.Int64()
+		if err != nil || ttl < 1 || ttl > MaxTTL {
+			http.Error(w, fmt.Sprintf("Bad request: ttl must be a whole number of seconds from 1 to %d", MaxTTL), http.StatusBadRequest)
+			return
+		}
+		username, secret := randomHex(32), randomHex(64)
+		f.mu.Lock()
+		f.addCredentialLocked(username, &credential{keyID: k.uid, expires: time.Now().Add(time.Duration(ttl) * time.Second)})
+		f.mu.Unlock()
+		f.ok(w, http.StatusCreated, calls.IceServersResponse{IceServers: []calls.IceServer{
+			{Urls: []string{"stun:stun." + iceHost + ":3478", "stun:stun." + iceHost + ":53"}},
+			{
+				Urls: []string{
+					"turn:turn." + iceHost + ":3478?transport=udp", "turn:turn." + iceHost + ":53?transport=udp",
+					"turn:turn." + iceHost + ":3478?transport=tcp", "turn:turn." + iceHost + ":80?transport=tcp",
+					"turns:turn." + iceHost + ":5349?transport=tcp", "turns:turn." + iceHost + ":443?transport=tcp",
+				},
+				Username: &username, Credential: &secret,
+			},
+		}})
+	})
+}
+
+// RevokeIceCredential implements calls.ServerInterface.
+func (f *Fake) RevokeIceCredential(w http.ResponseWriter, r *http.Request, keyID, username string) {
+	f.serve(w, r, "revokeIceCredential", func(w http.ResponseWriter, r *http.Request) {
+		k := f.liveKey(w, r, keyID)
+		if k == nil {
+			return
+		}
+		f.mu.Lock()
+		c := f.creds[username]
+		if c != nil && c.keyID == k.uid {
+			c.revoked = true
+		}
+		f.mu.Unlock()
+		if c == nil || c.keyID != k.uid {
+			http.Error(w, "Not found: no such credential for this key", http.StatusNotFound)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+}
+
+// addCredentialLocked records a credential, dropping expired ones and then the oldest to stay
+// within maxCredentials.
+func (f *Fake) addCredentialLocked(username string, c *credential) {
+	if len(f.credOrder) >= maxCredentials {
+		now := time.Now()
+		kept := f.credOrder[:0]
+		for _, u := range f.credOrder {
+			if f.creds[u].expires.After(now) {
+				kept = append(kept, u)
+			} else {
+				delete(f.creds, u)
+			}
+		}
+		for len(kept) >= maxCredentials {
+			delete(f.creds, kept[0])
+			kept = kept[1:]
+		}
+		f.credOrder = slices.Clip(kept)
+	}
+	f.creds[username] = c
+	f.credOrder = append(f.credOrder, username)
+}
+
+// stampLocked returns the current time, strictly after the previous stamp, so modified always
+// advances.
+func (f *Fake) stampLocked() time.Time {
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	if !now.After(f.lastStamp) {
+		now = f.lastStamp.Add(time.Microsecond)
+	}
+	f.lastStamp = now
+	return now
+}
+
+func (f *Fake) ok(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		http.Error(w, "fake: encoding response: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(b)
+}
+
+func (f *Fake) fail(w http.ResponseWriter, status, code int, msg string) {
+	f.failAt(w, status, code, msg, "")
+}
+
+func (f *Fake) failAt(w http.ResponseWriter, status, code int, msg, pointer string) {
+	m := calls.Message{Code: code, Message: msg}
+	if pointer != "" {
+		m.Source = &struct {
+			Pointer *string `json:"pointer,omitempty"`
+		}{Pointer: &pointer}
+	}
+	f.ok(w, status, calls.FailureEnvelope{Success: calls.False, Errors: []calls.Message{m}, Messages: []calls.Message{}})
+}
+
+// applyFault answers r according to ft.
+func (f *Fake) applyFault(w http.ResponseWriter, r *http.Request, op string, ft Fault, handle http.HandlerFunc) {
+	if ft.Delay > 0 {
+		t := time.NewTimer(ft.Delay)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			t.Stop()
+		}
+	}
+	var rec *httptest.ResponseRecorder
+	if ft.AfterProcessing || ft.Body == BodyTruncated {
+		rec = httptest.NewRecorder()
+		handle(rec, r)
+	}
+	if ft.Drop {
+		drop(w)
+		return
+	}
+	if ft.RetryAfter != "" {
+		w.Header().Set("Retry-After", ft.RetryAfter)
+	}
+	if ft.RedirectTo != "" {
+		http.Redirect(w, r, ft.RedirectTo, http.StatusTemporaryRedirect)
+		return
+	}
+	plain := op == "generateIceServers" || op == "revokeIceCredential"
+	status := ft.Status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	switch ft.Body {
+	case BodyHTML:
+		if ft.Status == 0 {
+			status = http.StatusBadGateway
+		}
+		w.Header().Set("Content-Type", "text/html; charset=UTF-8")
+		w.WriteHeader(status)
+		fmt.Fprintf(w, "<!DOCTYPE html>\n<html><head><title>%d: %s</title></head><body><h1>Error %d</h1><p>Ray ID: %s</p></body></html>\n",
+			status, http.StatusText(status), status, w.Header().Get("Cf-Ray"))
+	case BodyEmpty:
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+	case BodyTruncated:
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		if ft.Status != 0 {
+			rec.Code = ft.Status
+		}
+		body := rec.Body.Bytes()
+		w.WriteHeader(rec.Code)
+		w.Write(body[:len(body)/2])
+	case BodySuccessFalse:
+		f.fail(w, status, errCodeServer, "Internal error, but the status says OK")
+	case BodyOversize:
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		io.WriteString(w, `{"success":true,"errors":[],"messages":[],"result":[],"padding":"`)
+		chunk := bytes.Repeat([]byte("x"), 64<<10)
+		for n := 0; n < turn.DefaultMaxResponseBytes+(1<<20); n += len(chunk) {
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+		io.WriteString(w, `"}`)
+	default:
+		switch {
+		case ft.Status != 0 && plain:
+			http.Error(w, http.StatusText(ft.Status), ft.Status)
+		case ft.Status != 0:
+			f.fail(w, ft.Status, codeFor(ft.Status), http.StatusText(ft.Status))
+		case rec != nil:
+			copyRecorded(w, rec)
+		default:
+			handle(w, r)
+		}
+	}
+}
+
+func copyRecorded(w http.ResponseWriter, rec *httptest.ResponseRecorder) {
+	for k, v := range rec.Header() {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(rec.Code)
+	w.Write(rec.Body.Bytes())
+}
+
+// drop closes the connection without an answer.
+func drop(w http.ResponseWriter) {
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		panic(http.ErrAbortHandler)
+	}
+	conn, _, err := hj.Hijack()
+	if err != nil {
+		panic(http.ErrAbortHandler)
+	}
+	conn.Close()
+}
+
+func codeFor(status int) int {
+	switch {
+	case status == http.StatusUnauthorized:
+		return errCodeUnauthorized
+	case status == http.StatusForbidden:
+		return errCodeAuthentication
+	case status == http.StatusNotFound:
+		return errCodeNotFound
+	case status == http.StatusTooManyRequests:
+		return errCodeRateLimited
+	case status >= 500:
+		return errCodeServer
+	}
+	return errCodeBadRequest
+}
+
+func alnum(s string) bool {
+	for _, r := range s {
+		if !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9') {
+			return false
+		}
+	}
+	return s != ""
+}
+
+func randomHex(n int) string {
+	b := make([]byte, (n+1)/2)
+	rand.Read(b)
+	return hex.EncodeToString(b)[:n]
+}
+
+const tokenAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
+
+func randomString(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	for i := range b {
+		b[i] = tokenAlphabet[int(b[i])%len(tokenAlphabet)]
+	}
+	return string(b)
+}
