@@ -32,23 +32,25 @@
 //
 // # Retries
 //
-// Failed calls are retried up to DefaultMaxRetries times (WithRetry; 0 turns retries off), waiting
-// an exponential backoff with full jitter (WithBackoff) or the server's Retry-After, up to
-// DefaultRetryAfterMax (WithRetryAfterMax), and never past the context's deadline. Each attempt has
-// a DefaultAttemptTimeout (WithTimeout) when the context has no deadline.
+// Failed calls are retried up to 3 times (DefaultMaxRetries; WithRetry, 0 turns retries off),
+// waiting an exponential backoff starting at 250ms and capped at 5s, with full jitter (WithBackoff),
+// or the server's Retry-After up to 30s (WithRetryAfterMax), and never past the context's deadline.
+// When the context has no deadline, each attempt has a 30s timeout (WithTimeout).
 //
 // GetKey, ListKeys, UpdateKey, DeleteKey and the ICE calls are retried on 429, 5xx and transport
 // errors. CreateKey makes a secret that is shown only once, so it is retried only when the request
 // surely never reached Cloudflare or was refused unprocessed: connection refused, DNS failure, 429,
 // or 503 with Retry-After. It is never retried after a timeout or a connection reset mid-request,
 // nor on 500, 502 or 504, because the key may exist and a retry would leave an orphan key whose
-// secret nobody saw. Such an error reaches the caller, who can list the keys to check.
+// secret nobody saw. Such an error reaches the caller, who can list the keys to check. A DeleteKey
+// whose answer was lost after the key was deleted is retried and then reports ErrNotFound: the key
+// is gone either way.
 //
 // # Safety
 //
 // Base URLs must be https, except on loopback hosts (for tests and the fake). Redirects to another
 // host are not followed, so the Authorization header never leaves for one. Response bodies are read
-// up to DefaultMaxResponseBytes (WithMaxResponseBytes).
+// up to 4 MiB (DefaultMaxResponseBytes; WithMaxResponseBytes).
 //
 // # Testing
 //

@@ -105,4 +105,3 @@ func messages(in []calls.Message, secrets []Secret) []Message {
 	}
 	return out
 }
-

@@ -120,9 +120,18 @@ func (e *APIError) Is(target error) bool {
 	return false
 }
 
-// invalidArg reports a malformed argument, wrapping ErrInvalidArgument.
+// callError is a failure found before any I/O, worded for one operation and matching a class.
+type callError struct {
+	msg   string
+	class error
+}
+
+func (e *callError) Error() string        { return e.msg }
+func (e *callError) Is(target error) bool { return target == e.class }
+
+// invalidArg reports a malformed argument; it matches ErrInvalidArgument.
 func invalidArg(op, format string, args ...any) error {
-	return fmt.Errorf("turn: %s: %w: %s", op, ErrInvalidArgument, fmt.Sprintf(format, args...))
+	return &callError{msg: "turn: " + op + ": invalid argument: " + fmt.Sprintf(format, args...), class: ErrInvalidArgument}
 }
 
 const excerptLen = 120

@@ -14,9 +14,10 @@ import (
 	"github.com/cfturn/cfturn/gen/calls"
 )
 
-// ICEServers is a generated iceServers list. It marshals to {"iceServers": [...]}, exactly the
-// RTCConfiguration a browser passes to new RTCPeerConnection(config), credentials included, and keeps
-// any field Cloudflare adds. Printing it with fmt or slog redacts the credentials.
+// ICEServers is a generated iceServers list. json.Marshal turns it into {"iceServers": [...]},
+// exactly the RTCConfiguration a browser passes to new RTCPeerConnection(config), credentials
+// included, with any field Cloudflare adds kept: send that to the browser, never to a log. Printing
+// it with fmt or slog, or marshalling a single ICEServer, redacts the credentials.
 type ICEServers struct {
 	Servers []ICEServer
 	// Expires is when the credentials run out: the time the request was sent plus the TTL.
@@ -115,9 +116,18 @@ func checkICE(op *operation, keyID string, secret Secret) error {
 	return checkKeySecret(op.name, secret)
 }
 
-// MarshalJSON writes {"iceServers": [...]} with the credentials, for the browser.
+// MarshalJSON writes {"iceServers": [...]} with the credentials, for the browser. This is the one
+// encoding that reveals them; an ICEServer marshalled on its own, as a logger would, is redacted.
 func (s ICEServers) MarshalJSON() ([]byte, error) {
-	return marshalObject(s.extra, func(put func(string, any)) { put("iceServers", s.Servers) })
+	servers := make([]json.RawMessage, len(s.Servers))
+	for i, srv := range s.Servers {
+		b, err := srv.marshal(true)
+		if err != nil {
+			return nil, err
+		}
+		servers[i] = b
+	}
+	return marshalObject(s.extra, func(put func(string, any)) { put("iceServers", servers) })
 }
 
 // UnmarshalJSON reads {"iceServers": [...]}, keeping unknown fields.
@@ -135,17 +145,27 @@ func (s *ICEServers) UnmarshalJSON(b []byte) error {
 	return json.Unmarshal(raw, &s.Servers)
 }
 
-// MarshalJSON writes the entry as RTCIceServer, with its credentials, for the browser.
-func (s ICEServer) MarshalJSON() ([]byte, error) {
+// MarshalJSON writes the entry as RTCIceServer with the username and credential redacted, so a
+// logged entry leaks nothing. Marshal the whole ICEServers to send credentials to a browser.
+func (s ICEServer) MarshalJSON() ([]byte, error) { return s.marshal(false) }
+
+func (s ICEServer) marshal(reveal bool) ([]byte, error) {
 	return marshalObject(s.extra, func(put func(string, any)) {
 		put("urls", s.URLs)
 		if s.Username != "" {
-			put("username", s.Username)
+			put("username", revealIf(reveal, s.Username))
 		}
 		if !s.Credential.IsZero() {
-			put("credential", s.Credential.Reveal())
+			put("credential", revealIf(reveal, s.Credential.Reveal()))
 		}
 	})
+}
+
+func revealIf(reveal bool, v string) string {
+	if reveal {
+		return v
+	}
+	return redacted
 }
 
 // UnmarshalJSON reads an RTCIceServer; urls may be a string or a list. Unknown fields are kept.

@@ -148,7 +148,10 @@ func TestEveryOperationValidated(t *testing.T) {
 	steps := []error{
 		func() error { _, err := e.client.ListKeys(ctx, turn.ListKeysParams{}); return err }(),
 		func() error { _, err := e.client.GetKey(ctx, turn.KeyParams{KeyID: k.ID}); return err }(),
-		func() error { _, err := e.client.UpdateKey(ctx, turn.UpdateKeyParams{KeyID: k.ID, Name: "b"}); return err }(),
+		func() error {
+			_, err := e.client.UpdateKey(ctx, turn.UpdateKeyParams{KeyID: k.ID, Name: "b"})
+			return err
+		}(),
 	}
 	ice, err := e.client.GenerateICEServers(ctx, turn.GenerateICEServersParams{KeyID: k.ID, KeySecret: k.Secret, TTL: time.Minute})
 	steps = append(steps, err,

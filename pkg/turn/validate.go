@@ -1,7 +1,6 @@
 package turn
 
 import (
-	"fmt"
 	"strings"
 	"time"
 )
@@ -86,7 +85,7 @@ func (c *Client) account(op, id string) (string, error) {
 // apiToken returns the API token, or ErrNoAPIToken.
 func (c *Client) apiToken(op string) (Secret, error) {
 	if c.cfg.token.IsZero() {
-		return Secret{}, fmt.Errorf("turn: %s: %w", op, ErrNoAPIToken)
+		return Secret{}, &callError{msg: "turn: " + op + ": no API token: pass turn.WithAPIToken or set CLOUDFLARE_API_TOKEN", class: ErrNoAPIToken}
 	}
 	return c.cfg.token, nil
 }

@@ -1,0 +1,96 @@
+package turn_test
+
+import (
+	"context"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"os/exec"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/cfturn/cfturn/openapi"
+	"github.com/cfturn/cfturn/pkg/turn"
+)
+
+// facadeMethods maps each operation of the spec to the one Client method that performs it.
+var facadeMethods = map[string]string{
+	"createTurnKey":       "CreateKey",
+	"listTurnKeys":        "ListKeys",
+	"getTurnKey":          "GetKey",
+	"updateTurnKey":       "UpdateKey",
+	"deleteTurnKey":       "DeleteKey",
+	"generateIceServers":  "GenerateICEServers",
+	"revokeIceCredential": "RevokeICECredential",
+}
+
+// Every operation in openapi/calls.yaml has one facade method, whose doc comment states the
+// operation's method and path and links the Cloudflare docs.
+func TestEverySpecOperationHasAMethod(t *testing.T) {
+	doc, err := openapi.Load(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs := methodDocs(t)
+	client := reflect.TypeOf(&turn.Client{})
+	seen := map[string]bool{}
+	for path, item := range doc.Paths.Map() {
+		for method, op := range item.Operations() {
+			name, ok := facadeMethods[op.OperationID]
+			if !ok {
+				t.Errorf("operation %s (%s %s) has no facade method", op.OperationID, method, path)
+				continue
+			}
+			seen[op.OperationID] = true
+			if _, ok := client.MethodByName(name); !ok {
+				t.Errorf("Client has no method %s for %s", name, op.OperationID)
+			}
+			comment := docs[name]
+			if !strings.Contains(comment, method+" ") || !strings.Contains(comment, path) {
+				t.Errorf("%s's doc comment does not state %s %s:\n%s", name, method, path, comment)
+			}
+			if !strings.Contains(comment, "https://developers.cloudflare.com/") {
+				t.Errorf("%s's doc comment does not link the Cloudflare docs", name)
+			}
+		}
+	}
+	for id := range facadeMethods {
+		if !seen[id] {
+			t.Errorf("facade maps %s, which the spec does not have", id)
+		}
+	}
+}
+
+func methodDocs(t *testing.T) map[string]string {
+	t.Helper()
+	pkgs, err := parser.ParseDir(token.NewFileSet(), ".", nil, parser.ParseComments)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, f := range pkgs["turn"].Files {
+		for _, d := range f.Decls {
+			if fn, ok := d.(*ast.FuncDecl); ok && fn.Recv != nil && fn.Doc != nil {
+				out[fn.Name.Name] = fn.Doc.Text()
+			}
+		}
+	}
+	return out
+}
+
+// A program importing only pkg/turn links neither kin-openapi nor a YAML parser.
+func TestClientDependenciesStaySmall(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "github.com/cfturn/cfturn/pkg/turn").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	for _, dep := range strings.Fields(string(out)) {
+		if strings.Contains(dep, "kin-openapi") || strings.Contains(dep, "yaml") || strings.Contains(dep, "cfturn/openapi") {
+			t.Errorf("pkg/turn depends on %s", dep)
+		}
+	}
+	if !strings.Contains(string(out), "github.com/cfturn/cfturn/gen/calls") {
+		t.Error("pkg/turn does not use the generated code")
+	}
+}

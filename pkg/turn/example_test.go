@@ -1,0 +1,156 @@
+package turn_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log"
+	"time"
+
+	"github.com/cfturn/cfturn/pkg/turn"
+	"github.com/cfturn/cfturn/pkg/turn/turntest"
+)
+
+func ExampleNewClient() {
+	// In production the token and account come from CLOUDFLARE_API_TOKEN and
+	// CLOUDFLARE_ACCOUNT_ID, or from options:
+	client, err := turn.NewClient(
+		turn.WithAPIToken("an-api-token-with-calls-write"),
+		turn.WithAccountID("023e105f4ecef8ad9ca31a8372d0c353"),
+		turn.WithUserAgent("myapp/1.0"),
+	)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(client.AccountID())
+	// Output: 023e105f4ecef8ad9ca31a8372d0c353
+}
+
+func ExampleClient_CreateKey() {
+	srv := turntest.NewServer() // an offline fake of Cloudflare; use turn.NewClient in production
+	defer srv.Close()
+	client := srv.Client()
+
+	key, err := client.CreateKey(context.Background(), turn.CreateKeyParams{Name: "video-calls"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	// The secret is shown only this once: store it now. It prints redacted.
+	fmt.Println(key.Name, len(key.ID), len(key.Secret.Reveal()))
+	fmt.Println(key.Secret)
+	// Output:
+	// video-calls 32 64
+	// [REDACTED]
+}
+
+func ExampleClient_ListKeys() {
+	srv := turntest.NewServer()
+	defer srv.Close()
+	client := srv.Client()
+	ctx := context.Background()
+	for _, name := range []string{"staging", "production"} {
+		if _, err := client.CreateKey(ctx, turn.CreateKeyParams{Name: name}); err != nil {
+			log.Fatal(err)
+		}
+	}
+
+	keys, err := client.ListKeys(ctx, turn.ListKeysParams{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, k := range keys {
+		fmt.Println(k.Name)
+	}
+	// Output:
+	// staging
+	// production
+}
+
+func ExampleClient_AllKeys() {
+	srv := turntest.NewServer()
+	defer srv.Close()
+	client := srv.Client()
+	ctx := context.Background()
+	if _, err := client.CreateKey(ctx, turn.CreateKeyParams{Name: "only"}); err != nil {
+		log.Fatal(err)
+	}
+
+	for k, err := range client.AllKeys(ctx, turn.ListKeysParams{}) {
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println(k.Name)
+	}
+	// Output: only
+}
+
+func ExampleClient_GenerateICEServers() {
+	srv := turntest.NewServer()
+	defer srv.Close()
+	client := srv.Client()
+	ctx := context.Background()
+	key, err := client.CreateKey(ctx, turn.CreateKeyParams{Name: "ice"})
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	ice, err := client.GenerateICEServers(ctx, turn.GenerateICEServersParams{
+		KeyID:     key.ID,
+		KeySecret: key.Secret,
+		TTL:       24 * time.Hour,
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	// Send json.Marshal(ice) to the browser: it is the RTCConfiguration for new RTCPeerConnection.
+	body, err := json.Marshal(ice)
+	if err != nil {
+		log.Fatal(err)
+	}
+	var config struct {
+		ICEServers []map[string]any `json:"iceServers"`
+	}
+	json.Unmarshal(body, &config)
+	turnEntry := config.ICEServers[1]
+	fmt.Println(len(config.ICEServers), turnEntry["username"] != nil, turnEntry["credential"] != nil)
+	// Printing it never shows the credentials.
+	fmt.Println(ice.Servers[1].Credential)
+	// Output:
+	// 2 true true
+	// [REDACTED]
+}
+
+func ExampleAPIError() {
+	srv := turntest.NewServer()
+	defer srv.Close()
+	client := srv.Client()
+
+	_, err := client.GetKey(context.Background(), turn.KeyParams{KeyID: "00000000000000000000000000000000"})
+	if errors.Is(err, turn.ErrNotFound) {
+		fmt.Println("no such key")
+	}
+	var apiErr *turn.APIError
+	if errors.As(err, &apiErr) {
+		fmt.Println(apiErr.StatusCode, apiErr.Errors[0].Code, apiErr.RayID != "")
+	}
+	// Output:
+	// no such key
+	// 404 10006 true
+}
+
+func ExampleErrInvalidArgument() {
+	client, err := turn.NewClient(turn.WithAPIToken("token"), turn.WithAccountID("023e105f4ecef8ad9ca31a8372d0c353"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	// Nothing is sent: the TTL is checked first.
+	_, err = client.GenerateICEServers(context.Background(), turn.GenerateICEServersParams{
+		KeyID: "2a95132c15732412d22c1476fa83f27a", KeySecret: turn.NewSecret("secret"), TTL: 0,
+	})
+	fmt.Println(errors.Is(err, turn.ErrInvalidArgument))
+	fmt.Println(err)
+	// Output:
+	// true
+	// turn: generate ICE servers: invalid argument: TTL 0s must be positive, e.g. 24*time.Hour
+}

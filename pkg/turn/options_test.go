@@ -1,0 +1,139 @@
+package turn_test
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cfturn/cfturn/pkg/turn"
+)
+
+func TestOptionsValidate(t *testing.T) {
+	for _, tc := range []struct {
+		opt  turn.Option
+		want string
+	}{
+		{turn.WithAPIToken(""), "token is empty"},
+		{turn.WithAPIToken("has space"), "white space"},
+		{turn.WithAccountID("x/y"), "account ID"},
+		{turn.WithBaseURL("http://api.example.com/client/v4"), "plain http; use https"},
+		{turn.WithBaseURL("api.cloudflare.com"), "a value of 18 characters is not an absolute http(s) URL"},
+		{turn.WithBaseURL("https://user:pw@api.example.com"), "carries user information"},
+		{turn.WithBaseURL("https://api.example.com/?x=1"), "query or fragment"},
+		{turn.WithICEBaseURL("ftp://x"), "not an absolute http(s) URL"},
+		{turn.WithHTTPClient(nil), "client is nil"},
+		{turn.WithUserAgent("a\nb"), "line break"},
+		{turn.WithRetry(-1), "WithRetry(-1)"},
+		{turn.WithBackoff(0, time.Second), "need 0 < base <= max"},
+		{turn.WithBackoff(time.Second, time.Millisecond), "need 0 < base <= max"},
+		{turn.WithRetryAfterMax(-1), "must not be negative"},
+		{turn.WithTimeout(-1), "must not be negative"},
+		{turn.WithMaxResponseBytes(10), "at least 1024"},
+	} {
+		_, err := turn.NewClient(turn.WithGetenv(nil), tc.opt)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("error %v, want one saying %q", err, tc.want)
+		}
+	}
+	if strings.Contains(func() string {
+		_, err := turn.NewClient(turn.WithBaseURL("https://user:pw@x.example"))
+		return err.Error()
+	}(), "pw") {
+		t.Error("a base URL's password reached the error")
+	}
+}
+
+func TestLoopbackHTTPAllowed(t *testing.T) {
+	for _, u := range []string{"http://127.0.0.1:8787/client/v4", "http://localhost/client/v4", "http://[::1]:1/v1"} {
+		if _, err := turn.NewClient(turn.WithGetenv(nil), turn.WithBaseURL(u), turn.WithICEBaseURL(u)); err != nil {
+			t.Errorf("%s: %v", u, err)
+		}
+	}
+}
+
+func TestEnvironmentFallback(t *testing.T) {
+	e := setup(t)
+	env := map[string]string{"CLOUDFLARE_API_TOKEN": e.fake.Token(), "CLOUDFLARE_ACCOUNT_ID": e.fake.AccountID()}
+	c, err := turn.NewClient(turn.WithGetenv(func(k string) string { return env[k] }),
+		turn.WithBaseURL(e.apiBase), turn.WithHTTPClient(&http.Client{Transport: e.contract}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.AccountID() != e.fake.AccountID() {
+		t.Errorf("AccountID = %q", c.AccountID())
+	}
+	if _, err := c.ListKeys(context.Background(), turn.ListKeysParams{}); err != nil {
+		t.Fatalf("client configured from the environment: %v", err)
+	}
+
+	// Options win over the environment.
+	c, err = turn.NewClient(turn.WithGetenv(func(k string) string { return env[k] }), turn.WithAPIToken("other"),
+		turn.WithBaseURL(e.apiBase), turn.WithHTTPClient(&http.Client{Transport: e.contract}), turn.WithRetry(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ListKeys(context.Background(), turn.ListKeysParams{}); err == nil {
+		t.Error("WithAPIToken did not override CLOUDFLARE_API_TOKEN")
+	}
+
+	t.Setenv("CLOUDFLARE_ACCOUNT_ID", "not/valid")
+	if _, err := turn.NewClient(); err == nil || !strings.Contains(err.Error(), "CLOUDFLARE_ACCOUNT_ID") {
+		t.Errorf("bad CLOUDFLARE_ACCOUNT_ID from os.Getenv: %v", err)
+	}
+}
+
+func TestWithHTTPClientDoesNotMutate(t *testing.T) {
+	hc := &http.Client{Timeout: time.Minute}
+	if _, err := turn.NewClient(turn.WithGetenv(nil), turn.WithHTTPClient(hc)); err != nil {
+		t.Fatal(err)
+	}
+	if hc.CheckRedirect != nil || hc.Timeout != time.Minute {
+		t.Error("NewClient changed the caller's *http.Client")
+	}
+}
+
+func TestUserAgent(t *testing.T) {
+	e := setup(t, turn.WithUserAgent("myapp/1.2"))
+	var got string
+	e.contract.Base = roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		got = r.Header.Get("User-Agent")
+		return http.DefaultTransport.RoundTrip(r)
+	})
+	if _, err := e.client.ListKeys(context.Background(), turn.ListKeysParams{}); err != nil {
+		t.Fatal(err)
+	}
+	if want := "myapp/1.2 cfturn-go/" + turn.Version; got != want {
+		t.Errorf("User-Agent = %q, want %q", got, want)
+	}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// The package documentation states the defaults; they must be the code's.
+func TestDocumentedDefaults(t *testing.T) {
+	doc, err := os.ReadFile("doc.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Join(strings.Fields(strings.ReplaceAll(string(doc), "\n//", " ")), " ")
+	for _, want := range []string{
+		"retried up to 3 times (DefaultMaxRetries",
+		"backoff starting at 250ms and capped at 5s",
+		"Retry-After up to 30s",
+		"attempt has a 30s timeout",
+		"read up to 4 MiB",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("doc.go does not say %q", want)
+		}
+	}
+	if turn.DefaultMaxRetries != 3 || turn.DefaultBackoffBase != 250*time.Millisecond || turn.DefaultBackoffMax != 5*time.Second ||
+		turn.DefaultRetryAfterMax != 30*time.Second || turn.DefaultAttemptTimeout != 30*time.Second || turn.DefaultMaxResponseBytes != 4<<20 {
+		t.Error("a default changed: update doc.go, README.md and this test together")
+	}
+}
