@@ -1,0 +1,147 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cfturn/cfturn/pkg/turn"
+	"github.com/cfturn/cfturn/pkg/turn/turntest"
+)
+
+func (a *app) serveFakeCommand() *cobra.Command {
+	var addr, token string
+	cmd := &cobra.Command{
+		Use:   "serve-fake [--addr 127.0.0.1:8787] [--token T]",
+		Short: "Run an offline fake of the Cloudflare TURN APIs until Ctrl-C",
+		Long: `Run the turntest fake on a port: key management under /client/v4 and ICE credentials under /v1,
+with the same shapes as Cloudflare's APIs, so cfturn, the Cloudflare SDKs and curl work against it.
+State lives in memory and is gone when it stops.`,
+		Args: args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			opts := []turntest.Option{turntest.WithAddr(addr)}
+			if token != "" {
+				opts = append(opts, turntest.WithToken(token))
+			}
+			if a.accountID != "" {
+				opts = append(opts, turntest.WithAccountID(a.accountID))
+			}
+			srv, err := turntest.NewServerErr(opts...)
+			if err != nil {
+				return err
+			}
+			defer srv.Close()
+			fmt.Fprintf(a.stdout, `cfturn fake of the Cloudflare TURN APIs, listening on %s
+  key API base URL   %s
+  ICE API base URL   %s
+  API token          %s
+  account ID         %s
+
+Try it:
+  export CLOUDFLARE_API_TOKEN=%s CLOUDFLARE_ACCOUNT_ID=%s
+  cfturn --base-url %s keys create --name test
+
+Press Ctrl-C to stop.
+`, srv.URL, srv.APIBaseURL, srv.ICEBaseURL, srv.Token(), srv.AccountID(), srv.Token(), srv.AccountID(), srv.APIBaseURL)
+			<-cmd.Context().Done()
+			fmt.Fprintln(a.stderr, "cfturn: stopping the fake")
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&addr, "addr", "127.0.0.1:8787", "address to listen on")
+	cmd.Flags().StringVar(&token, "token", "", "API token the fake accepts (default: random, printed at start)")
+	return cmd
+}
+
+func (a *app) demoCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "demo",
+		Short: "Walk a TURN key's whole life against the built-in fake (no account needed)",
+		Args:  args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			srv, err := turntest.NewServerErr()
+			if err != nil {
+				return err
+			}
+			defer srv.Close()
+			return a.demo(cmd.Context(), srv)
+		},
+	}
+}
+
+// demo creates, lists, renames a key, mints and revokes ICE credentials and deletes the key,
+// printing each step. Credentials are shown redacted.
+func (a *app) demo(ctx context.Context, srv *turntest.Server) error {
+	c := srv.Client()
+	step := 0
+	say := func(format string, args ...any) {
+		step++
+		fmt.Fprintf(a.stdout, "\n%d. %s\n", step, fmt.Sprintf(format, args...))
+	}
+	fmt.Fprintf(a.stdout, "cfturn demo: an offline fake of Cloudflare's TURN APIs is running at %s\n", srv.URL)
+
+	say("Create a TURN key (POST /accounts/{account_id}/calls/turn_keys)")
+	key, err := c.CreateKey(ctx, turn.CreateKeyParams{Name: "demo-key"})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(a.stdout, "   id %s, name %q\n   secret: %d characters, shown once by Cloudflare; printed here as %v\n",
+		key.ID, key.Name, len(key.Secret.Reveal()), key.Secret)
+
+	say("List the account's keys (GET .../turn_keys)")
+	keys, err := c.ListKeys(ctx, turn.ListKeysParams{})
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		fmt.Fprintf(a.stdout, "   %s  %-12s created %s\n", k.ID, k.Name, k.Created.Format(time.RFC3339))
+	}
+
+	say("Rename it (PUT .../turn_keys/{key_id})")
+	renamed, err := c.UpdateKey(ctx, turn.UpdateKeyParams{KeyID: key.ID, Name: "demo-key-renamed"})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(a.stdout, "   name %q, modified %s\n", renamed.Name, renamed.Modified.Format(time.RFC3339Nano))
+
+	say("Mint ICE credentials valid for 1h (POST /v1/turn/keys/{key_id}/credentials/generate-ice-servers)")
+	ice, err := c.GenerateICEServers(ctx, turn.GenerateICEServersParams{KeyID: key.ID, KeySecret: key.Secret, TTL: time.Hour})
+	if err != nil {
+		return err
+	}
+	// A lone ICEServer marshals with its credentials redacted; json.Marshal(ice) is what a browser gets.
+	pretty, err := json.MarshalIndent(map[string]any{"iceServers": ice.Servers}, "   ", "  ")
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(a.stdout, "   this is what a browser passes to new RTCPeerConnection (credentials redacted here):\n   %s\n   expires %s\n",
+		pretty, ice.Expires.Format(time.RFC3339))
+
+	var username string
+	for _, s := range ice.Servers {
+		if s.Username != "" {
+			username = s.Username
+		}
+	}
+	say("Revoke that credential (POST /v1/turn/keys/{key_id}/credentials/{username}/revoke)")
+	if err := c.RevokeICECredential(ctx, turn.RevokeICECredentialParams{KeyID: key.ID, KeySecret: key.Secret, Username: username}); err != nil {
+		return err
+	}
+	fmt.Fprintf(a.stdout, "   revoked: %v\n", srv.Revoked(username))
+
+	say("Delete the key (DELETE .../turn_keys/{key_id})")
+	if _, err := c.DeleteKey(ctx, turn.KeyParams{KeyID: key.ID}); err != nil {
+		return err
+	}
+	keys, err = c.ListKeys(ctx, turn.ListKeysParams{})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(a.stdout, "   keys left: %d\n", len(keys))
+
+	_, err = fmt.Fprintln(a.stdout, "\nDone. Against Cloudflare, set CLOUDFLARE_API_TOKEN and CLOUDFLARE_ACCOUNT_ID and run:\n   cfturn keys create --name my-key --out turn-key.secret")
+	return err
+}

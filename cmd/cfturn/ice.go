@@ -1,0 +1,107 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cfturn/cfturn/pkg/turn"
+)
+
+// iceFlags are the flags every ICE command takes. The key secret is never a flag value, so it does
+// not show in shell history or the process list.
+type iceFlags struct {
+	keyID      string
+	secretFile string
+}
+
+func (f *iceFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.keyID, "key-id", "", "the TURN key's ID (required)")
+	cmd.Flags().StringVar(&f.secretFile, "key-secret-file", "", "file holding the TURN key's secret (default $CFTURN_KEY_SECRET)")
+}
+
+// secret reads the key secret from --key-secret-file or CFTURN_KEY_SECRET.
+func (f *iceFlags) secret(a *app) (turn.Secret, error) {
+	if f.keyID == "" {
+		return turn.Secret{}, usagef("--key-id is required")
+	}
+	if f.secretFile != "" {
+		b, err := os.ReadFile(f.secretFile)
+		if err != nil {
+			return turn.Secret{}, usagef("--key-secret-file: %v", err)
+		}
+		s := strings.TrimSpace(string(b))
+		if s == "" {
+			return turn.Secret{}, usagef("--key-secret-file %s is empty", f.secretFile)
+		}
+		return turn.NewSecret(s), nil
+	}
+	if s := strings.TrimSpace(a.getenv("CFTURN_KEY_SECRET")); s != "" {
+		return turn.NewSecret(s), nil
+	}
+	return turn.Secret{}, usagef("no key secret: set CFTURN_KEY_SECRET or pass --key-secret-file (the secret from keys create)")
+}
+
+func (a *app) iceCommand() *cobra.Command {
+	var flags iceFlags
+	var ttl time.Duration
+	cmd := &cobra.Command{
+		Use:   "ice-servers --key-id ID [--ttl 24h]",
+		Short: "Mint short-lived ICE credentials and print the iceServers JSON",
+		Long: `Mint short-lived ICE credentials from a TURN key and print {"iceServers": [...]}, the
+configuration a browser passes to new RTCPeerConnection. The key's secret comes from
+CFTURN_KEY_SECRET or --key-secret-file.`,
+		Args: args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			secret, err := flags.secret(a)
+			if err != nil {
+				return err
+			}
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			ice, err := c.GenerateICEServers(cmd.Context(), turn.GenerateICEServersParams{KeyID: flags.keyID, KeySecret: secret, TTL: ttl})
+			if err != nil {
+				return err
+			}
+			return writeJSON(a.stdout, ice)
+		},
+	}
+	flags.register(cmd)
+	cmd.Flags().DurationVar(&ttl, "ttl", 24*time.Hour, "how long the credentials live, in whole seconds (e.g. 10m, 24h)")
+	cmd.AddCommand(a.iceRevoke())
+	return cmd
+}
+
+func (a *app) iceRevoke() *cobra.Command {
+	var flags iceFlags
+	cmd := &cobra.Command{
+		Use:   "revoke USERNAME --key-id ID",
+		Short: "Revoke one ICE credential before its ttl runs out",
+		Args:  args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			secret, err := flags.secret(a)
+			if err != nil {
+				return err
+			}
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			if err := c.RevokeICECredential(cmd.Context(), turn.RevokeICECredentialParams{KeyID: flags.keyID, KeySecret: secret, Username: argv[0]}); err != nil {
+				return err
+			}
+			if a.json {
+				return writeJSON(a.stdout, map[string]bool{"revoked": true})
+			}
+			_, err = fmt.Fprintln(a.stdout, "revoked")
+			return err
+		},
+	}
+	flags.register(cmd)
+	return cmd
+}

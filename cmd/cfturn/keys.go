@@ -1,0 +1,211 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cfturn/cfturn/pkg/turn"
+)
+
+func (a *app) keysCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "keys",
+		Short: "Create, list, get, rename and delete TURN keys",
+		Args:  args(cobra.NoArgs),
+		RunE:  func(cmd *cobra.Command, _ []string) error { return usagef("keys needs a subcommand (see cfturn keys --help)") },
+	}
+	cmd.AddCommand(a.keysCreate(), a.keysList(), a.keysGet(), a.keysRename(), a.keysDelete())
+	return cmd
+}
+
+func (a *app) keysCreate() *cobra.Command {
+	var name, out string
+	cmd := &cobra.Command{
+		Use:   "create [--name NAME] [--out FILE]",
+		Short: "Create a TURN key; its secret is shown only once",
+		Long: `Create a TURN key. Cloudflare returns the key's secret only this once.
+Without --out the secret is printed; with --out FILE it is written to FILE, created new with mode
+0600 (an existing file is never overwritten), and not printed.`,
+		Args: args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			// Open the file first: a key whose secret cannot be stored must not be created.
+			var f *os.File
+			if out != "" {
+				f, err = os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+				if errors.Is(err, fs.ErrExist) {
+					return usagef("--out %s: file exists; cfturn never overwrites a secret file, choose another name", out)
+				}
+				if err != nil {
+					return fmt.Errorf("--out: %w", err)
+				}
+			}
+			key, err := c.CreateKey(cmd.Context(), turn.CreateKeyParams{Name: name})
+			if err != nil {
+				if f != nil {
+					f.Close()
+					os.Remove(out)
+				}
+				return err
+			}
+			if f != nil {
+				return a.saveSecret(f, out, key)
+			}
+			fmt.Fprintln(a.stderr, "cfturn: this is the only time Cloudflare shows the key's secret: store it now")
+			if a.json {
+				k := toJSON(key.Key)
+				k.Secret = key.Secret.Reveal()
+				return writeJSON(a.stdout, k)
+			}
+			if err := a.printKeys([]turn.Key{key.Key}, false); err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(a.stdout, "SECRET  %s\n", key.Secret.Reveal())
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&name, "name", "", "short description of the key, not shown to end users")
+	cmd.Flags().StringVar(&out, "out", "", "write the secret to this new file (mode 0600) instead of printing it")
+	return cmd
+}
+
+// saveSecret writes the new key's secret to f. If that fails, the secret is printed instead, since
+// it can never be fetched again.
+func (a *app) saveSecret(f *os.File, path string, key turn.KeyWithSecret) error {
+	_, err := io.WriteString(f, key.Secret.Reveal()+"\n")
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		fmt.Fprintf(a.stderr, "cfturn: writing %s failed (%v); the secret, shown only now, is:\n%s\n", path, err, key.Secret.Reveal())
+		return fmt.Errorf("--out %s: %w", path, err)
+	}
+	fmt.Fprintf(a.stderr, "cfturn: secret written to %s (mode 0600)\n", path)
+	return a.printKeys([]turn.Key{key.Key}, false)
+}
+
+func (a *app) keysList() *cobra.Command {
+	return &cobra.Command{
+		Use:   "list",
+		Short: "List the account's TURN keys",
+		Args:  args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			keys, err := c.ListKeys(cmd.Context(), turn.ListKeysParams{})
+			if err != nil {
+				return err
+			}
+			return a.printKeys(keys, true)
+		},
+	}
+}
+
+func (a *app) keysGet() *cobra.Command {
+	return &cobra.Command{
+		Use:   "get ID",
+		Short: "Show one TURN key",
+		Args:  args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			key, err := c.GetKey(cmd.Context(), turn.KeyParams{KeyID: argv[0]})
+			if err != nil {
+				return err
+			}
+			return a.printKeys([]turn.Key{key}, false)
+		},
+	}
+}
+
+func (a *app) keysRename() *cobra.Command {
+	return &cobra.Command{
+		Use:   "rename ID NAME",
+		Short: "Rename a TURN key",
+		Args:  args(cobra.ExactArgs(2)),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			key, err := c.UpdateKey(cmd.Context(), turn.UpdateKeyParams{KeyID: argv[0], Name: argv[1]})
+			if err != nil {
+				return err
+			}
+			return a.printKeys([]turn.Key{key}, false)
+		},
+	}
+}
+
+func (a *app) keysDelete() *cobra.Command {
+	var yes bool
+	cmd := &cobra.Command{
+		Use:   "delete ID [--yes]",
+		Short: "Delete a TURN key; credentials minted from it stop working",
+		Long: `Delete a TURN key. On a terminal cfturn asks first; elsewhere, or to skip the question,
+pass --yes.`,
+		Args: args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			if !yes {
+				if !isTerminal(a.stdin) {
+					return usagef("keys delete: not a terminal, so cfturn cannot ask: pass --yes to delete %s", argv[0])
+				}
+				ok, err := confirm(a.stdin, a.stderr, fmt.Sprintf("Delete TURN key %s? Credentials minted from it stop working. [y/N] ", argv[0]))
+				if err != nil {
+					return err
+				}
+				if !ok {
+					return usagef("keys delete: not confirmed; nothing deleted")
+				}
+			}
+			key, err := c.DeleteKey(cmd.Context(), turn.KeyParams{KeyID: argv[0]})
+			if err != nil {
+				return err
+			}
+			return a.printKeys([]turn.Key{key}, false)
+		},
+	}
+	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "delete without asking")
+	return cmd
+}
+
+func isTerminal(r io.Reader) bool {
+	f, ok := r.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// confirm asks a yes/no question and reads the answer from in.
+func confirm(in io.Reader, out io.Writer, question string) (bool, error) {
+	fmt.Fprint(out, question)
+	line, err := bufio.NewReader(in).ReadString('\n')
+	if err != nil && line == "" {
+		return false, fmt.Errorf("reading the answer: %w", err)
+	}
+	switch strings.ToLower(strings.TrimSpace(line)) {
+	case "y", "yes":
+		return true, nil
+	}
+	return false, nil
+}
