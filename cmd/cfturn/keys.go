@@ -19,7 +19,9 @@ func (a *app) keysCommand() *cobra.Command {
 		Use:   "keys",
 		Short: "Create, list, get, rename and delete TURN keys",
 		Args:  args(cobra.NoArgs),
-		RunE:  func(cmd *cobra.Command, _ []string) error { return usagef("keys needs a subcommand (see cfturn keys --help)") },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return usagef("keys needs a subcommand (see cfturn keys --help)")
+		},
 	}
 	cmd.AddCommand(a.keysCreate(), a.keysList(), a.keysGet(), a.keysRename(), a.keysDelete())
 	return cmd
