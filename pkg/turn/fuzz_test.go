@@ -1,0 +1,102 @@
+package turn
+
+import (
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/cfturn/cfturn/gen/calls"
+)
+
+// White-box fuzz targets: decoding what a server sends, checking what a caller passes, and
+// formatting errors must never panic, never accept garbage as success, and never leak a secret.
+
+const fuzzSecret = "fuzz-secret-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQR"
+
+func FuzzDecodeEnvelope(f *testing.F) {
+	f.Add(200, "application/json", `{"success":true,"errors":[],"messages":[],"result":{"uid":"2a95132c15732412d22c1476fa83f27a","name":"n","created":"2024-01-01T00:00:00Z","modified":"2024-01-01T00:00:00Z"}}`)
+	f.Add(404, "application/json", `{"success":false,"errors":[{"code":10006,"message":"not found `+fuzzSecret+`"}],"messages":[]}`)
+	f.Add(502, "text/html", "<html>"+fuzzSecret+"</html>")
+	f.Add(200, "application/json", `{"success":true,"result":null}`)
+	f.Add(200, "", "")
+	f.Fuzz(func(t *testing.T, status int, contentType, body string) {
+		if status < 100 || status > 599 {
+			status = 200 + (status&0xff)%400
+		}
+		res := &response{status: status, header: http.Header{"Content-Type": {contentType}, "Cf-Ray": {"r"}}, body: []byte(body)}
+		secrets := []Secret{NewSecret(fuzzSecret)}
+		var err error
+		if status >= 200 && status < 300 {
+			var k calls.TurnKey
+			k, err = decodeEnvelope[calls.TurnKey](opGetKey, res, secrets)
+			if err == nil && !strings.Contains(body, `"success"`) {
+				t.Fatalf("accepted a body without success: %q -> %+v", body, k)
+			}
+		} else {
+			c := &Client{}
+			err = c.statusError(opGetKey, res, 1, secrets)
+		}
+		if err == nil {
+			return
+		}
+		if msg := err.Error(); strings.Contains(msg, fuzzSecret) {
+			t.Fatalf("secret in error: %s", msg)
+		}
+	})
+}
+
+func FuzzValidateIDs(f *testing.F) {
+	for _, s := range []string{"", "023e105f4ecef8ad9ca31a8372d0c353", "2a95132c15732412d22c1476fa83f27a", "a/b", "ü", strings.Repeat("a", 33)} {
+		f.Add(s)
+	}
+	account := regexp.MustCompile(`^[A-Za-z0-9]{1,32}$`)
+	key := regexp.MustCompile(`^[A-Za-z0-9]{32}$`)
+	f.Fuzz(func(t *testing.T, id string) {
+		if got, want := checkAccountID("op", id) == nil, account.MatchString(id); got != want {
+			t.Fatalf("checkAccountID(%q) accepted=%v, want %v", id, got, want)
+		}
+		if got, want := checkKeyID("op", id) == nil, key.MatchString(id); got != want {
+			t.Fatalf("checkKeyID(%q) accepted=%v, want %v", id, got, want)
+		}
+		if err := checkKeyID("op", id); err != nil && len(id) > keyIDLen && strings.Contains(err.Error(), id) {
+			t.Fatalf("a long value was echoed: %v", err)
+		}
+	})
+}
+
+func FuzzValidateTTL(f *testing.F) {
+	for _, d := range []int64{0, -1, 1, int64(time.Second), int64(1500 * time.Millisecond), int64(48 * time.Hour)} {
+		f.Add(d)
+	}
+	f.Fuzz(func(t *testing.T, n int64) {
+		ttl := time.Duration(n)
+		ok := checkTTL("op", ttl) == nil
+		if want := ttl > 0 && ttl%time.Second == 0; ok != want {
+			t.Fatalf("checkTTL(%v) accepted=%v, want %v", ttl, ok, want)
+		}
+	})
+}
+
+func FuzzErrorText(f *testing.F) {
+	f.Add(403, "Authentication error", 10000, "8f1e-SJC", "<html>"+fuzzSecret)
+	f.Add(0, "", 0, "", "")
+	f.Add(599, "line\nbreak", -1, "ray\x00", "\xff\xfe")
+	f.Fuzz(func(t *testing.T, status int, message string, code int, ray, body string) {
+		e := &APIError{Operation: "get key", StatusCode: status, RayID: ray,
+			Errors:  []Message{{Code: code, Message: scrub(message, []Secret{NewSecret(fuzzSecret)})}},
+			Excerpt: excerpt([]byte(body), []Secret{NewSecret(fuzzSecret)})}
+		msg := e.Error()
+		if !strings.HasPrefix(msg, "turn: get key: ") {
+			t.Fatalf("error text %q", msg)
+		}
+		if strings.Contains(msg, fuzzSecret) {
+			t.Fatalf("secret in %q", msg)
+		}
+		if !utf8.ValidString(e.Excerpt) || utf8.RuneCountInString(e.Excerpt) > excerptLen+1 {
+			t.Fatalf("excerpt %q is not short, valid text", e.Excerpt)
+		}
+	})
+}
