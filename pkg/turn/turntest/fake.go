@@ -107,21 +107,30 @@ func New(opts ...Option) *Fake {
 	onBadParam := func(w http.ResponseWriter, r *http.Request, err error) {
 		f.fail(w, http.StatusBadRequest, errCodeRoute, "Could not route to "+r.URL.Path+", perhaps your object identifier is invalid?")
 	}
-	keys := calls.HandlerWithOptions(f, calls.StdHTTPServerOptions{BaseURL: "/client/v4", ErrorHandlerFunc: onBadParam})
-	ice := calls.HandlerWithOptions(f, calls.StdHTTPServerOptions{BaseURL: "/v1", ErrorHandlerFunc: onBadParam})
+	// The generated routes, mounted once per API root; a request reaches only its own API's routes.
+	keys, ice := http.NewServeMux(), http.NewServeMux()
+	calls.HandlerWithOptions(f, calls.StdHTTPServerOptions{BaseURL: "/client/v4", BaseRouter: keys, ErrorHandlerFunc: onBadParam})
+	calls.HandlerWithOptions(f, calls.StdHTTPServerOptions{BaseURL: "/v1", BaseRouter: ice, ErrorHandlerFunc: onBadParam})
 	f.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch p := r.URL.Path; {
-		case strings.HasPrefix(p, "/client/v4/accounts/"):
+		p := r.URL.Path
+		switch {
+		case strings.HasPrefix(p, "/client/v4/accounts/") && routed(keys, r):
 			keys.ServeHTTP(w, r)
-		case strings.HasPrefix(p, "/v1/turn/"):
+		case strings.HasPrefix(p, "/v1/turn/") && routed(ice, r):
 			ice.ServeHTTP(w, r)
 		case strings.HasPrefix(p, "/client/v4/"):
 			f.fail(w, http.StatusNotFound, errCodeNoRoute, "No route for that URI")
 		default:
-			http.Error(w, "not found: the fake serves /client/v4 and /v1", http.StatusNotFound)
+			http.Error(w, "Not found", http.StatusNotFound)
 		}
 	})
 	return f
+}
+
+// routed reports whether mux has a route for r's method and path.
+func routed(mux *http.ServeMux, r *http.Request) bool {
+	_, pattern := mux.Handler(r)
+	return pattern != ""
 }
 
 // Handler returns the fake's http.Handler.
