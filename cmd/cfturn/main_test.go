@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -260,7 +261,7 @@ func TestHelpVersionCompletion(t *testing.T) {
 		t.Errorf("--version: %q", r.stdout)
 	}
 	for _, args := range [][]string{{"--help"}, {"keys", "--help"}, {"keys", "create", "--help"}, {"ice-servers", "--help"},
-		{"ice-servers", "revoke", "--help"}, {"serve-fake", "--help"}, {"demo", "--help"}} {
+		{"ice-servers", "revoke", "--help"}, {"serve-ice", "--help"}, {"serve-fake", "--help"}, {"demo", "--help"}} {
 		r := cfturn(t, srv, nil, args...)
 		r.check(t, 0)
 		if !strings.Contains(r.stdout, "Usage:") {
@@ -297,14 +298,7 @@ func TestServeFake(t *testing.T) {
 	go func() {
 		done <- run(ctx, []string{"serve-fake", "--addr", "127.0.0.1:0", "--token", "fake-token"}, strings.NewReader(""), out, io.Discard, func(string) string { return "" })
 	}()
-	var base string
-	deadline := time.Now().Add(5 * time.Second)
-	for base == "" && time.Now().Before(deadline) {
-		if m := regexp.MustCompile(`key API base URL\s+(\S+)`).FindStringSubmatch(out.String()); m != nil {
-			base = m[1]
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	base := waitFor(t, out, `key API base URL\s+(\S+)`)
 	if base == "" {
 		cancel()
 		t.Fatalf("serve-fake printed no base URL:\n%s", out.String())
@@ -334,6 +328,68 @@ func TestServeFake(t *testing.T) {
 	defer busy.Close()
 	if code := run(context.Background(), []string{"serve-fake", "--addr", addr}, strings.NewReader(""), io.Discard, &errOut, func(string) string { return "" }); code != 1 || !strings.Contains(errOut.String(), "listen on") {
 		t.Errorf("busy port: exit %d %q", code, errOut.String())
+	}
+}
+
+// waitFor waits up to 5s for pattern to appear in out and returns its first group.
+func waitFor(t *testing.T, out *syncBuffer, pattern string) string {
+	t.Helper()
+	re := regexp.MustCompile(pattern)
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if m := re.FindStringSubmatch(out.String()); m != nil {
+			return m[1]
+		}
+	}
+	return ""
+}
+
+func TestServeICE(t *testing.T) {
+	srv := turntest.NewServer()
+	defer srv.Close()
+	r := cfturn(t, srv, nil, "keys", "create", "--json")
+	r.check(t, 0)
+	var key keyJSON
+	json.Unmarshal([]byte(r.stdout), &key)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out := &syncBuffer{}
+	env := map[string]string{"CFTURN_KEY_SECRET": key.Secret, "CLOUDFLARE_ACCOUNT_ID": srv.AccountID()}
+	done := make(chan int)
+	go func() {
+		done <- run(ctx, []string{"--base-url", srv.APIBaseURL, "serve-ice", "--addr", "127.0.0.1:0", "--key-id", key.ID,
+			"--identity-header", "X-User", "--allow-origin", "https://app.example"},
+			strings.NewReader(""), out, io.Discard, func(k string) string { return env[k] })
+	}()
+	url := waitFor(t, out, `on (http://\S+) `)
+	if url == "" {
+		t.Fatalf("serve-ice printed no URL:\n%s", out.String())
+	}
+	req, _ := http.NewRequest("GET", url, nil)
+	req.Header.Set("X-User", "alice")
+	req.Header.Set("Origin", "https://app.example")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body struct {
+		ICEServers []map[string]any `json:"iceServers"`
+		ExpiresAt  int64            `json:"expiresAt"`
+	}
+	json.NewDecoder(resp.Body).Decode(&body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || len(body.ICEServers) != 2 || body.ExpiresAt < time.Now().Unix() ||
+		resp.Header.Get("Access-Control-Allow-Origin") != "https://app.example" {
+		t.Errorf("serve-ice answer: %d %+v %v", resp.StatusCode, body, resp.Header)
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("serve-ice exit %d after Ctrl-C", code)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("serve-ice did not stop")
 	}
 }
 

@@ -274,18 +274,20 @@ func TestRetryOffAndRetryAfterCap(t *testing.T) {
 	}
 }
 
-// Backoff never sleeps past the context's deadline: the call returns the last error instead.
+// A wait that would end past the context's deadline is not started: the call returns the last
+// error at once.
 func TestRetryStopsAtDeadline(t *testing.T) {
-	e := setup(t, turn.WithBackoff(time.Second, time.Second))
-	e.fake.InjectFault(turntest.Fault{Operation: "getTurnKey", Status: 500, Count: 10})
+	e := setup(t)
+	e.fake.InjectFault(turntest.Fault{Operation: "getTurnKey", Status: 503, RetryAfter: "1", Count: 10})
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
+	start := time.Now()
 	_, err := e.client.GetKey(ctx, turn.KeyParams{KeyID: testKeyID})
 	if !errors.Is(err, turn.ErrServer) {
 		t.Fatalf("%v, want the last ErrServer", err)
 	}
-	if n := e.fake.Requests()["getTurnKey"]; n > 2 {
-		t.Errorf("%d attempts within 300ms with a 1s backoff", n)
+	if n, took := e.fake.Requests()["getTurnKey"], time.Since(start); n != 1 || took > 250*time.Millisecond {
+		t.Errorf("%d attempts in %v; want 1, returned before the deadline", n, took)
 	}
 }
 
