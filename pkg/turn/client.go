@@ -21,7 +21,12 @@ const userAgent = "cfturn-go/" + Version
 // A Client is immutable after NewClient and safe for concurrent use by many goroutines.
 type Client struct {
 	cfg config
+
+	apiAuth   *[]string // Authorization header value for the API token, or nil; see Format
+	userAgent []string  // User-Agent header value
 }
+
+var acceptJSON = []string{"application/json"}
 
 // NewClient returns a Client configured by opts.
 //
@@ -75,8 +80,20 @@ func NewClient(opts ...Option) (*Client, error) {
 	}
 	hc.CheckRedirect = sameHostRedirects(hc.CheckRedirect)
 	cfg.hc = &hc
-	return &Client{cfg: cfg}, nil
+	c := &Client{cfg: cfg, userAgent: []string{cfg.userAgent}}
+	if !cfg.token.IsZero() {
+		c.apiAuth = &[]string{"Bearer " + cfg.token.Reveal()}
+	}
+	return c, nil
 }
+
+// Format implements fmt.Formatter: every verb shows the account and base URLs, never the token.
+func (c Client) Format(f fmt.State, _ rune) {
+	fmt.Fprintf(f, "turn.Client{account:%q api:%q ice:%q token:%v}", c.cfg.accountID, c.cfg.apiBase, c.cfg.iceBase, c.cfg.token)
+}
+
+// LogValue implements slog.LogValuer.
+func (c *Client) LogValue() slog.Value { return slog.StringValue(fmt.Sprint(*c)) }
 
 // AccountID returns the default account, or "" when there is none.
 func (c *Client) AccountID() string { return c.cfg.accountID }
@@ -118,9 +135,16 @@ type response struct {
 // an *APIError for an HTTP answer, the context's error, or a transport error.
 // secrets lists the credentials of this call, scrubbed from anything the server echoes back.
 func (c *Client) send(ctx context.Context, op *operation, req *http.Request, secrets ...Secret) (*response, error) {
-	req.Header.Set("Authorization", "Bearer "+secrets[0].Reveal())
-	req.Header.Set("User-Agent", c.cfg.userAgent)
-	req.Header.Set("Accept", "application/json")
+	// Header values are set as slices built once per client, not per request.
+	var auth []string
+	if c.apiAuth != nil && secrets[0].p == c.cfg.token.p {
+		auth = *c.apiAuth
+	} else {
+		auth = []string{"Bearer " + secrets[0].Reveal()}
+	}
+	req.Header["Authorization"] = auth
+	req.Header["User-Agent"] = c.userAgent
+	req.Header["Accept"] = acceptJSON
 
 	for attempt := 1; ; attempt++ {
 		start := time.Now()
@@ -176,16 +200,41 @@ func (c *Client) attempt(ctx context.Context, req *http.Request) (*response, err
 		return nil, err
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, c.cfg.maxBody+1))
+	body, err := readBody(resp.Body, resp.ContentLength, c.cfg.maxBody)
 	res := &response{status: resp.StatusCode, header: resp.Header, body: body}
-	if err != nil {
+	switch {
+	case errors.Is(err, errBodyTooLarge):
+		return res, err
+	case err != nil:
 		return res, &readError{err}
 	}
-	if int64(len(body)) > c.cfg.maxBody {
-		res.body = body[:c.cfg.maxBody]
-		return res, errBodyTooLarge
-	}
 	return res, nil
+}
+
+// readBody reads r to the end, or to limit bytes and then fails with errBodyTooLarge. A known
+// length sizes the buffer in one allocation.
+func readBody(r io.Reader, length, limit int64) ([]byte, error) {
+	size := int64(512)
+	if length >= 0 {
+		size = length + 1 // room to see EOF without growing
+	}
+	b := make([]byte, 0, min(size, limit+1))
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):min(int64(cap(b)), limit+1)])
+		b = b[:len(b)+n]
+		if int64(len(b)) > limit {
+			return b[:limit], errBodyTooLarge
+		}
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
 }
 
 // readError is a failure while reading a response body: the server answered, then the

@@ -2,6 +2,7 @@ package turn
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"mime"
 	"time"
@@ -17,17 +18,44 @@ type envelope[T any] struct {
 	Result   *T              `json:"result"`
 }
 
+// successEnvelope is the part of an envelope a success needs. Decoding into it skips the errors
+// and messages lists without allocating for them; a failure is decoded again in full.
+type successEnvelope[T any] struct {
+	Success present[bool] `json:"success"`
+	Result  *T            `json:"result"`
+}
+
+// present records whether a JSON boolean was there at all, without a pointer.
+type present[T bool] struct {
+	set bool
+	v   T
+}
+
+func (p *present[T]) UnmarshalJSON(b []byte) error {
+	switch string(b) {
+	case "true":
+		p.set, p.v = true, true
+	case "false":
+		p.set, p.v = true, false
+	default:
+		return errors.New("success is not a boolean")
+	}
+	return nil
+}
+
 // decodeEnvelope reads a 2xx envelope response. success is authoritative: success:false is an error
 // whatever the status, and success:true without a result is one too, never a zero-value success.
 func decodeEnvelope[T any](op *operation, res *response, secrets []Secret) (T, error) {
-	var env envelope[T]
+	var env successEnvelope[T]
 	var zero T
-	if err := json.Unmarshal(res.body, &env); err != nil || env.Success == nil {
+	if err := json.Unmarshal(res.body, &env); err != nil || !env.Success.set {
 		return zero, unexpected(op, res, secrets, describeBody(res, err))
 	}
-	if !*env.Success {
+	if !env.Success.v {
+		var full envelope[json.RawMessage]
+		json.Unmarshal(res.body, &full)
 		e := unexpected(op, res, secrets, "success is false")
-		e.Errors, e.Messages, e.Excerpt = messages(env.Errors, secrets), messages(env.Messages, secrets), ""
+		e.Errors, e.Messages, e.Excerpt = messages(full.Errors, secrets), messages(full.Messages, secrets), ""
 		return zero, e
 	}
 	if env.Result == nil {
