@@ -23,6 +23,16 @@ func (f *iceFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.secretFile, "key-secret-file", "", "file holding the TURN key's secret (default $CFTURN_KEY_SECRET)")
 }
 
+// setup returns the client and the key secret an ICE command needs.
+func (f *iceFlags) setup(a *app) (*turn.Client, turn.Secret, error) {
+	secret, err := f.secret(a)
+	if err != nil {
+		return nil, turn.Secret{}, err
+	}
+	c, err := a.client()
+	return c, secret, err
+}
+
 // secret reads the key secret from --key-secret-file or CFTURN_KEY_SECRET.
 func (f *iceFlags) secret(a *app) (turn.Secret, error) {
 	if f.keyID == "" {
@@ -56,11 +66,7 @@ configuration a browser passes to new RTCPeerConnection. The key's secret comes 
 CFTURN_KEY_SECRET or --key-secret-file.`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			secret, err := flags.secret(a)
-			if err != nil {
-				return err
-			}
-			c, err := a.client()
+			c, secret, err := flags.setup(a)
 			if err != nil {
 				return err
 			}
@@ -84,11 +90,7 @@ func (a *app) iceRevoke() *cobra.Command {
 		Short: "Revoke one ICE credential before its ttl runs out",
 		Args:  args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, argv []string) error {
-			secret, err := flags.secret(a)
-			if err != nil {
-				return err
-			}
-			c, err := a.client()
+			c, secret, err := flags.setup(a)
 			if err != nil {
 				return err
 			}

@@ -311,15 +311,7 @@ func TestServeFake(t *testing.T) {
 	if code != 0 || !strings.Contains(stdout.String(), `"name": "x"`) {
 		t.Errorf("keys create against serve-fake: exit %d %s %s", code, stdout.String(), stderr.String())
 	}
-	cancel()
-	select {
-	case code := <-done:
-		if code != 0 {
-			t.Errorf("serve-fake exit %d after Ctrl-C", code)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("serve-fake did not stop")
-	}
+	stop(t, "serve-fake", cancel, done)
 
 	// A port in use is a clear error, not a panic.
 	var errOut bytes.Buffer
@@ -382,14 +374,20 @@ func TestServeICE(t *testing.T) {
 		resp.Header.Get("Access-Control-Allow-Origin") != "https://app.example" {
 		t.Errorf("serve-ice answer: %d %+v %v", resp.StatusCode, body, resp.Header)
 	}
+	stop(t, "serve-ice", cancel, done)
+}
+
+// stop plays Ctrl-C on a server command started with run and checks that it exits cleanly.
+func stop(t *testing.T, name string, cancel context.CancelFunc, done <-chan int) {
+	t.Helper()
 	cancel()
 	select {
 	case code := <-done:
 		if code != 0 {
-			t.Errorf("serve-ice exit %d after Ctrl-C", code)
+			t.Errorf("%s exit %d after Ctrl-C", name, code)
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatal("serve-ice did not stop")
+		t.Fatalf("%s did not stop", name)
 	}
 }
 

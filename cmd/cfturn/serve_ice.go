@@ -28,11 +28,7 @@ cached per caller, ready for new RTCPeerConnection. The key's secret comes from 
 answering the requests in flight.`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			secret, err := flags.secret(a)
-			if err != nil {
-				return err
-			}
-			c, err := a.client()
+			c, secret, err := flags.setup(a)
 			if err != nil {
 				return err
 			}

@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -47,11 +48,7 @@ type Transport struct {
 func (t *Transport) Seen() map[string]int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	out := make(map[string]int, len(t.seen))
-	for k, v := range t.seen {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(t.seen)
 }
 
 // RoundTrip implements http.RoundTripper.

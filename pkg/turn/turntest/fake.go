@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -153,11 +154,7 @@ func (f *Fake) Keys(accountID string) []turn.Key {
 func (f *Fake) Requests() map[string]int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	out := make(map[string]int, len(f.requests))
-	for k, v := range f.requests {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(f.requests)
 }
 
 // Revoked reports whether an ICE credential was issued and then revoked.
