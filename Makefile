@@ -6,7 +6,7 @@ FUZZTIME  ?= 10s
 FUZZ_PKG  := ./pkg/turn
 FUZZ_TARGETS := FuzzDecodeEnvelope FuzzValidateIDs FuzzValidateTTL FuzzErrorText
 
-.PHONY: all generate check-generate lint test fuzz demo ci
+.PHONY: all generate check-generate lint test fuzz demo ci bench
 
 all: ci
 
@@ -24,10 +24,13 @@ lint:
 	@test -z "$$(gofmt -l .)" || { gofmt -l .; echo "files above need gofmt" >&2; exit 1; }
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
+	cd bench && $(GO) vet ./...
 
-## test: every test, with the race detector (the README's test command)
+## test: every test, with the race detector (the README's test command); bench/ is a module of its
+## own, whose tests check the official Cloudflare SDK against the fake
 test:
 	$(GO) test -race -count=1 ./...
+	cd bench && $(GO) test -race -count=1 ./...
 
 ## fuzz: run each fuzz target for FUZZTIME
 fuzz:
@@ -42,3 +45,11 @@ demo:
 
 ## ci: everything CI checks
 ci: check-generate lint test fuzz
+
+## bench: benchmarks against the floor and the official SDK; writes BENCHMARKS.md
+BENCHCOUNT ?= 6
+bench:
+	cd bench && $(GO) test -run '^$$' -bench . -benchmem -count $(BENCHCOUNT) -timeout 60m . | tee results.txt
+	cd bench && $(GO) run ./report -in results.txt -out ../BENCHMARKS.md
+	@rm -f bench/results.txt
+	@echo "wrote BENCHMARKS.md"

@@ -1,0 +1,20 @@
+module github.com/cfturn/cfturn/bench
+
+go 1.26.8
+
+require (
+	github.com/cfturn/cfturn v0.0.0
+	github.com/cloudflare/cloudflare-go/v7 v7.9.0
+)
+
+require (
+	github.com/apapsch/go-jsonmerge/v2 v2.0.0 // indirect
+	github.com/google/uuid v1.6.0 // indirect
+	github.com/oapi-codegen/runtime v1.8.0 // indirect
+	github.com/tidwall/gjson v1.14.4 // indirect
+	github.com/tidwall/match v1.1.1 // indirect
+	github.com/tidwall/pretty v1.2.1 // indirect
+	github.com/tidwall/sjson v1.2.5 // indirect
+)
+
+replace github.com/cfturn/cfturn => ../
