@@ -34,7 +34,13 @@ State lives in memory and is gone when it stops.`,
 				return err
 			}
 			defer srv.Close()
-			fmt.Fprintf(a.stdout, `cfturn fake of the Cloudflare TURN APIs, listening on %s
+			if a.json {
+				err = writeJSON(a.stdout, map[string]string{
+					"url": srv.URL, "apiBaseURL": srv.APIBaseURL, "iceBaseURL": srv.ICEBaseURL,
+					"token": srv.Token(), "accountID": srv.AccountID(),
+				})
+			} else {
+				_, err = fmt.Fprintf(a.stdout, `cfturn fake of the Cloudflare TURN APIs, listening on %s
   key API base URL   %s
   ICE API base URL   %s
   API token          %s
@@ -46,6 +52,10 @@ Try it:
 
 Press Ctrl-C to stop.
 `, srv.URL, srv.APIBaseURL, srv.ICEBaseURL, srv.Token(), srv.AccountID(), srv.Token(), srv.AccountID(), srv.APIBaseURL)
+			}
+			if err != nil {
+				return err
+			}
 			<-cmd.Context().Done()
 			fmt.Fprintln(a.stderr, "cfturn: stopping the fake")
 			return nil

@@ -296,20 +296,35 @@ func TestServeFake(t *testing.T) {
 	out := &syncBuffer{}
 	done := make(chan int)
 	go func() {
-		done <- run(ctx, []string{"serve-fake", "--addr", "127.0.0.1:0", "--token", "fake-token"}, strings.NewReader(""), out, io.Discard, func(string) string { return "" })
+		done <- run(ctx, []string{"serve-fake", "--json", "--addr", "127.0.0.1:0", "--token", "fake-token"}, strings.NewReader(""), out, io.Discard, func(string) string { return "" })
 	}()
-	base := waitFor(t, out, `key API base URL\s+(\S+)`)
+	base := waitFor(t, out, `"apiBaseURL": "(\S+)"`)
 	if base == "" {
 		cancel()
 		t.Fatalf("serve-fake printed no base URL:\n%s", out.String())
 	}
-	account := regexp.MustCompile(`account ID\s+(\S+)`).FindStringSubmatch(out.String())[1]
+	var started map[string]string
+	if err := json.Unmarshal([]byte(out.String()), &started); err != nil || started["token"] != "fake-token" {
+		t.Fatalf("serve-fake --json: %v %q", err, out.String())
+	}
+	account := started["accountID"]
 	env := map[string]string{"CLOUDFLARE_API_TOKEN": "fake-token", "CLOUDFLARE_ACCOUNT_ID": account}
 	var stdout, stderr bytes.Buffer
 	code := run(context.Background(), []string{"--base-url", base, "keys", "create", "--name", "x", "--json"}, strings.NewReader(""), &stdout, &stderr,
 		func(k string) string { return env[k] })
 	if code != 0 || !strings.Contains(stdout.String(), `"name": "x"`) {
 		t.Errorf("keys create against serve-fake: exit %d %s %s", code, stdout.String(), stderr.String())
+	}
+	stop(t, "serve-fake", cancel, done)
+
+	// Without --json it tells a person what to export and run.
+	ctx, cancel = context.WithCancel(context.Background())
+	text := &syncBuffer{}
+	go func() {
+		done <- run(ctx, []string{"serve-fake", "--addr", "127.0.0.1:0", "--token", "t0ken"}, strings.NewReader(""), text, io.Discard, func(string) string { return "" })
+	}()
+	if waitFor(t, text, `(export CLOUDFLARE_API_TOKEN=t0ken CLOUDFLARE_ACCOUNT_ID=[0-9a-f]{32})`) == "" {
+		t.Errorf("serve-fake text output:\n%s", text.String())
 	}
 	stop(t, "serve-fake", cancel, done)
 

@@ -68,7 +68,15 @@ func (a *app) serve(ctx context.Context, addr string, h http.Handler, timeout ti
 		WriteTimeout:      timeout + 5*time.Second,
 		IdleTimeout:       time.Minute,
 	}
-	fmt.Fprintf(a.stdout, "cfturn serving ICE credentials on http://%s/ (Ctrl-C to stop)\n", l.Addr())
+	if a.json {
+		err = writeJSON(a.stdout, map[string]string{"url": "http://" + l.Addr().String() + "/"})
+	} else {
+		_, err = fmt.Fprintf(a.stdout, "cfturn serving ICE credentials on http://%s/ (Ctrl-C to stop)\n", l.Addr())
+	}
+	if err != nil {
+		l.Close()
+		return err
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
 	select {
