@@ -47,6 +47,10 @@ func TestSpecFacts(t *testing.T) {
 	if sec := *ice.Post.Security; len(sec) != 1 || sec[0]["turnKey"] == nil {
 		t.Errorf("generate-ice-servers security = %v", sec)
 	}
+	failure := doc.Components.Responses["Failure"].Value
+	if failure.Headers["cf-ray"] == nil || failure.Headers["Retry-After"] == nil {
+		t.Error("envelope failures do not document cf-ray and Retry-After")
+	}
 	schemas := doc.Components.Schemas
 	if s := schemas["AccountID"].Value; s.MaxLength == nil || *s.MaxLength != 32 {
 		t.Error("AccountID must be at most 32 characters")

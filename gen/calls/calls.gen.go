@@ -1100,6 +1100,18 @@ type ClientWithResponsesInterface interface {
 	RevokeIceCredentialWithResponse(ctx context.Context, keyId KeyID, username string, reqEditors ...RequestEditorFn) (*RevokeIceCredentialResponse, error)
 }
 
+// ListTurnKeysResponse4XXHeaders the declared response headers of an HTTP 4XX response for ListTurnKeys
+type ListTurnKeysResponse4XXHeaders struct {
+	RetryAfter *string
+	CfRay      *string
+}
+
+// ListTurnKeysResponse5XXHeaders the declared response headers of an HTTP 5XX response for ListTurnKeys
+type ListTurnKeysResponse5XXHeaders struct {
+	RetryAfter *string
+	CfRay      *string
+}
+
 type ListTurnKeysResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -1109,6 +1121,10 @@ type ListTurnKeysResponse struct {
 	JSON4XX *Failure
 	// JSON5XX the response for an HTTP 5XX `application/json` response
 	JSON5XX *Failure
+	// Headers4XX the parsed response headers for an HTTP 4XX response
+	Headers4XX *ListTurnKeysResponse4XXHeaders
+	// Headers5XX the parsed response headers for an HTTP 5XX response
+	Headers5XX *ListTurnKeysResponse5XXHeaders
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -1155,6 +1171,18 @@ func (r ListTurnKeysResponse) ContentType() string {
 	return ""
 }
 
+// CreateTurnKeyResponse4XXHeaders the declared response headers of an HTTP 4XX response for CreateTurnKey
+type CreateTurnKeyResponse4XXHeaders struct {
+	RetryAfter *string
+	CfRay      *string
+}
+
+// CreateTurnKeyResponse5XXHeaders the declared response headers of an HTTP 5XX response for CreateTurnKey
+type CreateTurnKeyResponse5XXHeaders struct {
+	RetryAfter *string
+	CfRay      *string
+}
+
 type CreateTurnKeyResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -1164,6 +1192,10 @@ type CreateTurnKeyResponse struct {
 	JSON4XX *Failure
 	// JSON5XX the response for an HTTP 5XX `application/json` response
 	JSON5XX *Failure
+	// Headers4XX the parsed response headers for an HTTP 4XX response
+	Headers4XX *CreateTurnKeyResponse4XXHeaders
+	// Headers5XX the parsed response headers for an HTTP 5XX response
+	Headers5XX *CreateTurnKeyResponse5XXHeaders
 }
 
 // GetJSON201 returns the response for an HTTP 201 `application/json` response
@@ -1210,6 +1242,18 @@ func (r CreateTurnKeyResponse) ContentType() string {
 	return ""
 }
 
+// DeleteTurnKeyResponse4XXHeaders the declared response headers of an HTTP 4XX response for DeleteTurnKey
+type DeleteTurnKeyResponse4XXHeaders struct {
+	RetryAfter *string
+	CfRay      *string
+}
+
+// DeleteTurnKeyResponse5XXHeaders the declared response headers of an HTTP 5XX response for DeleteTurnKey
+type DeleteTurnKeyResponse5XXHeaders struct {
+	RetryAfter *string
+	CfRay      *string
+}
+
 type DeleteTurnKeyResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -1219,6 +1263,10 @@ type DeleteTurnKeyResponse struct {
 	JSON4XX *Failure
 	// JSON5XX the response for an HTTP 5XX `application/json` response
 	JSON5XX *Failure
+	// Headers4XX the parsed response headers for an HTTP 4XX response
+	Headers4XX *DeleteTurnKeyResponse4XXHeaders
+	// Headers5XX the parsed response headers for an HTTP 5XX response
+	Headers5XX *DeleteTurnKeyResponse5XXHeaders
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -1265,6 +1313,18 @@ func (r DeleteTurnKeyResponse) ContentType() string {
 	return ""
 }
 
+// GetTurnKeyResponse4XXHeaders the declared response headers of an HTTP 4XX response for GetTurnKey
+type GetTurnKeyResponse4XXHeaders struct {
+	RetryAfter *string
+	CfRay      *string
+}
+
+// GetTurnKeyResponse5XXHeaders the declared response headers of an HTTP 5XX response for GetTurnKey
+type GetTurnKeyResponse5XXHeaders struct {
+	RetryAfter *string
+	CfRay      *string
+}
+
 type GetTurnKeyResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -1274,6 +1334,10 @@ type GetTurnKeyResponse struct {
 	JSON4XX *Failure
 	// JSON5XX the response for an HTTP 5XX `application/json` response
 	JSON5XX *Failure
+	// Headers4XX the parsed response headers for an HTTP 4XX response
+	Headers4XX *GetTurnKeyResponse4XXHeaders
+	// Headers5XX the parsed response headers for an HTTP 5XX response
+	Headers5XX *GetTurnKeyResponse5XXHeaders
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -1320,6 +1384,18 @@ func (r GetTurnKeyResponse) ContentType() string {
 	return ""
 }
 
+// UpdateTurnKeyResponse4XXHeaders the declared response headers of an HTTP 4XX response for UpdateTurnKey
+type UpdateTurnKeyResponse4XXHeaders struct {
+	RetryAfter *string
+	CfRay      *string
+}
+
+// UpdateTurnKeyResponse5XXHeaders the declared response headers of an HTTP 5XX response for UpdateTurnKey
+type UpdateTurnKeyResponse5XXHeaders struct {
+	RetryAfter *string
+	CfRay      *string
+}
+
 type UpdateTurnKeyResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -1329,6 +1405,10 @@ type UpdateTurnKeyResponse struct {
 	JSON4XX *Failure
 	// JSON5XX the response for an HTTP 5XX `application/json` response
 	JSON5XX *Failure
+	// Headers4XX the parsed response headers for an HTTP 4XX response
+	Headers4XX *UpdateTurnKeyResponse4XXHeaders
+	// Headers5XX the parsed response headers for an HTTP 5XX response
+	Headers5XX *UpdateTurnKeyResponse5XXHeaders
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -1375,6 +1455,16 @@ func (r UpdateTurnKeyResponse) ContentType() string {
 	return ""
 }
 
+// GenerateIceServersResponse4XXHeaders the declared response headers of an HTTP 4XX response for GenerateIceServers
+type GenerateIceServersResponse4XXHeaders struct {
+	RetryAfter *string
+}
+
+// GenerateIceServersResponse5XXHeaders the declared response headers of an HTTP 5XX response for GenerateIceServers
+type GenerateIceServersResponse5XXHeaders struct {
+	RetryAfter *string
+}
+
 type GenerateIceServersResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -1384,6 +1474,10 @@ type GenerateIceServersResponse struct {
 	JSON4XX *PlainFailure
 	// JSON5XX the response for an HTTP 5XX `application/json` response
 	JSON5XX *PlainFailure
+	// Headers4XX the parsed response headers for an HTTP 4XX response
+	Headers4XX *GenerateIceServersResponse4XXHeaders
+	// Headers5XX the parsed response headers for an HTTP 5XX response
+	Headers5XX *GenerateIceServersResponse5XXHeaders
 }
 
 // GetJSON201 returns the response for an HTTP 201 `application/json` response
@@ -1430,6 +1524,16 @@ func (r GenerateIceServersResponse) ContentType() string {
 	return ""
 }
 
+// RevokeIceCredentialResponse4XXHeaders the declared response headers of an HTTP 4XX response for RevokeIceCredential
+type RevokeIceCredentialResponse4XXHeaders struct {
+	RetryAfter *string
+}
+
+// RevokeIceCredentialResponse5XXHeaders the declared response headers of an HTTP 5XX response for RevokeIceCredential
+type RevokeIceCredentialResponse5XXHeaders struct {
+	RetryAfter *string
+}
+
 type RevokeIceCredentialResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -1437,6 +1541,10 @@ type RevokeIceCredentialResponse struct {
 	JSON4XX *PlainFailure
 	// JSON5XX the response for an HTTP 5XX `application/json` response
 	JSON5XX *PlainFailure
+	// Headers4XX the parsed response headers for an HTTP 4XX response
+	Headers4XX *RevokeIceCredentialResponse4XXHeaders
+	// Headers5XX the parsed response headers for an HTTP 5XX response
+	Headers5XX *RevokeIceCredentialResponse5XXHeaders
 }
 
 // GetJSON4XX returns the response for an HTTP 4XX `application/json` response
@@ -1661,6 +1769,43 @@ func ParseListTurnKeysResponse(rsp *http.Response) (*ListTurnKeysResponse, error
 
 	}
 
+	switch {
+	case rsp.StatusCode/100 == 4:
+		var headers ListTurnKeysResponse4XXHeaders
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("cf-ray"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "cf-ray", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CfRay = &value
+		}
+		response.Headers4XX = &headers
+	case rsp.StatusCode/100 == 5:
+		var headers ListTurnKeysResponse5XXHeaders
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("cf-ray"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "cf-ray", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CfRay = &value
+		}
+		response.Headers5XX = &headers
+	}
+
 	return response, nil
 }
 
@@ -1699,6 +1844,43 @@ func ParseCreateTurnKeyResponse(rsp *http.Response) (*CreateTurnKeyResponse, err
 		}
 		response.JSON5XX = &dest
 
+	}
+
+	switch {
+	case rsp.StatusCode/100 == 4:
+		var headers CreateTurnKeyResponse4XXHeaders
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("cf-ray"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "cf-ray", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CfRay = &value
+		}
+		response.Headers4XX = &headers
+	case rsp.StatusCode/100 == 5:
+		var headers CreateTurnKeyResponse5XXHeaders
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("cf-ray"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "cf-ray", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CfRay = &value
+		}
+		response.Headers5XX = &headers
 	}
 
 	return response, nil
@@ -1741,6 +1923,43 @@ func ParseDeleteTurnKeyResponse(rsp *http.Response) (*DeleteTurnKeyResponse, err
 
 	}
 
+	switch {
+	case rsp.StatusCode/100 == 4:
+		var headers DeleteTurnKeyResponse4XXHeaders
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("cf-ray"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "cf-ray", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CfRay = &value
+		}
+		response.Headers4XX = &headers
+	case rsp.StatusCode/100 == 5:
+		var headers DeleteTurnKeyResponse5XXHeaders
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("cf-ray"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "cf-ray", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CfRay = &value
+		}
+		response.Headers5XX = &headers
+	}
+
 	return response, nil
 }
 
@@ -1781,6 +2000,43 @@ func ParseGetTurnKeyResponse(rsp *http.Response) (*GetTurnKeyResponse, error) {
 
 	}
 
+	switch {
+	case rsp.StatusCode/100 == 4:
+		var headers GetTurnKeyResponse4XXHeaders
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("cf-ray"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "cf-ray", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CfRay = &value
+		}
+		response.Headers4XX = &headers
+	case rsp.StatusCode/100 == 5:
+		var headers GetTurnKeyResponse5XXHeaders
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("cf-ray"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "cf-ray", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CfRay = &value
+		}
+		response.Headers5XX = &headers
+	}
+
 	return response, nil
 }
 
@@ -1819,6 +2075,43 @@ func ParseUpdateTurnKeyResponse(rsp *http.Response) (*UpdateTurnKeyResponse, err
 		}
 		response.JSON5XX = &dest
 
+	}
+
+	switch {
+	case rsp.StatusCode/100 == 4:
+		var headers UpdateTurnKeyResponse4XXHeaders
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("cf-ray"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "cf-ray", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CfRay = &value
+		}
+		response.Headers4XX = &headers
+	case rsp.StatusCode/100 == 5:
+		var headers UpdateTurnKeyResponse5XXHeaders
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("cf-ray"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "cf-ray", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CfRay = &value
+		}
+		response.Headers5XX = &headers
 	}
 
 	return response, nil
@@ -1867,6 +2160,29 @@ func ParseGenerateIceServersResponse(rsp *http.Response) (*GenerateIceServersRes
 
 	}
 
+	switch {
+	case rsp.StatusCode/100 == 4:
+		var headers GenerateIceServersResponse4XXHeaders
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers4XX = &headers
+	case rsp.StatusCode/100 == 5:
+		var headers GenerateIceServersResponse5XXHeaders
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers5XX = &headers
+	}
+
 	return response, nil
 }
 
@@ -1913,6 +2229,29 @@ func ParseRevokeIceCredentialResponse(rsp *http.Response) (*RevokeIceCredentialR
 	case rsp.StatusCode/100 == 5:
 		// Content-type (text/plain) unsupported
 
+	}
+
+	switch {
+	case rsp.StatusCode/100 == 4:
+		var headers RevokeIceCredentialResponse4XXHeaders
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers4XX = &headers
+	case rsp.StatusCode/100 == 5:
+		var headers RevokeIceCredentialResponse5XXHeaders
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers5XX = &headers
 	}
 
 	return response, nil
