@@ -156,7 +156,7 @@ func (c *Client) send(ctx context.Context, op *operation, req *http.Request, sec
 		if err != nil {
 			err = c.transportError(ctx, op, err)
 		} else {
-			err = c.statusError(op, res, attempt, secrets)
+			err = statusError(op, res, secrets)
 		}
 		c.log(ctx, op, attempt, start, res, err)
 
@@ -171,7 +171,7 @@ func (c *Client) send(ctx context.Context, op *operation, req *http.Request, sec
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil, fmt.Errorf("turn: %s: %w (after %d attempts; last: %v)", op.name, ctx.Err(), attempt, err)
+			return nil, fmt.Errorf("turn: %s: %w after %d attempts, the last: %w", op.name, ctx.Err(), attempt, err)
 		case <-t.C:
 		}
 	}

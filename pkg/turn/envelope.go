@@ -21,17 +21,14 @@ type envelope[T any] struct {
 // successEnvelope is the part of an envelope a success needs. Decoding into it skips the errors
 // and messages lists without allocating for them; a failure is decoded again in full.
 type successEnvelope[T any] struct {
-	Success present[bool] `json:"success"`
-	Result  *T            `json:"result"`
+	Success presentBool `json:"success"`
+	Result  *T          `json:"result"`
 }
 
-// present records whether a JSON boolean was there at all, without a pointer.
-type present[T bool] struct {
-	set bool
-	v   T
-}
+// presentBool records whether a JSON boolean was there at all, without a pointer.
+type presentBool struct{ set, v bool }
 
-func (p *present[T]) UnmarshalJSON(b []byte) error {
+func (p *presentBool) UnmarshalJSON(b []byte) error {
 	switch string(b) {
 	case "true":
 		p.set, p.v = true, true
@@ -65,7 +62,7 @@ func decodeEnvelope[T any](op *operation, res *response, secrets []Secret) (T, e
 }
 
 // statusError turns a non-2xx response into an *APIError.
-func (c *Client) statusError(op *operation, res *response, attempt int, secrets []Secret) *APIError {
+func statusError(op *operation, res *response, secrets []Secret) *APIError {
 	if res.status >= 300 && res.status < 400 {
 		return unexpected(op, res, secrets, "redirect not followed: cfturn follows redirects only within the same host")
 	}

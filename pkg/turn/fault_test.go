@@ -342,3 +342,16 @@ func TestConcurrentUse(t *testing.T) {
 		t.Errorf("%d keys left", n)
 	}
 }
+
+// Cancelled while waiting to retry: the error matches the cancellation and keeps the last answer.
+func TestCancelDuringBackoffKeepsLastError(t *testing.T) {
+	e := setup(t)
+	e.fake.InjectFault(turntest.Fault{Operation: "getTurnKey", Status: 503, RetryAfter: "1", Count: 10})
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(100*time.Millisecond, cancel)
+	_, err := e.client.GetKey(ctx, turn.KeyParams{KeyID: testKeyID})
+	var apiErr *turn.APIError
+	if !errors.Is(err, context.Canceled) || !errors.As(err, &apiErr) || apiErr.StatusCode != 503 {
+		t.Fatalf("%v: want context.Canceled and the last *APIError (503)", err)
+	}
+}

@@ -37,8 +37,7 @@ func FuzzDecodeEnvelope(f *testing.F) {
 				t.Fatalf("accepted a body without success:true: %q -> %+v", body, k)
 			}
 		} else {
-			c := &Client{}
-			err = c.statusError(opGetKey, res, 1, secrets)
+			err = statusError(opGetKey, res, secrets)
 		}
 		if err == nil {
 			return

@@ -6,6 +6,7 @@ import (
 	"iter"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/cfturn/cfturn/gen/calls"
@@ -207,7 +208,7 @@ func (c *Client) DeleteKey(ctx context.Context, p KeyParams) (Key, error) {
 }
 
 // keyCallSetup checks what every key-management call needs before any I/O: the token, the account
-// and, when the call names one, the key ID.
+// and, for operations on one key, the key ID.
 func (c *Client) keyCallSetup(op *operation, accountID, keyID string) (string, Secret, error) {
 	token, err := c.apiToken(op.name)
 	if err != nil {
@@ -217,7 +218,7 @@ func (c *Client) keyCallSetup(op *operation, accountID, keyID string) (string, S
 	if err != nil {
 		return "", Secret{}, err
 	}
-	if op.path != keysPath {
+	if strings.Contains(op.path, "{key_id}") {
 		if err := checkKeyID(op.name, keyID); err != nil {
 			return "", Secret{}, err
 		}
