@@ -267,3 +267,42 @@ func TestNewICEHandlerValidates(t *testing.T) {
 		}
 	}
 }
+
+// Upstream calls in flight never exceed MaxInFlight, and a caller who cannot get a slot within
+// RequestTimeout gets 503 with Retry-After.
+func TestICEHandlerBoundsUpstreamCalls(t *testing.T) {
+	ie := iceSetup(t, turn.ICEHandlerConfig{MaxInFlight: 2, RequestTimeout: 2 * time.Second, RatePerMinute: -1})
+	var mu sync.Mutex
+	var now, peak int
+	base := ie.contract.Base
+	ie.contract.Base = roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		mu.Lock()
+		now++
+		peak = max(peak, now)
+		mu.Unlock()
+		defer func() { mu.Lock(); now--; mu.Unlock() }()
+		return base.RoundTrip(r)
+	})
+	ie.fake.InjectFault(turntest.Fault{Operation: "generateIceServers", Delay: 100 * time.Millisecond, Count: 100})
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if a := ie.get(t, "GET", fmt.Sprint("caller-", i), nil); a.status != 200 {
+				t.Errorf("caller %d: %d %s", i, a.status, a.body)
+			}
+		}()
+	}
+	wg.Wait()
+	if peak > 2 || peak == 0 {
+		t.Errorf("%d upstream calls in flight at once, want at most MaxInFlight (2)", peak)
+	}
+
+	slow := iceSetup(t, turn.ICEHandlerConfig{MaxInFlight: 1, RequestTimeout: 200 * time.Millisecond, RatePerMinute: -1})
+	slow.fake.InjectFault(turntest.Fault{Operation: "generateIceServers", Delay: time.Second, Count: 10})
+	a := slow.get(t, "GET", "waits-too-long", nil)
+	if a.status != 503 || a.header.Get("Retry-After") == "" {
+		t.Errorf("upstream slower than RequestTimeout: %d %q %s", a.status, a.header.Get("Retry-After"), a.body)
+	}
+}
