@@ -52,6 +52,12 @@
 // host are not followed, so the Authorization header never leaves for one. Response bodies are read
 // up to 4 MiB (DefaultMaxResponseBytes; WithMaxResponseBytes).
 //
+// # Serving credentials to browsers
+//
+// ICEHandler is an http.Handler that holds a TURN key and answers every GET or POST with fresh
+// credentials for the caller, cached per caller identity, shared between concurrent requests,
+// rate limited and bounded in memory. cfturn serve-ice runs it as a server.
+//
 // # Testing
 //
 // Package turntest runs an in-memory fake of both APIs on loopback, in the manner of

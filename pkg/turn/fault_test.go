@@ -3,6 +3,7 @@ package turn_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -353,5 +354,44 @@ func TestCancelDuringBackoffKeepsLastError(t *testing.T) {
 	var apiErr *turn.APIError
 	if !errors.Is(err, context.Canceled) || !errors.As(err, &apiErr) || apiErr.StatusCode != 503 {
 		t.Fatalf("%v: want context.Canceled and the last *APIError (503)", err)
+	}
+}
+
+// One debug record per attempt, with the operation, method, path template, status, attempt,
+// duration and cf-ray.
+func TestDebugLogPerAttempt(t *testing.T) {
+	var logs bytes.Buffer
+	e := setup(t, turn.WithLogger(slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
+	e.fake.InjectFault(turntest.Fault{Operation: "getTurnKey", Status: 502})
+	k, err := e.client.CreateKey(context.Background(), turn.CreateKeyParams{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs.Reset()
+	if _, err := e.client.GetKey(context.Background(), turn.KeyParams{KeyID: k.ID}); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("%d records for 2 attempts:\n%s", len(lines), logs.String())
+	}
+	for i, line := range lines {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]any{"msg": "turn: attempt", "level": "DEBUG", "op": "get key", "method": "GET",
+			"path": "/accounts/{account_id}/calls/turn_keys/{key_id}", "attempt": float64(i + 1), "status": float64([]int{502, 200}[i])}
+		for k, v := range want {
+			if rec[k] != v {
+				t.Errorf("record %d: %s = %v, want %v", i, k, rec[k], v)
+			}
+		}
+		if rec["cf_ray"] == "" || rec["duration"] == nil {
+			t.Errorf("record %d lacks cf_ray or duration: %v", i, rec)
+		}
+		if strings.Contains(line, k.ID) || strings.Contains(line, e.fake.Token()) {
+			t.Errorf("record %d holds the concrete path or the token: %s", i, line)
+		}
 	}
 }
