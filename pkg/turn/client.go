@@ -160,7 +160,7 @@ func (c *Client) send(ctx context.Context, op *operation, req *http.Request, sec
 		}
 		c.log(ctx, op, attempt, start, res, err)
 
-		wait, ok := c.retryDelay(ctx, op, attempt, res, err)
+		wait, ok := c.retryDelay(ctx, op, attempt, err)
 		if !ok {
 			if apiErr, isAPI := err.(*APIError); isAPI {
 				apiErr.Attempts = attempt

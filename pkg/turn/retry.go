@@ -26,7 +26,7 @@ const (
 )
 
 // retryDelay decides whether attempt may be followed by another, and after how long.
-func (c *Client) retryDelay(ctx context.Context, op *operation, attempt int, res *response, err error) (time.Duration, bool) {
+func (c *Client) retryDelay(ctx context.Context, op *operation, attempt int, err error) (time.Duration, bool) {
 	if attempt > c.cfg.maxRetries || ctx.Err() != nil || !retryable(op.retry, err) {
 		return 0, false
 	}
