@@ -149,13 +149,15 @@ func (c *Client) send(ctx context.Context, op *operation, req *http.Request, sec
 	for attempt := 1; ; attempt++ {
 		start := time.Now()
 		res, err := c.attempt(ctx, req)
-		if err == nil && res.status >= 200 && res.status < 300 {
+		switch {
+		case errors.Is(err, errBodyTooLarge):
+			err = unexpected(op, res, secrets, fmt.Sprintf("body over the %d-byte limit", c.cfg.maxBody))
+		case err != nil:
+			err = c.transportError(ctx, op, err)
+		case res.status >= 200 && res.status < 300:
 			c.log(ctx, op, attempt, start, res, nil)
 			return res, nil
-		}
-		if err != nil {
-			err = c.transportError(ctx, op, err)
-		} else {
+		default:
 			err = statusError(op, res, secrets)
 		}
 		c.log(ctx, op, attempt, start, res, err)
@@ -247,9 +249,6 @@ func (e *readError) Unwrap() error { return e.err }
 // transportError wraps a failure to get a complete answer. The URL is left out: its path may hold
 // an ICE username, so the operation's template names the request instead.
 func (c *Client) transportError(ctx context.Context, op *operation, err error) error {
-	if errors.Is(err, errBodyTooLarge) {
-		return fmt.Errorf("turn: %s: %w: response body over the %d-byte limit", op.name, ErrUnexpectedResponse, c.cfg.maxBody)
-	}
 	var uerr *url.Error
 	if errors.As(err, &uerr) {
 		err = uerr.Err

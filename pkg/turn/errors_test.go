@@ -193,3 +193,17 @@ func TestContextCancelled(t *testing.T) {
 		t.Errorf("error %q does not say what the client was doing", err)
 	}
 }
+
+// A body over the size cap is an *APIError that keeps the status and cf-ray.
+func TestBodyOverCap(t *testing.T) {
+	big := `{"success":true,"errors":[],"messages":[],"result":"` + strings.Repeat("x", 4096) + `"}`
+	c := canned(t, 200, "application/json", big, map[string]string{"Cf-Ray": "big-SJC"}, turn.WithMaxResponseBytes(1024))
+	_, err := c.ListKeys(context.Background(), turn.ListKeysParams{})
+	var apiErr *turn.APIError
+	if !errors.As(err, &apiErr) || !errors.Is(err, turn.ErrUnexpectedResponse) || apiErr.StatusCode != 200 || apiErr.RayID != "big-SJC" {
+		t.Fatalf("%v (%+v)", err, apiErr)
+	}
+	if !strings.Contains(err.Error(), "body over the 1024-byte limit") {
+		t.Errorf("error %q does not name the limit", err)
+	}
+}

@@ -64,9 +64,6 @@ func retryable(rule retryRule, err error) bool {
 		}
 		return false
 	}
-	if errors.Is(err, ErrUnexpectedResponse) {
-		return false
-	}
 	return notSent(err) || rule == retryIdempotent
 }
 
