@@ -65,9 +65,7 @@ Without --out the secret is printed; with --out FILE it is written to FILE, crea
 			}
 			fmt.Fprintln(a.stderr, "cfturn: this is the only time Cloudflare shows the key's secret: store it now")
 			if a.json {
-				k := toJSON(key.Key)
-				k.Secret = key.Secret.Reveal()
-				return writeJSON(a.stdout, k)
+				return writeJSON(a.stdout, createdKey{key.Key, key.Secret.Reveal()})
 			}
 			if err := a.printKeys([]turn.Key{key.Key}, false); err != nil {
 				return err

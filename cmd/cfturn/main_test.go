@@ -35,6 +35,18 @@ func cfturn(t *testing.T, srv *turntest.Server, env map[string]string, args ...s
 	return result{code, stdout.String(), stderr.String()}
 }
 
+// createKey creates a key with the CLI and returns it with its secret.
+func createKey(t *testing.T, srv *turntest.Server) createdKey {
+	t.Helper()
+	r := cfturn(t, srv, nil, "keys", "create", "--json")
+	r.check(t, 0)
+	var key createdKey
+	if err := json.Unmarshal([]byte(r.stdout), &key); err != nil || len(key.Secret) != 64 {
+		t.Fatalf("keys create --json: %v\n%s", err, r.stdout)
+	}
+	return key
+}
+
 func (r result) check(t *testing.T, code int) {
 	t.Helper()
 	if r.code != code {
@@ -51,7 +63,7 @@ func TestKeysCommands(t *testing.T) {
 
 	r := cfturn(t, srv, nil, "keys", "create", "--name", "cli-key", "--json")
 	r.check(t, 0)
-	var created keyJSON
+	var created createdKey
 	if err := json.Unmarshal([]byte(r.stdout), &created); err != nil {
 		t.Fatalf("create --json: %v\n%s", err, r.stdout)
 	}
@@ -92,7 +104,7 @@ func TestKeysCommands(t *testing.T) {
 
 	r = cfturn(t, srv, nil, "keys", "get", created.ID, "--json")
 	r.check(t, 0)
-	var got keyJSON
+	var got createdKey
 	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil || got.ID != created.ID || got.Secret != "" {
 		t.Fatalf("get --json: %v %s", err, r.stdout)
 	}
@@ -162,13 +174,10 @@ func TestCreateOutFile(t *testing.T) {
 func TestICECommands(t *testing.T) {
 	srv := turntest.NewServer()
 	defer srv.Close()
-	r := cfturn(t, srv, nil, "keys", "create", "--json")
-	r.check(t, 0)
-	var key keyJSON
-	json.Unmarshal([]byte(r.stdout), &key)
+	key := createKey(t, srv)
 	env := map[string]string{"CFTURN_KEY_SECRET": key.Secret}
 
-	r = cfturn(t, srv, env, "ice-servers", "--key-id", key.ID, "--ttl", "10m")
+	r := cfturn(t, srv, env, "ice-servers", "--key-id", key.ID, "--ttl", "10m")
 	r.check(t, 0)
 	var ice struct {
 		ICEServers []struct {
@@ -353,10 +362,7 @@ func waitFor(t *testing.T, out *syncBuffer, pattern string) string {
 func TestServeICE(t *testing.T) {
 	srv := turntest.NewServer()
 	defer srv.Close()
-	r := cfturn(t, srv, nil, "keys", "create", "--json")
-	r.check(t, 0)
-	var key keyJSON
-	json.Unmarshal([]byte(r.stdout), &key)
+	key := createKey(t, srv)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -10,17 +10,11 @@ import (
 	"github.com/cfturn/cfturn/pkg/turn"
 )
 
-// keyJSON is the --json shape of a key: the API's own field names.
-type keyJSON struct {
-	ID       string    `json:"uid"`
-	Name     string    `json:"name"`
-	Created  time.Time `json:"created"`
-	Modified time.Time `json:"modified"`
-	Secret   string    `json:"key,omitempty"`
-}
-
-func toJSON(k turn.Key) keyJSON {
-	return keyJSON{ID: k.ID, Name: k.Name, Created: k.Created, Modified: k.Modified}
+// createdKey is the --json shape of a key just created: the key in the API's own field names
+// (turn.Key's JSON tags), with its secret as "key".
+type createdKey struct {
+	turn.Key
+	Secret string `json:"key"`
 }
 
 func writeJSON(w io.Writer, v any) error {
@@ -32,14 +26,13 @@ func writeJSON(w io.Writer, v any) error {
 // printKeys writes keys as a table, or as JSON (one object, or an array when list is true).
 func (a *app) printKeys(keys []turn.Key, list bool) error {
 	if a.json {
-		out := make([]keyJSON, len(keys))
-		for i, k := range keys {
-			out[i] = toJSON(k)
+		if !list && len(keys) == 1 {
+			return writeJSON(a.stdout, keys[0])
 		}
-		if !list && len(out) == 1 {
-			return writeJSON(a.stdout, out[0])
+		if keys == nil {
+			keys = []turn.Key{}
 		}
-		return writeJSON(a.stdout, out)
+		return writeJSON(a.stdout, keys)
 	}
 	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tNAME\tCREATED\tMODIFIED")
