@@ -148,7 +148,7 @@ func (c *Client) send(ctx context.Context, op *operation, req *http.Request, sec
 
 	for attempt := 1; ; attempt++ {
 		start := time.Now()
-		res, err := c.attempt(ctx, req)
+		res, err := c.attempt(ctx, req, attempt)
 		switch {
 		case errors.Is(err, errBodyTooLarge):
 			err = unexpected(op, res, secrets, fmt.Sprintf("body over the %d-byte limit", c.cfg.maxBody))
@@ -182,15 +182,16 @@ func (c *Client) send(ctx context.Context, op *operation, req *http.Request, sec
 // errBodyTooLarge marks a response body over the configured cap.
 var errBodyTooLarge = errors.New("response body over the size limit")
 
-// attempt sends req once and reads the body through the size cap.
-func (c *Client) attempt(ctx context.Context, req *http.Request) (*response, error) {
+// attempt sends req once and reads the body through the size cap. The first attempt sends the
+// body req was built with; later ones replay it through GetBody.
+func (c *Client) attempt(ctx context.Context, req *http.Request, n int) (*response, error) {
 	if _, ok := ctx.Deadline(); !ok && c.cfg.timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.cfg.timeout)
 		defer cancel()
 	}
 	r := req.WithContext(ctx)
-	if req.GetBody != nil {
+	if n > 1 && req.GetBody != nil {
 		body, err := req.GetBody()
 		if err != nil {
 			return nil, err
