@@ -118,7 +118,8 @@ Profiles (` + "`go test -bench Clients/memory -memprofile`" + `) put cfturn's ex
   it lets errors keep a short excerpt of a body that is not JSON.
 
 Already done: header values are built once per client, the body buffer is sized from Content-Length,
-and a success envelope is decoded without allocating for its errors and messages lists.
+a success envelope is decoded without allocating for its errors and messages lists, and the first
+attempt sends the request body as built (GetBody only replays it on a retry).
 Over loopback the network stack dominates and the libraries differ little; the SDK's extra cost is in
 its generic request pipeline and its reflection-based JSON decoder.
 `
