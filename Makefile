@@ -4,7 +4,7 @@
 GO        ?= go
 FUZZTIME  ?= 10s
 FUZZ_PKG  := ./pkg/turn
-FUZZ_TARGETS := FuzzDecodeEnvelope FuzzValidateIDs FuzzValidateTTL FuzzErrorText
+FUZZ_TARGETS := FuzzDecodeEnvelope FuzzValidateIDs FuzzValidateTTL FuzzErrorText FuzzRouteMatchesBuilder
 
 .PHONY: all generate check-generate lint test fuzz demo ci bench
 

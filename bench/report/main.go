@@ -106,22 +106,23 @@ func run(in, out string) error {
 const notes = `
 ## What limits cfturn
 
-Profiles (` + "`go test -bench Clients/memory -memprofile`" + `) put cfturn's extra cost over the floor in three places:
+Profiles (` + "`go test -bench '^BenchmarkClients$/memory' -memprofile`" + `) put cfturn's remaining cost over the floor in two places:
 
-- The generated request builders in gen/calls (oapi-codegen) parse the base URL, style the path parameters
-  and resolve the operation path on every call, then net/http parses the result again: about a dozen
-  allocations the floor's string concatenation does not make. They are the price of one source of truth;
-  gen/ is never edited by hand.
-- The per-attempt timeout (a context with a deadline when the caller's has none) and the retry loop's
-  bookkeeping: a few allocations per call that buy cancellation and safe retries.
+- The per-attempt timeout: when the caller's context has no deadline, each attempt gets one (default 30s),
+  a context and a timer, about 4 allocations and 0.4µs, that buy cancellation of a hung call.
 - Reading the body whole, through the size cap, before decoding it (the floor streams into the decoder):
-  it lets errors keep a short excerpt of a body that is not JSON.
+  it bounds memory against a hostile endpoint and lets errors keep a short excerpt of a body that is not JSON.
 
-Already done: header values are built once per client, the body buffer is sized from Content-Length,
-a success envelope is decoded without allocating for its errors and messages lists, and the first
-attempt sends the request body as built (GetBody only replays it on a retry).
-Over loopback the network stack dominates and the libraries differ little; the SDK's extra cost is in
-its generic request pipeline and its reflection-based JSON decoder.
+What was improved after profiling: the generated request builders (gen/calls) cost about 2.4µs and 16
+allocations per request (they parse the base URL, style each path parameter and resolve the path, then
+net/http parses the result again), which alone put get at 1.45-1.5x the floor. The client now renders each
+operation's URL once, with the generated builder and placeholder IDs, and per call joins IDs that validation
+has limited to letters and digits; a test and a fuzz target check that the result equals the builder's.
+Header values are built once per client, the body buffer is sized from Content-Length, a success envelope is
+decoded without allocating for its errors and messages, and the first attempt sends the body as built.
+
+Over loopback the network stack dominates and the libraries differ little; the SDK's extra cost is in its
+generic request pipeline and its reflection-based JSON decoding.
 `
 
 func verdict(ok bool) string {

@@ -20,7 +20,8 @@ const userAgent = "cfturn-go/" + Version
 // Client talks to the Cloudflare TURN key API and the Realtime ICE credentials API.
 // A Client is immutable after NewClient and safe for concurrent use by many goroutines.
 type Client struct {
-	cfg config
+	cfg    config
+	routes routes
 
 	apiAuth   *[]string // Authorization header value for the API token, or nil; see Format
 	userAgent []string  // User-Agent header value
@@ -80,7 +81,11 @@ func NewClient(opts ...Option) (*Client, error) {
 	}
 	hc.CheckRedirect = sameHostRedirects(hc.CheckRedirect)
 	cfg.hc = &hc
-	c := &Client{cfg: cfg, userAgent: []string{cfg.userAgent}}
+	rts, err := newRoutes(cfg.apiBase, cfg.iceBase)
+	if err != nil {
+		return nil, fmt.Errorf("turn: rendering operation URLs: %w", err)
+	}
+	c := &Client{cfg: cfg, routes: rts, userAgent: []string{cfg.userAgent}}
 	if !cfg.token.IsZero() {
 		c.apiAuth = &[]string{"Bearer " + cfg.token.Reveal()}
 	}

@@ -68,7 +68,7 @@ func (c *Client) GenerateICEServers(ctx context.Context, p GenerateICEServersPar
 	if err := checkTTL(op.name, p.TTL); err != nil {
 		return ICEServers{}, err
 	}
-	req, err := calls.NewGenerateIceServersRequest(c.cfg.iceBase, p.KeyID, calls.IceServersRequest{Ttl: int64(p.TTL / time.Second)})
+	req, err := newRequest(op.method, c.routes.ice.url(p.KeyID), calls.IceServersRequest{Ttl: int64(p.TTL / time.Second)})
 	if err != nil {
 		return ICEServers{}, buildError(op, err)
 	}
@@ -101,6 +101,7 @@ func (c *Client) RevokeICECredential(ctx context.Context, p RevokeICECredentialP
 	if err := checkUsername(op.name, p.Username); err != nil {
 		return err
 	}
+	// The username may need escaping, so this rare call uses the generated builder as it is.
 	req, err := calls.NewRevokeIceCredentialRequest(c.cfg.iceBase, p.KeyID, p.Username)
 	if err != nil {
 		return buildError(op, err)

@@ -84,7 +84,7 @@ func (c *Client) CreateKey(ctx context.Context, p CreateKeyParams) (KeyWithSecre
 	if p.Name != "" {
 		body.Name = &p.Name
 	}
-	req, err := calls.NewCreateTurnKeyRequest(c.cfg.apiBase, account, body)
+	req, err := newRequest(op.method, c.routes.keys.url(account), body)
 	if err != nil {
 		return KeyWithSecret{}, buildError(op, err)
 	}
@@ -115,7 +115,7 @@ func (c *Client) ListKeys(ctx context.Context, p ListKeysParams) ([]Key, error) 
 	if err != nil {
 		return nil, err
 	}
-	req, err := calls.NewListTurnKeysRequest(c.cfg.apiBase, account)
+	req, err := newRequest(op.method, c.routes.keys.url(account), nil)
 	if err != nil {
 		return nil, buildError(op, err)
 	}
@@ -163,7 +163,7 @@ func (c *Client) GetKey(ctx context.Context, p KeyParams) (Key, error) {
 	if err != nil {
 		return Key{}, err
 	}
-	req, err := calls.NewGetTurnKeyRequest(c.cfg.apiBase, account, p.KeyID)
+	req, err := newRequest(op.method, c.routes.key.url(account, p.KeyID), nil)
 	if err != nil {
 		return Key{}, buildError(op, err)
 	}
@@ -183,7 +183,7 @@ func (c *Client) UpdateKey(ctx context.Context, p UpdateKeyParams) (Key, error) 
 	if p.Name == "" {
 		return Key{}, invalidArg(op.name, "name is empty: pass the key's new name")
 	}
-	req, err := calls.NewUpdateTurnKeyRequest(c.cfg.apiBase, account, p.KeyID, calls.TurnKeyUpdateRequest{Name: &p.Name})
+	req, err := newRequest(op.method, c.routes.key.url(account, p.KeyID), calls.TurnKeyUpdateRequest{Name: &p.Name})
 	if err != nil {
 		return Key{}, buildError(op, err)
 	}
@@ -200,7 +200,7 @@ func (c *Client) DeleteKey(ctx context.Context, p KeyParams) (Key, error) {
 	if err != nil {
 		return Key{}, err
 	}
-	req, err := calls.NewDeleteTurnKeyRequest(c.cfg.apiBase, account, p.KeyID)
+	req, err := newRequest(op.method, c.routes.key.url(account, p.KeyID), nil)
 	if err != nil {
 		return Key{}, buildError(op, err)
 	}
