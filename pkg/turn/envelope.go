@@ -10,12 +10,11 @@ import (
 	"github.com/cfturn/cfturn/gen/calls"
 )
 
-// envelope is the Cloudflare API response wrapper around a result of type T.
-type envelope[T any] struct {
+// failureEnvelope is the part of a Cloudflare API envelope a failure needs; its result is not read.
+type failureEnvelope struct {
 	Success  *bool           `json:"success"`
 	Errors   []calls.Message `json:"errors"`
 	Messages []calls.Message `json:"messages"`
-	Result   *T              `json:"result"`
 }
 
 // successEnvelope is the part of an envelope a success needs. Decoding into it skips the errors
@@ -49,7 +48,7 @@ func decodeEnvelope[T any](op *operation, res *response, secrets []Secret) (T, e
 		return zero, unexpected(op, res, secrets, describeBody(res, err))
 	}
 	if !env.Success.v {
-		var full envelope[json.RawMessage]
+		var full failureEnvelope
 		json.Unmarshal(res.body, &full)
 		e := unexpected(op, res, secrets, "success is false")
 		e.Errors, e.Messages, e.Excerpt = messages(full.Errors, secrets), messages(full.Messages, secrets), ""
@@ -71,7 +70,7 @@ func statusError(op *operation, res *response, secrets []Secret) *APIError {
 		e.Excerpt = excerpt(res.body, secrets)
 		return e
 	}
-	var env envelope[json.RawMessage]
+	var env failureEnvelope
 	if err := json.Unmarshal(res.body, &env); err != nil || env.Success == nil || len(env.Errors) == 0 {
 		return unexpected(op, res, secrets, describeBody(res, err))
 	}
