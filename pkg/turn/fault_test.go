@@ -165,7 +165,7 @@ func TestFaultMatrix(t *testing.T) {
 				before := e.fake.Requests()[op.id]
 
 				ft := row.fault
-				ft.Operation = op.id
+				ft.Operation = turntest.Operation(op.id)
 				e.fake.InjectFault(ft)
 				err = op.call(ctx, e.client, key, username)
 

@@ -73,7 +73,7 @@ func TestTypesRedact(t *testing.T) {
 			t.Errorf("a credential leaked into:\n%s", out)
 		}
 	}
-	if !strings.Contains(out, key.ID) || !strings.Contains(out, "turn:turn.cloudflare.com") {
+	if !strings.Contains(out, key.ID) || !strings.Contains(out, "turn:") {
 		t.Error("redaction hid the harmless fields too")
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/cfturn/cfturn/gen/calls"
 	"github.com/cfturn/cfturn/pkg/turn"
@@ -23,11 +25,11 @@ import (
 const (
 	DefaultMaxKeys        = 1000   // keys per account
 	maxAccounts           = 1000   // accounts with keys
-	maxCredentials        = 10_000 // live ICE credentials kept for revocation; the oldest go first
+	maxCredentials        = 10_000 // live ICE credentials kept for revocation and the relay; the oldest go first
 	maxBodyBytes          = 64 << 10
-	maxNameLen            = 1024
-	MaxTTL                = 172800 // seconds: the 48-hour ceiling third-party references report
-	iceHost               = "cloudflare.com"
+	maxNameLen            = 1024   // characters
+	maxIdentifierLen      = 1024   // characters of a customIdentifier
+	MaxTTL                = 172800 // seconds: the 48-hour ceiling of Cloudflare's Realtime TURN FAQ
 	errCodeAuthentication = 10000
 	errCodeUnauthorized   = 10001
 	errCodeBadRequest     = 10002
@@ -48,11 +50,14 @@ type Fake struct {
 	maxKeys        int
 	handler        http.Handler
 
+	now     func() time.Time
+	logger  *slog.Logger
+	iceURLs []calls.IceServer // the answer's servers, before credentials are filled in
+
 	mu        sync.Mutex
 	accounts  map[string]map[string]*key // account ID → key ID → key
 	byID      map[string]*key
-	creds     map[string]*credential // username → credential
-	credOrder []string               // usernames, oldest first
+	creds     *credentialTable
 	faults    []Fault
 	requests  map[string]int // operationId → count
 	lastStamp time.Time
@@ -63,18 +68,17 @@ type key struct {
 	created, modified          time.Time
 }
 
-type credential struct {
-	keyID   string
-	expires time.Time
-	revoked bool
-}
-
 // Option configures a Fake or a Server.
 type Option func(*settings)
 
 type settings struct {
 	token, account, addr string
 	maxKeys              int
+	now                  func() time.Time
+	logger               *slog.Logger
+	legacyURLs           bool
+	noRelay, relayTLS    bool
+	relayAddr            string
 }
 
 // WithToken sets the API token the fake accepts. The default is random.
@@ -90,19 +94,34 @@ func WithMaxKeys(n int) Option { return func(s *settings) { s.maxKeys = n } }
 // WithAddr sets the address NewServer listens on (default 127.0.0.1:0, a free loopback port).
 func WithAddr(addr string) Option { return func(s *settings) { s.addr = addr } }
 
-// New returns a Fake with no keys.
-func New(opts ...Option) *Fake {
-	s := settings{token: randomString(40), account: randomHex(32), maxKeys: DefaultMaxKeys}
+func newSettings(opts []Option) settings {
+	s := settings{token: randomString(40), account: randomHex(32), maxKeys: DefaultMaxKeys, now: time.Now}
 	for _, opt := range opts {
 		opt(&s)
+	}
+	if s.logger == nil {
+		s.logger = slog.New(slog.DiscardHandler)
+	}
+	return s
+}
+
+// New returns a Fake with no keys. It serves HTTP only: NewServer also runs the TURN relay.
+func New(opts ...Option) *Fake {
+	s := newSettings(opts)
+	iceURLs := cloudflareICEServers
+	if s.legacyURLs {
+		iceURLs = cloudflareLegacyICEServers
 	}
 	f := &Fake{
 		token:          s.token,
 		defaultAccount: s.account,
 		maxKeys:        max(s.maxKeys, 1),
+		now:            s.now,
+		logger:         s.logger,
+		iceURLs:        iceURLs,
 		accounts:       make(map[string]map[string]*key),
 		byID:           make(map[string]*key),
-		creds:          make(map[string]*credential),
+		creds:          newCredentialTable(maxCredentials),
 		requests:       make(map[string]int),
 	}
 	onBadParam := func(w http.ResponseWriter, r *http.Request, err error) {
@@ -161,7 +180,7 @@ func (f *Fake) Requests() map[string]int {
 func (f *Fake) Revoked(username string) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	c := f.creds[username]
+	c := f.creds.get(username)
 	return c != nil && c.revoked
 }
 
@@ -180,9 +199,9 @@ func (f *Fake) listLocked(accountID string) []turn.Key {
 }
 
 // serve counts the request, applies a queued fault if one matches, and otherwise handles it.
-func (f *Fake) serve(w http.ResponseWriter, r *http.Request, op string, handle http.HandlerFunc) {
+func (f *Fake) serve(w http.ResponseWriter, r *http.Request, op Operation, handle http.HandlerFunc) {
 	f.mu.Lock()
-	f.requests[op]++
+	f.requests[string(op)]++
 	f.mu.Unlock()
 	w.Header().Set("Cf-Ray", randomHex(16)+"-FAKE")
 	if ft, ok := f.takeFault(op); ok {
@@ -240,7 +259,7 @@ func (f *Fake) readName(w http.ResponseWriter, r *http.Request) (name *string, o
 		f.failAt(w, http.StatusBadRequest, errCodeBadRequest, "Malformed JSON in request body: name must be a string", "/name")
 		return nil, false
 	}
-	if body.Name != nil && len(*body.Name) > maxNameLen {
+	if body.Name != nil && utf8.RuneCountInString(*body.Name) > maxNameLen {
 		f.failAt(w, http.StatusBadRequest, errCodeBadRequest, fmt.Sprintf("name is longer than %d characters", maxNameLen), "/name")
 		return nil, false
 	}
@@ -249,7 +268,7 @@ func (f *Fake) readName(w http.ResponseWriter, r *http.Request) (name *string, o
 
 // ListTurnKeys implements calls.ServerInterface.
 func (f *Fake) ListTurnKeys(w http.ResponseWriter, r *http.Request, accountID string) {
-	f.serve(w, r, "listTurnKeys", func(w http.ResponseWriter, r *http.Request) {
+	f.serve(w, r, OpListTurnKeys, func(w http.ResponseWriter, r *http.Request) {
 		if !f.authorized(w, r, accountID) {
 			return
 		}
@@ -266,7 +285,7 @@ func (f *Fake) ListTurnKeys(w http.ResponseWriter, r *http.Request, accountID st
 
 // CreateTurnKey implements calls.ServerInterface.
 func (f *Fake) CreateTurnKey(w http.ResponseWriter, r *http.Request, accountID string) {
-	f.serve(w, r, "createTurnKey", func(w http.ResponseWriter, r *http.Request) {
+	f.serve(w, r, OpCreateTurnKey, func(w http.ResponseWriter, r *http.Request) {
 		if !f.authorized(w, r, accountID) {
 			return
 		}
@@ -306,7 +325,7 @@ func (f *Fake) CreateTurnKey(w http.ResponseWriter, r *http.Request, accountID s
 
 // GetTurnKey implements calls.ServerInterface.
 func (f *Fake) GetTurnKey(w http.ResponseWriter, r *http.Request, accountID, keyID string) {
-	f.serve(w, r, "getTurnKey", func(w http.ResponseWriter, r *http.Request) {
+	f.serve(w, r, OpGetTurnKey, func(w http.ResponseWriter, r *http.Request) {
 		if f.authorized(w, r, accountID, keyID) {
 			f.withKey(w, accountID, keyID, func(*key) {})
 		}
@@ -315,7 +334,7 @@ func (f *Fake) GetTurnKey(w http.ResponseWriter, r *http.Request, accountID, key
 
 // UpdateTurnKey implements calls.ServerInterface.
 func (f *Fake) UpdateTurnKey(w http.ResponseWriter, r *http.Request, accountID, keyID string) {
-	f.serve(w, r, "updateTurnKey", func(w http.ResponseWriter, r *http.Request) {
+	f.serve(w, r, OpUpdateTurnKey, func(w http.ResponseWriter, r *http.Request) {
 		if !f.authorized(w, r, accountID, keyID) {
 			return
 		}
@@ -334,7 +353,7 @@ func (f *Fake) UpdateTurnKey(w http.ResponseWriter, r *http.Request, accountID, 
 
 // DeleteTurnKey implements calls.ServerInterface.
 func (f *Fake) DeleteTurnKey(w http.ResponseWriter, r *http.Request, accountID, keyID string) {
-	f.serve(w, r, "deleteTurnKey", func(w http.ResponseWriter, r *http.Request) {
+	f.serve(w, r, OpDeleteTurnKey, func(w http.ResponseWriter, r *http.Request) {
 		if !f.authorized(w, r, accountID, keyID) {
 			return
 		}
@@ -385,13 +404,14 @@ func (f *Fake) liveKey(w http.ResponseWriter, r *http.Request, keyID string) *ke
 
 // GenerateIceServers implements calls.ServerInterface.
 func (f *Fake) GenerateIceServers(w http.ResponseWriter, r *http.Request, keyID string) {
-	f.serve(w, r, "generateIceServers", func(w http.ResponseWriter, r *http.Request) {
+	f.serve(w, r, OpGenerateIceServers, func(w http.ResponseWriter, r *http.Request) {
 		k := f.liveKey(w, r, keyID)
 		if k == nil {
 			return
 		}
 		var body struct {
-			TTL *json.Number `json:"ttl"`
+			TTL              *json.Number `json:"ttl"`
+			CustomIdentifier string       `json:"customIdentifier"`
 		}
 		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
 		dec.UseNumber()
@@ -404,33 +424,36 @@ func (f *Fake) GenerateIceServers(w http.ResponseWriter, r *http.Request, keyID 
 			http.Error(w, fmt.Sprintf("Bad request: ttl must be a whole number of seconds from 1 to %d", MaxTTL), http.StatusBadRequest)
 			return
 		}
-		username, secret := randomHex(32), randomHex(64)
+		if n := utf8.RuneCountInString(body.CustomIdentifier); n > maxIdentifierLen {
+			http.Error(w, fmt.Sprintf("Bad request: customIdentifier is %d characters, more than %d", n, maxIdentifierLen), http.StatusBadRequest)
+			return
+		}
+		c := &credential{username: randomHex(32), secret: randomHex(64), keyID: k.uid, customIdentifier: body.CustomIdentifier}
 		f.mu.Lock()
-		f.addCredentialLocked(username, &credential{keyID: k.uid, expires: time.Now().Add(time.Duration(ttl) * time.Second)})
+		now := f.now()
+		c.expires = now.Add(time.Duration(ttl) * time.Second)
+		f.creds.add(c, now)
 		f.mu.Unlock()
-		f.ok(w, http.StatusCreated, calls.IceServersResponse{IceServers: []calls.IceServer{
-			{Urls: []string{"stun:stun." + iceHost + ":3478", "stun:stun." + iceHost + ":53"}},
-			{
-				Urls: []string{
-					"turn:turn." + iceHost + ":3478?transport=udp", "turn:turn." + iceHost + ":53?transport=udp",
-					"turn:turn." + iceHost + ":3478?transport=tcp", "turn:turn." + iceHost + ":80?transport=tcp",
-					"turns:turn." + iceHost + ":5349?transport=tcp", "turns:turn." + iceHost + ":443?transport=tcp",
-				},
-				Username: &username, Credential: &secret,
-			},
-		}})
+		servers := make([]calls.IceServer, len(f.iceURLs))
+		for i, s := range f.iceURLs {
+			servers[i] = calls.IceServer{Urls: slices.Clone(s.Urls)}
+			if strings.HasPrefix(s.Urls[0], "turn") {
+				servers[i].Username, servers[i].Credential = &c.username, &c.secret
+			}
+		}
+		f.ok(w, http.StatusCreated, calls.IceServersResponse{IceServers: servers})
 	})
 }
 
 // RevokeIceCredential implements calls.ServerInterface.
 func (f *Fake) RevokeIceCredential(w http.ResponseWriter, r *http.Request, keyID, username string) {
-	f.serve(w, r, "revokeIceCredential", func(w http.ResponseWriter, r *http.Request) {
+	f.serve(w, r, OpRevokeIceCredential, func(w http.ResponseWriter, r *http.Request) {
 		k := f.liveKey(w, r, keyID)
 		if k == nil {
 			return
 		}
 		f.mu.Lock()
-		c := f.creds[username]
+		c := f.creds.get(username)
 		if c != nil && c.keyID == k.uid {
 			c.revoked = true
 		}
@@ -441,29 +464,6 @@ func (f *Fake) RevokeIceCredential(w http.ResponseWriter, r *http.Request, keyID
 		}
 		w.WriteHeader(http.StatusNoContent)
 	})
-}
-
-// addCredentialLocked records a credential, dropping expired ones and then the oldest to stay
-// within maxCredentials.
-func (f *Fake) addCredentialLocked(username string, c *credential) {
-	if len(f.credOrder) >= maxCredentials {
-		now := time.Now()
-		kept := f.credOrder[:0]
-		for _, u := range f.credOrder {
-			if f.creds[u].expires.After(now) {
-				kept = append(kept, u)
-			} else {
-				delete(f.creds, u)
-			}
-		}
-		for len(kept) >= maxCredentials {
-			delete(f.creds, kept[0])
-			kept = kept[1:]
-		}
-		f.credOrder = slices.Clip(kept)
-	}
-	f.creds[username] = c
-	f.credOrder = append(f.credOrder, username)
 }
 
 // stampLocked returns the current time, strictly after the previous stamp, so modified always
@@ -503,7 +503,7 @@ func (f *Fake) failAt(w http.ResponseWriter, status, code int, msg, pointer stri
 }
 
 // applyFault answers r according to ft.
-func (f *Fake) applyFault(w http.ResponseWriter, r *http.Request, op string, ft Fault, handle http.HandlerFunc) {
+func (f *Fake) applyFault(w http.ResponseWriter, r *http.Request, op Operation, ft Fault, handle http.HandlerFunc) {
 	if ft.Delay > 0 {
 		t := time.NewTimer(ft.Delay)
 		select {
@@ -528,7 +528,7 @@ func (f *Fake) applyFault(w http.ResponseWriter, r *http.Request, op string, ft 
 		http.Redirect(w, r, ft.RedirectTo, http.StatusTemporaryRedirect)
 		return
 	}
-	plain := op == "generateIceServers" || op == "revokeIceCredential"
+	plain := op == OpGenerateIceServers || op == OpRevokeIceCredential
 	status := ft.Status
 	if status == 0 {
 		status = http.StatusOK

@@ -2,14 +2,18 @@ package turntest_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/cfturn/cfturn/internal/contract"
+	"github.com/cfturn/cfturn/pkg/turn"
 	"github.com/cfturn/cfturn/pkg/turn/turntest"
 )
 
@@ -285,4 +289,83 @@ func TestFaults(t *testing.T) {
 func mustJSON(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
+}
+
+func TestInjectFaultRefusesUnknownOperations(t *testing.T) {
+	f := turntest.New()
+	err := f.InjectFault(turntest.Fault{Operation: "createKey", Status: 500})
+	if err == nil || !strings.Contains(err.Error(), `"createKey"`) || !strings.Contains(err.Error(), "OpCreateTurnKey") {
+		t.Fatalf("InjectFault(createKey) = %v, want an error naming the typo and the constants", err)
+	}
+	if err := f.InjectFault(turntest.Fault{Operation: turntest.OpCreateTurnKey, Status: 500}); err != nil {
+		t.Fatalf("InjectFault(OpCreateTurnKey) = %v", err)
+	}
+	if err := f.InjectFault(turntest.Fault{Status: 500}); err != nil {
+		t.Fatalf("InjectFault(every operation) = %v", err)
+	}
+}
+
+func TestNameLimitCountsCharacters(t *testing.T) {
+	r := newRaw(t, turntest.WithoutRelay())
+	name := strings.Repeat("ю", 1024) // 2048 bytes, 1024 characters
+	status, _, body := r.do("POST", r.keys(r.srv.AccountID()), r.srv.Token(), `{"name":"`+name+`"}`)
+	if status != http.StatusCreated {
+		t.Fatalf("1024 characters: %d %v", status, body)
+	}
+	status, _, body = r.do("POST", r.keys(r.srv.AccountID()), r.srv.Token(), `{"name":"`+name+`ю"}`)
+	if _, msg := firstError(body); status != http.StatusBadRequest || !strings.Contains(msg, "1024 characters") {
+		t.Fatalf("1025 characters: %d %q", status, msg)
+	}
+}
+
+// BenchmarkMint mints ICE credentials through the fake's handler with its table full, the case
+// that used to slow down tenfold (issue 9, item 18).
+func BenchmarkMint(b *testing.B) {
+	ctx := context.Background()
+	srv := turntest.NewServer(turntest.WithoutRelay())
+	defer srv.Close()
+	key, err := srv.Client().CreateKey(ctx, turn.CreateKeyParams{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	mint := func() int {
+		req := httptest.NewRequest("POST", "/v1/turn/keys/"+key.ID+"/credentials/generate-ice-servers", strings.NewReader(`{"ttl":3600}`))
+		req.Header.Set("Authorization", "Bearer "+key.Secret.Reveal())
+		rec := httptest.NewRecorder()
+		srv.Handler().ServeHTTP(rec, req)
+		return rec.Code
+	}
+	for range 10_000 {
+		mint()
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if code := mint(); code != http.StatusCreated {
+			b.Fatalf("status %d", code)
+		}
+	}
+}
+
+// BenchmarkKeyMemory reports the heap the fake holds per key (name of 18 characters), as the
+// doc comment of package turntest states it.
+func BenchmarkKeyMemory(b *testing.B) {
+	const n = 1000
+	for b.Loop() {
+		f := turntest.New(turntest.WithMaxKeys(n))
+		h := f.Handler()
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		for range n {
+			req := httptest.NewRequest("POST", "/client/v4/accounts/"+f.AccountID()+"/calls/turn_keys", strings.NewReader(`{"name":"a typical key name"}`))
+			req.Header.Set("Authorization", "Bearer "+f.Token())
+			h.ServeHTTP(httptest.NewRecorder(), req)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		if got := len(f.Keys(f.AccountID())); got != n {
+			b.Fatalf("%d keys, want %d", got, n)
+		}
+		b.ReportMetric(float64(int64(after.HeapAlloc)-int64(before.HeapAlloc))/n, "B/key")
+	}
 }

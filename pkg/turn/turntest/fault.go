@@ -1,8 +1,27 @@
 package turntest
 
 import (
+	"fmt"
+	"slices"
 	"time"
 )
+
+// Operation names an operation of the fake by its operationId in openapi/calls.yaml.
+type Operation string
+
+// The operations a Fault can target.
+const (
+	OpListTurnKeys        Operation = "listTurnKeys"
+	OpCreateTurnKey       Operation = "createTurnKey"
+	OpGetTurnKey          Operation = "getTurnKey"
+	OpUpdateTurnKey       Operation = "updateTurnKey"
+	OpDeleteTurnKey       Operation = "deleteTurnKey"
+	OpGenerateIceServers  Operation = "generateIceServers"
+	OpRevokeIceCredential Operation = "revokeIceCredential"
+)
+
+// operations lists every operation of the fake.
+var operations = []Operation{OpListTurnKeys, OpCreateTurnKey, OpGetTurnKey, OpUpdateTurnKey, OpDeleteTurnKey, OpGenerateIceServers, OpRevokeIceCredential}
 
 // BodyFault replaces the body of an answer with one that breaks the contract.
 type BodyFault int
@@ -24,9 +43,8 @@ const (
 
 // Fault makes the fake misbehave for the next Count requests that match Operation.
 type Fault struct {
-	// Operation is the operationId of openapi/calls.yaml to match, e.g. "createTurnKey";
-	// empty matches every operation.
-	Operation string
+	// Operation is the operation to match, e.g. OpCreateTurnKey; empty matches every operation.
+	Operation Operation
 	// Count is how many matching requests the fault applies to; 0 means 1.
 	Count int
 
@@ -49,15 +67,20 @@ type Fault struct {
 	RedirectTo string
 }
 
-// InjectFault queues f. Faults apply in the order they were injected; each matching request
-// takes the first queued fault that matches it.
-func (f *Fake) InjectFault(ft Fault) {
+// InjectFault queues ft. Faults apply in the order they were injected; each matching request
+// takes the first queued fault that matches it. It refuses, and queues nothing, a fault whose
+// Operation is not one of the Op constants: a typo would otherwise never fire.
+func (f *Fake) InjectFault(ft Fault) error {
+	if ft.Operation != "" && !slices.Contains(operations, ft.Operation) {
+		return fmt.Errorf("turntest: InjectFault: unknown Operation %q: use one of the Op constants, e.g. OpCreateTurnKey", ft.Operation)
+	}
 	if ft.Count <= 0 {
 		ft.Count = 1
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.faults = append(f.faults, ft)
+	return nil
 }
 
 // ClearFaults drops every queued fault.
@@ -68,7 +91,7 @@ func (f *Fake) ClearFaults() {
 }
 
 // takeFault returns the first queued fault for op and uses one of its counts.
-func (f *Fake) takeFault(op string) (Fault, bool) {
+func (f *Fake) takeFault(op Operation) (Fault, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for i := range f.faults {
