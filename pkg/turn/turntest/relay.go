@@ -245,7 +245,7 @@ type countingConn struct {
 }
 
 func (c *countingConn) count(n int) {
-	if n > 0 {
+	if n != 0 {
 		c.cred.Add(int64(n))
 		if c.ident != nil {
 			c.ident.Add(int64(n))
@@ -259,9 +259,12 @@ func (c *countingConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	return n, addr, err
 }
 
+// WriteTo counts before writing: the peer's answer may come back through ReadFrom before this
+// goroutine runs again, and a test that saw the answer must see the count.
 func (c *countingConn) WriteTo(p []byte, addr net.Addr) (int, error) {
+	c.count(len(p))
 	n, err := c.PacketConn.WriteTo(p, addr)
-	c.count(n)
+	c.count(n - len(p))
 	return n, err
 }
 
