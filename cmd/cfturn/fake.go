@@ -9,20 +9,33 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cfturn/cfturn/pkg/turn"
+	"github.com/cfturn/cfturn/pkg/turn/turncheck"
 	"github.com/cfturn/cfturn/pkg/turn/turntest"
 )
 
 func (a *app) serveFakeCommand() *cobra.Command {
-	var addr, token string
+	var addr, token, relayAddr string
+	var noRelay, legacyURLs bool
 	cmd := &cobra.Command{
-		Use:   "serve-fake [--addr 127.0.0.1:8787] [--token T]",
+		Use:   "serve-fake [--addr 127.0.0.1:8787] [--token T] [--relay-addr 127.0.0.1:3478 | --no-relay]",
 		Short: "Run an offline fake of the Cloudflare TURN APIs until Ctrl-C",
 		Long: `Run the turntest fake on a port: key management under /client/v4 and ICE credentials under /v1,
 with the same shapes as Cloudflare's APIs, so cfturn, the Cloudflare SDKs and curl work against it.
-State lives in memory and is gone when it stops.`,
+State lives in memory and is gone when it stops.
+
+It also runs a TURN relay (UDP and TCP, on a free loopback port unless --relay-addr says which)
+that accepts exactly the ICE credentials the fake minted, and its ICE answers point at it, so
+WebRTC peers given them connect through it. With --no-relay the answers carry the URLs Cloudflare
+documents (--legacy-ice-urls: the older set with port-53 URLs).`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			opts := []turntest.Option{turntest.WithAddr(addr)}
+			opts := []turntest.Option{turntest.WithAddr(addr), turntest.WithRelayAddr(relayAddr)}
+			if noRelay {
+				opts = append(opts, turntest.WithoutRelay())
+			}
+			if legacyURLs {
+				opts = append(opts, turntest.WithLegacyICEURLs())
+			}
 			if token != "" {
 				opts = append(opts, turntest.WithToken(token))
 			}
@@ -34,24 +47,33 @@ State lives in memory and is gone when it stops.`,
 				return err
 			}
 			defer srv.Close()
+			relay := "off (--no-relay): ICE answers carry Cloudflare's URLs"
+			if srv.Relay != nil {
+				relay = fmt.Sprintf("udp %s, tcp %s", srv.Relay.UDPAddr, srv.Relay.TCPAddr)
+			}
 			if a.json {
-				err = writeJSON(a.stdout, map[string]string{
+				out := map[string]string{
 					"url": srv.URL, "apiBaseURL": srv.APIBaseURL, "iceBaseURL": srv.ICEBaseURL,
 					"token": srv.Token(), "accountID": srv.AccountID(),
-				})
+				}
+				if srv.Relay != nil {
+					out["relayUDPAddr"], out["relayTCPAddr"] = srv.Relay.UDPAddr, srv.Relay.TCPAddr
+				}
+				err = writeJSON(a.stdout, out)
 			} else {
 				_, err = fmt.Fprintf(a.stdout, `cfturn fake of the Cloudflare TURN APIs, listening on %s
   key API base URL   %s
   ICE API base URL   %s
   API token          %s
   account ID         %s
+  TURN relay         %s
 
 Try it:
   export CLOUDFLARE_API_TOKEN=%s CLOUDFLARE_ACCOUNT_ID=%s
   cfturn --base-url %s keys create --name test
 
 Press Ctrl-C to stop.
-`, srv.URL, srv.APIBaseURL, srv.ICEBaseURL, srv.Token(), srv.AccountID(), srv.Token(), srv.AccountID(), srv.APIBaseURL)
+`, srv.URL, srv.APIBaseURL, srv.ICEBaseURL, srv.Token(), srv.AccountID(), relay, srv.Token(), srv.AccountID(), srv.APIBaseURL)
 			}
 			if err != nil {
 				return err
@@ -63,6 +85,9 @@ Press Ctrl-C to stop.
 	}
 	cmd.Flags().StringVar(&addr, "addr", "127.0.0.1:8787", "address to listen on")
 	cmd.Flags().StringVar(&token, "token", "", "API token the fake accepts (default: random, printed at start)")
+	cmd.Flags().StringVar(&relayAddr, "relay-addr", "127.0.0.1:0", "address of the TURN relay, UDP and TCP (port 0: a free one)")
+	cmd.Flags().BoolVar(&noRelay, "no-relay", false, "run no TURN relay; ICE answers carry Cloudflare's URLs")
+	cmd.Flags().BoolVar(&legacyURLs, "legacy-ice-urls", false, "with --no-relay, answer Cloudflare's older URL set, with port-53 URLs")
 	return cmd
 }
 
@@ -129,6 +154,12 @@ func (a *app) demo(ctx context.Context, srv *turntest.Server) error {
 	}
 	fmt.Fprintf(a.stdout, "   this is what a browser passes to new RTCPeerConnection (credentials redacted here):\n   %s\n   expires %s\n",
 		pretty, ice.Expires.Format(time.RFC3339))
+	if srv.Relay != nil {
+		fmt.Fprintln(a.stdout, "   they open the fake's TURN relay: two allocations each, a packet through both and back (cfturn check):")
+		if err := a.demoCheck(ctx, ice); err != nil {
+			return err
+		}
+	}
 
 	var username string
 	for _, s := range ice.Servers {
@@ -141,6 +172,12 @@ func (a *app) demo(ctx context.Context, srv *turntest.Server) error {
 		return err
 	}
 	fmt.Fprintf(a.stdout, "   revoked: %v\n", srv.Revoked(username))
+	if srv.Relay != nil {
+		fmt.Fprintln(a.stdout, "   the relay now refuses it:")
+		if err := a.demoCheck(ctx, ice); err != nil {
+			return err
+		}
+	}
 
 	say("Delete the key (DELETE .../turn_keys/{key_id})")
 	if _, err := c.DeleteKey(ctx, turn.KeyParams{KeyID: key.ID}); err != nil {
@@ -154,4 +191,26 @@ func (a *app) demo(ctx context.Context, srv *turntest.Server) error {
 
 	_, err = fmt.Fprintln(a.stdout, "\nDone. Against Cloudflare, set CLOUDFLARE_API_TOKEN and CLOUDFLARE_ACCOUNT_ID and run:\n   cfturn keys create --name my-key --out turn-key.secret")
 	return err
+}
+
+// demoCheck runs turncheck on the TURN URLs of ice and prints one line per URL.
+func (a *app) demoCheck(ctx context.Context, ice turn.ICEServers) error {
+	var servers []turn.ICEServer
+	for _, s := range ice.Servers {
+		if s.Username != "" {
+			servers = append(servers, s)
+		}
+	}
+	report, err := turncheck.Check(ctx, servers, turncheck.Config{})
+	if err != nil {
+		return err
+	}
+	for _, r := range report.Results {
+		if r.Status == turncheck.StatusOK {
+			fmt.Fprintf(a.stdout, "   %-40s %s, relayed address %s, round trip %v\n", r.URL, r.Status, r.RelayedAddress, r.RTT.Round(time.Microsecond))
+		} else {
+			fmt.Fprintf(a.stdout, "   %-40s %s: %s\n", r.URL, r.Status, r.Detail)
+		}
+	}
+	return nil
 }

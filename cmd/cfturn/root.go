@@ -83,7 +83,7 @@ CFTURN_KEY_SECRET or --key-secret-file. Try it offline with "cfturn demo" or "cf
 	pf.StringVar(&a.accountID, "account-id", "", "Cloudflare account ID (default $CLOUDFLARE_ACCOUNT_ID)")
 	pf.StringVar(&a.baseURL, "base-url", "", "key API root (default "+turn.DefaultAPIBaseURL+")")
 	pf.StringVar(&a.iceBaseURL, "ice-base-url", "", "ICE API root (default "+turn.DefaultICEBaseURL+"; with only --base-url set, the same server's /v1)")
-	root.AddCommand(a.keysCommand(), a.iceCommand(), a.serveICECommand(), a.serveFakeCommand(), a.demoCommand())
+	root.AddCommand(a.keysCommand(), a.iceCommand(), a.checkCommand(), a.serveICECommand(), a.serveFakeCommand(), a.demoCommand())
 	return root
 }
 

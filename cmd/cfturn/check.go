@@ -1,0 +1,174 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+	"unicode"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cfturn/cfturn/pkg/turn"
+	"github.com/cfturn/cfturn/pkg/turn/turncheck"
+)
+
+// maxICEInput bounds what check reads from a file or stdin.
+const maxICEInput = 1 << 20
+
+func (a *app) checkCommand() *cobra.Command {
+	var flags iceFlags
+	var file string
+	var cfg turncheck.Config
+	cmd := &cobra.Command{
+		Use:   "check (--key-id ID | --file FILE | --file -) [--timeout 5s]",
+		Short: "Check that ICE servers work: STUN, TURN over udp/tcp/tls, and a packet through the relay",
+		Long: `Probe every URL of an iceServers list at once: a STUN binding request, a TURN allocation over
+udp, tcp or tls, and a packet sent through two relays and back to time a real round trip.
+
+The list is minted with --key-id (the secret from CFTURN_KEY_SECRET or --key-secret-file, as for
+ice-servers; the credential is revoked afterwards), or read with --file from a file or from stdin
+(--file -), e.g. the output of "cfturn ice-servers" or of a serve-ice endpoint. Port-53 URLs are
+skipped, as browsers block them (--include-port-53 probes them). The whole check ends within
+--timeout.
+
+Exit status: 0 when at least one TURN URL carried a packet, 1 when none did, 2 on bad input.`,
+		Args: args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			servers, cleanup, err := a.checkInput(cmd.Context(), &flags, file)
+			if err != nil {
+				return err
+			}
+			defer cleanup()
+			report, err := turncheck.Check(cmd.Context(), servers, cfg)
+			if errors.Is(err, turncheck.ErrBadInput) {
+				return usageError{err}
+			}
+			if err != nil {
+				return err
+			}
+			if err := a.printReport(report); err != nil {
+				return err
+			}
+			if !report.TURNWorks() {
+				return errors.New("check: no TURN URL carried a packet through its relay")
+			}
+			return nil
+		},
+	}
+	flags.register(cmd)
+	f := cmd.Flags()
+	f.StringVar(&file, "file", "", `read {"iceServers": [...]} from this file ("-" for stdin) instead of minting`)
+	f.DurationVar(&cfg.Timeout, "timeout", turncheck.DefaultTimeout, "time limit for the whole check")
+	f.BoolVar(&cfg.IncludePort53, "include-port-53", false, "also probe URLs on port 53, which browsers block")
+	return cmd
+}
+
+// checkInput returns the ICE servers to check and a function that revokes a credential minted for it.
+func (a *app) checkInput(ctx context.Context, flags *iceFlags, file string) ([]turn.ICEServer, func(), error) {
+	nothing := func() {}
+	switch {
+	case file != "" && flags.keyID != "":
+		return nil, nothing, usagef("pass --key-id or --file, not both")
+	case file == "" && flags.keyID == "":
+		return nil, nothing, usagef(`nothing to check: pass --key-id ID to mint credentials, or --file FILE ("-" for stdin) with {"iceServers": [...]}`)
+	case file != "":
+		var r io.Reader = a.stdin
+		name := "stdin"
+		if file != "-" {
+			fh, err := os.Open(file)
+			if err != nil {
+				return nil, nothing, usagef("--file: %v", err)
+			}
+			defer fh.Close()
+			r, name = fh, file
+		}
+		data, err := io.ReadAll(io.LimitReader(r, maxICEInput+1))
+		if err != nil {
+			return nil, nothing, usagef("--file: reading %s: %v", name, err)
+		}
+		if len(data) > maxICEInput {
+			return nil, nothing, usagef("--file: %s is larger than %d bytes", name, maxICEInput)
+		}
+		servers, err := turncheck.ParseICEServers(data)
+		if err != nil {
+			return nil, nothing, usagef("--file %s: %v", name, err)
+		}
+		return servers, nothing, nil
+	}
+	c, secret, err := flags.setup(a)
+	if err != nil {
+		return nil, nothing, err
+	}
+	ice, err := c.GenerateICEServers(ctx, turn.GenerateICEServersParams{KeyID: flags.keyID, KeySecret: secret, TTL: 10 * time.Minute})
+	if err != nil {
+		return nil, nothing, err
+	}
+	revoke := func() {
+		for _, s := range ice.Servers {
+			if s.Username == "" {
+				continue
+			}
+			// The check is done; its credential need not outlive it. A failure only leaves it to expire.
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			err := c.RevokeICECredential(ctx, turn.RevokeICECredentialParams{KeyID: flags.keyID, KeySecret: secret, Username: s.Username})
+			cancel()
+			if err != nil {
+				fmt.Fprintf(a.stderr, "cfturn: check: could not revoke the credential it minted (it expires in 10 minutes): %v\n", err)
+			}
+		}
+	}
+	return ice.Servers, revoke, nil
+}
+
+// printReport writes the report as a table, or as JSON with --json.
+func (a *app) printReport(r turncheck.Report) error {
+	if a.json {
+		return writeJSON(a.stdout, struct {
+			Results   []turncheck.Result `json:"results"`
+			TURNWorks bool               `json:"turnWorks"`
+			ElapsedMs int64              `json:"elapsedMs"`
+		}{r.Results, r.TURNWorks(), r.Elapsed.Milliseconds()})
+	}
+	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "URL\tTRANSPORT\tRESULT\tRTT\tADDRESS")
+	var details []string
+	for _, res := range r.Results {
+		rtt, addr := "-", res.RelayedAddress
+		if res.Status == turncheck.StatusOK {
+			rtt = res.RTT.Round(10 * time.Microsecond).String()
+		}
+		if addr == "" {
+			addr = res.MappedAddress
+		}
+		if addr == "" {
+			addr = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", checkPrintable(res.URL), res.Transport, res.Status, rtt, checkPrintable(addr))
+		if res.Detail != "" {
+			details = append(details, fmt.Sprintf("  %s: %s", checkPrintable(res.URL), checkPrintable(res.Detail)))
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(details) > 0 {
+		fmt.Fprintln(a.stdout, "\n"+strings.Join(details, "\n"))
+	}
+	_, err := fmt.Fprintf(a.stdout, "\nchecked in %v\n", r.Elapsed.Round(time.Millisecond))
+	return err
+}
+
+// checkPrintable escapes control and other unprintable characters of a string from outside (a URL from
+// a file or a server), so it cannot forge table rows or send terminal escapes.
+func checkPrintable(s string) string {
+	if strings.IndexFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) < 0 {
+		return s
+	}
+	q := fmt.Sprintf("%+q", s)
+	return q[1 : len(q)-1]
+}
