@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -159,4 +160,47 @@ func TestServeFakeRelay(t *testing.T) {
 		t.Errorf("serve-fake --no-relay:\n%s", text.String())
 	}
 	stop(t, "serve-fake", cancel, done)
+}
+
+func TestServeICEExamplePage(t *testing.T) {
+	srv := turntest.NewServer()
+	defer srv.Close()
+	key := createKey(t, srv)
+	env := map[string]string{"CFTURN_KEY_SECRET": key.Secret, "CLOUDFLARE_ACCOUNT_ID": srv.AccountID()}
+	get := func(url string) (int, string, string) {
+		t.Helper()
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header.Get("Content-Type"), string(b)
+	}
+	for _, withPage := range []bool{true, false} {
+		ctx, cancel := context.WithCancel(context.Background())
+		out := &syncBuffer{}
+		done := make(chan int)
+		args := []string{"--base-url", srv.APIBaseURL, "serve-ice", "--addr", "127.0.0.1:0", "--key-id", key.ID}
+		if withPage {
+			args = append(args, "--example-page")
+		}
+		go func() {
+			done <- run(ctx, args, strings.NewReader(""), out, io.Discard, func(k string) string { return env[k] })
+		}()
+		url := waitFor(t, out, `on (http://\S+) `)
+		if url == "" {
+			cancel()
+			t.Fatalf("serve-ice printed no URL:\n%s", out.String())
+		}
+		status, ctype, body := get(url + "example/")
+		isPage := status == 200 && strings.HasPrefix(ctype, "text/html") && strings.Contains(body, "Does TURN work from here?")
+		if isPage != withPage {
+			t.Errorf("--example-page=%v: GET /example/ = %d %s %.80q", withPage, status, ctype, body)
+		}
+		if status, _, body := get(url); status != 200 || !strings.Contains(body, `"iceServers"`) {
+			t.Errorf("--example-page=%v: GET / = %d %.80q", withPage, status, body)
+		}
+		stop(t, "serve-ice", cancel, done)
+	}
 }

@@ -17,6 +17,7 @@ func (a *app) serveICECommand() *cobra.Command {
 	var flags iceFlags
 	var addr, identityHeader string
 	var origins []string
+	var examplePage bool
 	cfg := turn.ICEHandlerConfig{}
 	cmd := &cobra.Command{
 		Use:   "serve-ice --key-id ID [--addr 127.0.0.1:8080]",
@@ -40,7 +41,12 @@ answering the requests in flight.`,
 			if err != nil {
 				return err
 			}
-			return a.serve(cmd.Context(), addr, h, cfg.RequestTimeout)
+			var handler http.Handler = h
+			if examplePage {
+				handler = withExamplePage(h)
+				fmt.Fprintf(a.stderr, "cfturn: the example page is at %s on the address below\n", examplePagePath)
+			}
+			return a.serve(cmd.Context(), addr, handler, cfg.RequestTimeout)
 		},
 	}
 	flags.register(cmd)
@@ -52,6 +58,7 @@ answering the requests in flight.`,
 	f.Float64Var(&cfg.RatePerMinute, "rate", 30, "requests per minute per caller (negative: no limit)")
 	f.IntVar(&cfg.Burst, "burst", 10, "requests a caller may make at once")
 	f.DurationVar(&cfg.RequestTimeout, "timeout", 10*time.Second, "time limit for one request")
+	f.BoolVar(&examplePage, "example-page", false, "also serve the browser example page at "+examplePagePath+" (it tests TURN with these credentials)")
 	return cmd
 }
 
