@@ -6,7 +6,7 @@ FUZZTIME  ?= 10s
 FUZZ_PKG  := ./pkg/turn
 FUZZ_TARGETS := FuzzDecodeEnvelope FuzzValidateIDs FuzzValidateTTL FuzzErrorText FuzzRouteMatchesBuilder
 
-.PHONY: all generate check-generate lint test fuzz demo ci bench
+.PHONY: all generate check-generate lint test e2e e2e-deps fuzz demo ci bench
 
 all: ci
 
@@ -25,12 +25,27 @@ lint:
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
 	cd bench && $(GO) vet ./...
+	cd e2e && $(GO) vet ./...
 
 ## test: every test, with the race detector (the README's test command); bench/ is a module of its
 ## own, whose tests check the official Cloudflare SDK against the fake
 test:
 	$(GO) test -race -count=1 ./...
 	cd bench && $(GO) test -race -count=1 ./...
+
+## e2e: the data plane end to end (e2e/ is a module of its own, for pion/webrtc and chromedp):
+## two pion peers through the fake's TURN relay, and headless Chromium through examples/browser.
+## The browser test skips without Chromium unless CI is set; `make e2e-deps` installs it.
+e2e:
+	cd e2e && $(GO) test -race -count=1 ./...
+
+## e2e-deps: install Debian's chromium-headless-shell when no Chromium is found (needs root)
+e2e-deps:
+	@if [ -n "$$CFTURN_CHROMIUM" ] || command -v chromium-headless-shell >/dev/null 2>&1 || command -v chromium >/dev/null 2>&1; then \
+		echo "e2e-deps: Chromium found"; \
+	else \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium-headless-shell; \
+	fi
 
 ## fuzz: run each fuzz target for FUZZTIME
 fuzz:
@@ -44,7 +59,7 @@ demo:
 	$(GO) run ./cmd/cfturn demo
 
 ## ci: everything CI checks
-ci: check-generate lint test fuzz
+ci: check-generate lint test e2e fuzz
 
 ## bench: benchmarks against the floor and the official SDK; writes BENCHMARKS.md
 BENCHCOUNT ?= 6
