@@ -212,3 +212,26 @@ func TestParseICEServers(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkCheck times a full check against the fake's relay: a STUN binding and, for TURN over
+// udp, tcp and tls, two allocations and a round trip through them. BENCHMARKS.md records it.
+func BenchmarkCheck(b *testing.B) {
+	srv := turntest.NewServer(turntest.WithRelayTLS())
+	defer srv.Close()
+	ctx := context.Background()
+	key, err := srv.Client().CreateKey(ctx, turn.CreateKeyParams{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ice, err := srv.Client().GenerateICEServers(ctx, turn.GenerateICEServersParams{KeyID: key.ID, KeySecret: key.Secret, TTL: time.Hour})
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg := config(srv)
+	for b.Loop() {
+		report, err := turncheck.Check(ctx, ice.Servers, cfg)
+		if err != nil || !report.TURNWorks() {
+			b.Fatalf("check: %v %+v", err, report.Results)
+		}
+	}
+}

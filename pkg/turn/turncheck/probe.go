@@ -68,7 +68,8 @@ func (a *allocation) close() {
 }
 
 // dial connects to the URL's server over its transport and starts a pion client on the connection.
-// The session closes itself when ctx ends, which ends every transaction in flight.
+// The session closes itself when ctx ends, which ends every transaction in flight. It dials IPv4,
+// so the relay asked for is IPv4 too, as browsers ask by default.
 func (p *probe) dial(ctx context.Context) (*session, error) {
 	var d net.Dialer
 	s := &session{}
@@ -80,7 +81,7 @@ func (p *probe) dial(ctx context.Context) (*session, error) {
 		}
 		s.conn, s.server = &connectedUDP{Conn: c, s: s}, c.RemoteAddr()
 	case "tcp":
-		c, err := d.DialContext(ctx, "tcp", p.url.addr())
+		c, err := d.DialContext(ctx, "tcp4", p.url.addr())
 		if err != nil {
 			return nil, err
 		}
@@ -93,7 +94,7 @@ func (p *probe) dial(ctx context.Context) (*session, error) {
 		if cfg.ServerName == "" {
 			cfg.ServerName = p.url.host
 		}
-		c, err := (&tls.Dialer{NetDialer: &d, Config: cfg}).DialContext(ctx, "tcp", p.url.addr())
+		c, err := (&tls.Dialer{NetDialer: &d, Config: cfg}).DialContext(ctx, "tcp4", p.url.addr())
 		if err != nil {
 			return nil, err
 		}
