@@ -347,11 +347,11 @@ func TestServeFake(t *testing.T) {
 	}
 }
 
-// waitFor waits up to 5s for pattern to appear in out and returns its first group.
+// waitFor waits up to 30s (a loaded CI machine under -race) for pattern to appear in out and returns its first group.
 func waitFor(t *testing.T, out *syncBuffer, pattern string) string {
 	t.Helper()
 	re := regexp.MustCompile(pattern)
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		if m := re.FindStringSubmatch(out.String()); m != nil {
 			return m[1]
 		}

@@ -172,16 +172,25 @@ func (c *Client) send(ctx context.Context, op *operation, req *http.Request, sec
 			if apiErr, isAPI := err.(*APIError); isAPI {
 				apiErr.Attempts = attempt
 			}
+			if ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
+				return nil, cancelled(ctx, op, attempt, err)
+			}
 			return nil, err
 		}
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil, fmt.Errorf("turn: %s: %w after %d attempts, the last: %w", op.name, ctx.Err(), attempt, err)
+			return nil, cancelled(ctx, op, attempt, err)
 		case <-t.C:
 		}
 	}
+}
+
+// cancelled reports a call whose context ended between attempts: the error matches ctx.Err() and
+// keeps the last attempt's error.
+func cancelled(ctx context.Context, op *operation, attempt int, last error) error {
+	return fmt.Errorf("turn: %s: %w after %d attempts, the last: %w", op.name, ctx.Err(), attempt, last)
 }
 
 // errBodyTooLarge marks a response body over the configured cap.
