@@ -33,7 +33,7 @@ func exitCode(err error) int {
 		return exitOK
 	case errors.As(err, &usage),
 		errors.Is(err, turn.ErrInvalidArgument), errors.Is(err, turn.ErrNoAPIToken),
-		errors.As(err, &path), // a local file: --out, --key-secret-file
+		errors.As(err, &path),                    // a local file: --out, --key-secret-file
 		errors.As(err, &op) && op.Op == "listen": // serve-fake, serve-ice: a port in use, a bad address
 		return exitUsage
 	}
