@@ -174,7 +174,7 @@ pass --yes.`,
 				}
 				ok, err := confirm(a.stdin, a.stderr, fmt.Sprintf("Delete TURN key %s? Credentials minted from it stop working. [y/N] ", argv[0]))
 				if err != nil {
-					return usagef("keys delete: no answer (%v), nothing deleted: pass --yes to delete %s without asking", err, argv[0])
+					return usagef("keys delete: no answer (%v) and nothing deleted: pass --yes to delete %s without asking", err, argv[0])
 				}
 				if !ok {
 					return usagef("keys delete: not confirmed; nothing deleted")
@@ -203,7 +203,7 @@ func confirm(in io.Reader, out io.Writer, question string) (bool, error) {
 	fmt.Fprint(out, question)
 	line, err := bufio.NewReader(in).ReadString('\n')
 	if err != nil && line == "" {
-		return false, fmt.Errorf("reading the answer: %w", err)
+		return false, err
 	}
 	switch strings.ToLower(strings.TrimSpace(line)) {
 	case "y", "yes":
