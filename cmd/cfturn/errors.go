@@ -11,16 +11,16 @@ import (
 )
 
 // Exit codes. exitCode is the one place that applies the rule, and exitStatusHelp states it in
-// cfturn --help and, word for word, in the README (a test checks both).
+// cfturn --help and, word for word up to line breaks, in the README (a test checks both).
 const (
 	exitOK    = 0
 	exitAPI   = 1 // the API failed: it answered with an error, or could not be reached in time
 	exitUsage = 2 // cfturn was called wrongly, or the local system refused: flag, argument, variable, file, port
 )
 
-const exitStatusHelp = "Exit status: 0 success; 1 the API failed (it answered with an error, or could not be reached in time); " +
-	"2 a usage or local error (a flag, argument or environment variable, a file that cannot be read or created, " +
-	"an address that cannot be listened on)."
+const exitStatusHelp = `Exit status: 0 success; 1 the API failed (it answered with an error, or could not be
+reached in time); 2 a usage or local error (a flag, argument or environment variable, a file that
+cannot be read or created, an address that cannot be listened on).`
 
 // exitCode classifies err by the rule of exitStatusHelp. Anything not known to be local counts as
 // an API failure.

@@ -67,14 +67,15 @@ func TestExitCodes(t *testing.T) {
 func TestExitStatusDocumented(t *testing.T) {
 	r := runEnv(t, nil, "--help")
 	r.check(t, 0)
-	if !strings.Contains(strings.Join(strings.Fields(r.stdout), " "), exitStatusHelp) {
+	rule := strings.Join(strings.Fields(exitStatusHelp), " ")
+	if !strings.Contains(r.stdout, exitStatusHelp) {
 		t.Errorf("cfturn --help does not state the exit status rule:\n%s", r.stdout)
 	}
 	readme, err := os.ReadFile("../../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(strings.Join(strings.Fields(string(readme)), " "), exitStatusHelp) {
+	if !strings.Contains(strings.Join(strings.Fields(string(readme)), " "), rule) {
 		t.Errorf("README.md does not state the exit status rule word for word:\n%s", exitStatusHelp)
 	}
 }
