@@ -90,8 +90,8 @@ func TestKeySecretFile(t *testing.T) {
 func TestServeFakeEnvironment(t *testing.T) {
 	const account = "023e105f4ecef8ad9ca31a8372d0c353"
 	for _, tc := range []struct {
-		env           map[string]string
-		args          []string
+		env            map[string]string
+		args           []string
 		token, account string
 	}{
 		{map[string]string{"CFTURN_FAKE_TOKEN": "env-token", "CLOUDFLARE_ACCOUNT_ID": account}, nil, "env-token", account},
