@@ -12,6 +12,10 @@ import (
 	"github.com/cfturn/cfturn/pkg/turn/turntest"
 )
 
+// fakeTokenEnv names the environment variable serve-fake takes its token from, so that it need not
+// show in the process list as --token does.
+const fakeTokenEnv = "CFTURN_FAKE_TOKEN"
+
 func (a *app) serveFakeCommand() *cobra.Command {
 	var addr, token string
 	cmd := &cobra.Command{
@@ -19,15 +23,38 @@ func (a *app) serveFakeCommand() *cobra.Command {
 		Short: "Run an offline fake of the Cloudflare TURN APIs until Ctrl-C",
 		Long: `Run the turntest fake on a port: key management under /client/v4 and ICE credentials under /v1,
 with the same shapes as Cloudflare's APIs, so cfturn, the Cloudflare SDKs and curl work against it.
-State lives in memory and is gone when it stops.`,
+State lives in memory and is gone when it stops.
+
+The API token it accepts comes from --token, else ` + fakeTokenEnv + `, else it is random; it is
+printed at start. (CLOUDFLARE_API_TOKEN is never read here, so a real token is never printed.) The
+default account comes from --account-id, else CLOUDFLARE_ACCOUNT_ID, else it is random. Both must
+be values the client accepts.`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			opts := []turntest.Option{turntest.WithAddr(addr)}
-			if token != "" {
-				opts = append(opts, turntest.WithToken(token))
+			if err := a.checkGlobalFlags(); err != nil {
+				return err
 			}
-			if a.accountID != "" {
-				opts = append(opts, turntest.WithAccountID(a.accountID))
+			opts := []turntest.Option{turntest.WithAddr(addr)}
+			tok, tokenFrom := token, "--token"
+			if tok == "" {
+				tok, tokenFrom = a.getenv(fakeTokenEnv), fakeTokenEnv
+			}
+			if tok != "" {
+				// The client's own rules, so that every token the fake accepts works with cfturn.
+				if _, err := turn.NewClient(turn.WithGetenv(nil), turn.WithAPIToken(tok)); err != nil {
+					return renameOption(err, "WithAPIToken", tokenFrom)
+				}
+				opts = append(opts, turntest.WithToken(tok))
+			}
+			account, accountFrom := a.accountID, "--account-id"
+			if account == "" {
+				account, accountFrom = a.getenv("CLOUDFLARE_ACCOUNT_ID"), "CLOUDFLARE_ACCOUNT_ID"
+			}
+			if account != "" {
+				if _, err := turn.NewClient(turn.WithGetenv(nil), turn.WithAccountID(account)); err != nil {
+					return renameOption(err, "WithAccountID", accountFrom)
+				}
+				opts = append(opts, turntest.WithAccountID(account))
 			}
 			srv, err := turntest.NewServerErr(opts...)
 			if err != nil {
@@ -62,7 +89,7 @@ Press Ctrl-C to stop.
 		},
 	}
 	cmd.Flags().StringVar(&addr, "addr", "127.0.0.1:8787", "address to listen on")
-	cmd.Flags().StringVar(&token, "token", "", "API token the fake accepts (default: random, printed at start)")
+	cmd.Flags().StringVar(&token, "token", "", "API token the fake accepts (default $"+fakeTokenEnv+", else random; printed at start)")
 	return cmd
 }
 
