@@ -37,6 +37,12 @@ func (e FailureEnvelopeSuccess) Valid() bool {
 // AccountID Example: 023e105f4ecef8ad9ca31a8372d0c353
 type AccountID = string
 
+// DeleteFailureBody A delete failure is an envelope or, as Cloudflare's schema allows, an empty object.
+type DeleteFailureBody = json.RawMessage
+
+// EmptyObject defines model for EmptyObject.
+type EmptyObject = map[string]interface{}
+
 // EnvelopeCommon defines model for EnvelopeCommon.
 type EnvelopeCommon struct {
 	Errors   Messages `json:"errors"`
@@ -46,10 +52,12 @@ type EnvelopeCommon struct {
 
 // FailureEnvelope defines model for FailureEnvelope.
 type FailureEnvelope struct {
-	Errors   []Message               `json:"errors"`
-	Messages Messages                `json:"messages"`
-	Result   *map[string]interface{} `json:"result,omitempty"`
-	Success  FailureEnvelopeSuccess  `json:"success"`
+	Errors   []Message `json:"errors"`
+	Messages Messages  `json:"messages"`
+
+	// Result Always null in a failure.
+	Result  interface{}            `json:"result,omitempty"`
+	Success FailureEnvelopeSuccess `json:"success"`
 }
 
 // FailureEnvelopeSuccess defines model for FailureEnvelope.Success.
@@ -65,7 +73,13 @@ type IceServer struct {
 
 // IceServersRequest defines model for IceServersRequest.
 type IceServersRequest struct {
-	// Ttl Lifetime of the credentials in seconds. The server enforces its own maximum.
+	// CustomIdentifier Tags the credential for per-user usage analytics and abuse monitoring (GraphQL dataset
+	// callsTurnUsageAdaptiveGroups, dimension customIdentifier). Cloudflare documents no length
+	// limit; 256 characters is cfturn's. Never a secret: it shows up in analytics.
+	CustomIdentifier *string `json:"customIdentifier,omitempty"`
+
+	// Ttl Lifetime of the credentials in seconds, at most 48 hours (172800), per Cloudflare's Realtime
+	// TURN FAQ.
 	Ttl int64 `json:"ttl"`
 }
 
@@ -410,6 +424,7 @@ type ClientInterface interface {
 	// ListTurnKeys List the account's TURN keys.
 	//
 	// Returns every TURN key of the account. Secrets are never listed.
+	// Needs an API token with the "Calls Read" or "Calls Write" permission.
 	//
 	// Corresponds with GET /accounts/{account_id}/calls/turn_keys (the `ListTurnKeys` operationId).
 	ListTurnKeys(ctx context.Context, accountId AccountID, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -417,7 +432,7 @@ type ClientInterface interface {
 	// CreateTurnKeyWithBody Create a TURN key.
 	//
 	// Creates a TURN key. The response is the only one that ever carries the key's secret (`key`):
-	// store it at once, it cannot be read again.
+	// store it at once, it cannot be read again. Needs the "Calls Write" permission.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -427,7 +442,7 @@ type ClientInterface interface {
 	// CreateTurnKey Create a TURN key.
 	//
 	// Creates a TURN key. The response is the only one that ever carries the key's secret (`key`):
-	// store it at once, it cannot be read again.
+	// store it at once, it cannot be read again. Needs the "Calls Write" permission.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -436,17 +451,24 @@ type ClientInterface interface {
 
 	// DeleteTurnKey Delete a TURN key.
 	//
-	// Deletes the key; credentials minted from it stop working.
+	// Deletes the key; credentials minted from it stop working. Needs the "Calls Write" permission.
+	// Cloudflare's schema lets a failure of this operation be an empty object `{}` instead of an
+	// envelope.
 	//
 	// Corresponds with DELETE /accounts/{account_id}/calls/turn_keys/{key_id} (the `DeleteTurnKey` operationId).
 	DeleteTurnKey(ctx context.Context, accountId AccountID, keyId KeyID, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetTurnKey Get one TURN key.
 	//
+	// Needs an API token with the "Calls Read" or "Calls Write" permission.
+	//
 	// Corresponds with GET /accounts/{account_id}/calls/turn_keys/{key_id} (the `GetTurnKey` operationId).
 	GetTurnKey(ctx context.Context, accountId AccountID, keyId KeyID, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// UpdateTurnKeyWithBody Rename a TURN key.
+	//
+	// Sets the key's name; an empty name clears it. The secret does not change.
+	// Needs the "Calls Write" permission.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -454,6 +476,9 @@ type ClientInterface interface {
 	UpdateTurnKeyWithBody(ctx context.Context, accountId AccountID, keyId KeyID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// UpdateTurnKey Rename a TURN key.
+	//
+	// Sets the key's name; an empty name clears it. The secret does not change.
+	// Needs the "Calls Write" permission.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -489,6 +514,7 @@ type ClientInterface interface {
 // ListTurnKeys List the account's TURN keys.
 //
 // Returns every TURN key of the account. Secrets are never listed.
+// Needs an API token with the "Calls Read" or "Calls Write" permission.
 //
 // Corresponds with GET /accounts/{account_id}/calls/turn_keys (the `ListTurnKeys` operationId).
 func (c *Client) ListTurnKeys(ctx context.Context, accountId AccountID, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -506,7 +532,7 @@ func (c *Client) ListTurnKeys(ctx context.Context, accountId AccountID, reqEdito
 // CreateTurnKeyWithBody Create a TURN key.
 //
 // Creates a TURN key. The response is the only one that ever carries the key's secret (`key`):
-// store it at once, it cannot be read again.
+// store it at once, it cannot be read again. Needs the "Calls Write" permission.
 //
 // Takes any type of body and a specified content type.
 //
@@ -526,7 +552,7 @@ func (c *Client) CreateTurnKeyWithBody(ctx context.Context, accountId AccountID,
 // CreateTurnKey Create a TURN key.
 //
 // Creates a TURN key. The response is the only one that ever carries the key's secret (`key`):
-// store it at once, it cannot be read again.
+// store it at once, it cannot be read again. Needs the "Calls Write" permission.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -545,7 +571,9 @@ func (c *Client) CreateTurnKey(ctx context.Context, accountId AccountID, body Cr
 
 // DeleteTurnKey Delete a TURN key.
 //
-// Deletes the key; credentials minted from it stop working.
+// Deletes the key; credentials minted from it stop working. Needs the "Calls Write" permission.
+// Cloudflare's schema lets a failure of this operation be an empty object `{}` instead of an
+// envelope.
 //
 // Corresponds with DELETE /accounts/{account_id}/calls/turn_keys/{key_id} (the `DeleteTurnKey` operationId).
 func (c *Client) DeleteTurnKey(ctx context.Context, accountId AccountID, keyId KeyID, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -562,6 +590,8 @@ func (c *Client) DeleteTurnKey(ctx context.Context, accountId AccountID, keyId K
 
 // GetTurnKey Get one TURN key.
 //
+// Needs an API token with the "Calls Read" or "Calls Write" permission.
+//
 // Corresponds with GET /accounts/{account_id}/calls/turn_keys/{key_id} (the `GetTurnKey` operationId).
 func (c *Client) GetTurnKey(ctx context.Context, accountId AccountID, keyId KeyID, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetTurnKeyRequest(c.Server, accountId, keyId)
@@ -576,6 +606,9 @@ func (c *Client) GetTurnKey(ctx context.Context, accountId AccountID, keyId KeyI
 }
 
 // UpdateTurnKeyWithBody Rename a TURN key.
+//
+// Sets the key's name; an empty name clears it. The secret does not change.
+// Needs the "Calls Write" permission.
 //
 // Takes any type of body and a specified content type.
 //
@@ -593,6 +626,9 @@ func (c *Client) UpdateTurnKeyWithBody(ctx context.Context, accountId AccountID,
 }
 
 // UpdateTurnKey Rename a TURN key.
+//
+// Sets the key's name; an empty name clears it. The secret does not change.
+// Needs the "Calls Write" permission.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -1016,6 +1052,7 @@ type ClientWithResponsesInterface interface {
 	// ListTurnKeysWithResponse List the account's TURN keys.
 	//
 	// Returns every TURN key of the account. Secrets are never listed.
+	// Needs an API token with the "Calls Read" or "Calls Write" permission.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -1025,7 +1062,7 @@ type ClientWithResponsesInterface interface {
 	// CreateTurnKeyWithBodyWithResponse Create a TURN key.
 	//
 	// Creates a TURN key. The response is the only one that ever carries the key's secret (`key`):
-	// store it at once, it cannot be read again.
+	// store it at once, it cannot be read again. Needs the "Calls Write" permission.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -1035,7 +1072,7 @@ type ClientWithResponsesInterface interface {
 	// CreateTurnKeyWithResponse Create a TURN key.
 	//
 	// Creates a TURN key. The response is the only one that ever carries the key's secret (`key`):
-	// store it at once, it cannot be read again.
+	// store it at once, it cannot be read again. Needs the "Calls Write" permission.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -1044,7 +1081,9 @@ type ClientWithResponsesInterface interface {
 
 	// DeleteTurnKeyWithResponse Delete a TURN key.
 	//
-	// Deletes the key; credentials minted from it stop working.
+	// Deletes the key; credentials minted from it stop working. Needs the "Calls Write" permission.
+	// Cloudflare's schema lets a failure of this operation be an empty object `{}` instead of an
+	// envelope.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -1053,6 +1092,8 @@ type ClientWithResponsesInterface interface {
 
 	// GetTurnKeyWithResponse Get one TURN key.
 	//
+	// Needs an API token with the "Calls Read" or "Calls Write" permission.
+	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /accounts/{account_id}/calls/turn_keys/{key_id} (the `GetTurnKey` operationId).
@@ -1060,12 +1101,18 @@ type ClientWithResponsesInterface interface {
 
 	// UpdateTurnKeyWithBodyWithResponse Rename a TURN key.
 	//
+	// Sets the key's name; an empty name clears it. The secret does not change.
+	// Needs the "Calls Write" permission.
+	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with PUT /accounts/{account_id}/calls/turn_keys/{key_id} (the `UpdateTurnKey` operationId).
 	UpdateTurnKeyWithBodyWithResponse(ctx context.Context, accountId AccountID, keyId KeyID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*UpdateTurnKeyResponse, error)
 
 	// UpdateTurnKeyWithResponse Rename a TURN key.
+	//
+	// Sets the key's name; an empty name clears it. The secret does not change.
+	// Needs the "Calls Write" permission.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -1260,9 +1307,9 @@ type DeleteTurnKeyResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *TurnKeyResponse
 	// JSON4XX the response for an HTTP 4XX `application/json` response
-	JSON4XX *Failure
+	JSON4XX *DeleteFailureBody
 	// JSON5XX the response for an HTTP 5XX `application/json` response
-	JSON5XX *Failure
+	JSON5XX *DeleteFailureBody
 	// Headers4XX the parsed response headers for an HTTP 4XX response
 	Headers4XX *DeleteTurnKeyResponse4XXHeaders
 	// Headers5XX the parsed response headers for an HTTP 5XX response
@@ -1275,12 +1322,12 @@ func (r DeleteTurnKeyResponse) GetJSON200() *TurnKeyResponse {
 }
 
 // GetJSON4XX returns the response for an HTTP 4XX `application/json` response
-func (r DeleteTurnKeyResponse) GetJSON4XX() *Failure {
+func (r DeleteTurnKeyResponse) GetJSON4XX() *DeleteFailureBody {
 	return r.JSON4XX
 }
 
 // GetJSON5XX returns the response for an HTTP 5XX `application/json` response
-func (r DeleteTurnKeyResponse) GetJSON5XX() *Failure {
+func (r DeleteTurnKeyResponse) GetJSON5XX() *DeleteFailureBody {
 	return r.JSON5XX
 }
 
@@ -1589,6 +1636,7 @@ func (r RevokeIceCredentialResponse) ContentType() string {
 // ListTurnKeysWithResponse List the account's TURN keys.
 //
 // Returns every TURN key of the account. Secrets are never listed.
+// Needs an API token with the "Calls Read" or "Calls Write" permission.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -1604,7 +1652,7 @@ func (c *ClientWithResponses) ListTurnKeysWithResponse(ctx context.Context, acco
 // CreateTurnKeyWithBodyWithResponse Create a TURN key.
 //
 // Creates a TURN key. The response is the only one that ever carries the key's secret (`key`):
-// store it at once, it cannot be read again.
+// store it at once, it cannot be read again. Needs the "Calls Write" permission.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -1620,7 +1668,7 @@ func (c *ClientWithResponses) CreateTurnKeyWithBodyWithResponse(ctx context.Cont
 // CreateTurnKeyWithResponse Create a TURN key.
 //
 // Creates a TURN key. The response is the only one that ever carries the key's secret (`key`):
-// store it at once, it cannot be read again.
+// store it at once, it cannot be read again. Needs the "Calls Write" permission.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -1635,7 +1683,9 @@ func (c *ClientWithResponses) CreateTurnKeyWithResponse(ctx context.Context, acc
 
 // DeleteTurnKeyWithResponse Delete a TURN key.
 //
-// Deletes the key; credentials minted from it stop working.
+// Deletes the key; credentials minted from it stop working. Needs the "Calls Write" permission.
+// Cloudflare's schema lets a failure of this operation be an empty object `{}` instead of an
+// envelope.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -1650,6 +1700,8 @@ func (c *ClientWithResponses) DeleteTurnKeyWithResponse(ctx context.Context, acc
 
 // GetTurnKeyWithResponse Get one TURN key.
 //
+// Needs an API token with the "Calls Read" or "Calls Write" permission.
+//
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with GET /accounts/{account_id}/calls/turn_keys/{key_id} (the `GetTurnKey` operationId).
@@ -1663,6 +1715,9 @@ func (c *ClientWithResponses) GetTurnKeyWithResponse(ctx context.Context, accoun
 
 // UpdateTurnKeyWithBodyWithResponse Rename a TURN key.
 //
+// Sets the key's name; an empty name clears it. The secret does not change.
+// Needs the "Calls Write" permission.
+//
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with PUT /accounts/{account_id}/calls/turn_keys/{key_id} (the `UpdateTurnKey` operationId).
@@ -1675,6 +1730,9 @@ func (c *ClientWithResponses) UpdateTurnKeyWithBodyWithResponse(ctx context.Cont
 }
 
 // UpdateTurnKeyWithResponse Rename a TURN key.
+//
+// Sets the key's name; an empty name clears it. The secret does not change.
+// Needs the "Calls Write" permission.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -1908,14 +1966,14 @@ func ParseDeleteTurnKeyResponse(rsp *http.Response) (*DeleteTurnKeyResponse, err
 		response.JSON200 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode/100 == 4:
-		var dest Failure
+		var dest DeleteFailureBody
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON4XX = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode/100 == 5:
-		var dest Failure
+		var dest DeleteFailureBody
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}

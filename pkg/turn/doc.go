@@ -7,8 +7,9 @@
 //
 // # Authentication
 //
-// Key management (CreateKey, ListKeys, AllKeys, GetKey, UpdateKey, DeleteKey) uses an API token with
-// the "Calls Write" permission: pass it with WithAPIToken or set CLOUDFLARE_API_TOKEN. The account
+// Key management uses an API token: ListKeys, AllKeys and GetKey need the "Calls Read" or "Calls
+// Write" permission, CreateKey, UpdateKey and DeleteKey need "Calls Write". Pass it with
+// WithAPIToken or set CLOUDFLARE_API_TOKEN. The account
 // comes from each call's AccountID, else WithAccountID or CLOUDFLARE_ACCOUNT_ID. ICE calls
 // (GenerateICEServers, RevokeICECredential) are authorised by the TURN key's own secret, passed per
 // call, and need no API token.

@@ -20,6 +20,7 @@ const (
 	testToken   = "tok_0123456789abcdefghijklmnopqrstuvwxyzAB"
 	testAccount = "023e105f4ecef8ad9ca31a8372d0c353"
 	testKeyID   = "2a95132c15732412d22c1476fa83f27a"
+	testSecret  = "5ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7"
 )
 
 // canned returns a client whose every request gets the same answer.
@@ -85,7 +86,7 @@ func TestErrorTextGolden(t *testing.T) {
 		{
 			"plain ICE error", 401, "text/plain", "Unauthorized\n",
 			func(c *turn.Client) error {
-				_, err := c.GenerateICEServers(ctx, turn.GenerateICEServersParams{KeyID: testKeyID, KeySecret: turn.NewSecret("s"), TTL: time.Minute})
+				_, err := c.GenerateICEServers(ctx, turn.GenerateICEServersParams{KeyID: testKeyID, KeySecret: turn.NewSecret(testSecret), TTL: time.Minute})
 				return err
 			},
 			`turn: generate ICE servers: 401 Unauthorized: "Unauthorized" [cf-ray 8f1e2d3c4b5a6978-SJC]`,
@@ -174,7 +175,7 @@ func containsErr(list []error, e error) bool {
 func TestICEUnexpectedBodies(t *testing.T) {
 	for _, body := range []string{"", "{}", `{"iceServers":[]}`, `{"iceServers":[{"urls":[]}]}`, `{"iceServers":"x"}`, "<html>"} {
 		c := canned(t, 201, "application/json", body, nil)
-		_, err := c.GenerateICEServers(context.Background(), turn.GenerateICEServersParams{KeyID: testKeyID, KeySecret: turn.NewSecret("s"), TTL: time.Minute})
+		_, err := c.GenerateICEServers(context.Background(), turn.GenerateICEServersParams{KeyID: testKeyID, KeySecret: turn.NewSecret(testSecret), TTL: time.Minute})
 		if !errors.Is(err, turn.ErrUnexpectedResponse) {
 			t.Errorf("body %q: %v, want ErrUnexpectedResponse", body, err)
 		}

@@ -76,20 +76,20 @@ func FuzzValidateIDs(f *testing.F) {
 		if got, want := checkKeyID("op", id) == nil, key.MatchString(id); got != want {
 			t.Fatalf("checkKeyID(%q) accepted=%v, want %v", id, got, want)
 		}
-		if err := checkKeyID("op", id); err != nil && len(id) > keyIDLen && strings.Contains(err.Error(), id) {
+		if err := checkKeyID("op", id); err != nil && utf8.RuneCountInString(id) > keyIDLen && strings.Contains(err.Error(), id) {
 			t.Fatalf("a long value was echoed: %v", err)
 		}
 	})
 }
 
 func FuzzValidateTTL(f *testing.F) {
-	for _, d := range []int64{0, -1, 1, int64(time.Second), int64(1500 * time.Millisecond), int64(48 * time.Hour)} {
+	for _, d := range []int64{0, -1, 1, int64(time.Second), int64(1500 * time.Millisecond), int64(48 * time.Hour), int64(48*time.Hour + time.Second)} {
 		f.Add(d)
 	}
 	f.Fuzz(func(t *testing.T, n int64) {
 		ttl := time.Duration(n)
 		ok := checkTTL("op", ttl) == nil
-		if want := ttl > 0 && ttl%time.Second == 0; ok != want {
+		if want := ttl > 0 && ttl%time.Second == 0 && ttl <= 48*time.Hour; ok != want {
 			t.Fatalf("checkTTL(%v) accepted=%v, want %v", ttl, ok, want)
 		}
 	})

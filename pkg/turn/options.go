@@ -46,18 +46,22 @@ type config struct {
 	maxBody       int64
 }
 
-// WithAPIToken sets the API token used for key management. It needs the "Calls Write" permission.
+// WithAPIToken sets the API token used for key management. Listing and getting keys need the
+// "Calls Read" or "Calls Write" permission; creating, renaming and deleting keys need "Calls Write".
+// A token with white space, control characters or other characters that are not printable ASCII
+// is refused with ErrInvalidArgument.
 func WithAPIToken(token string) Option {
 	return func(c *config) error {
-		if strings.TrimSpace(token) == "" {
-			return errors.New("turn: WithAPIToken: token is empty")
-		}
-		if strings.ContainsAny(token, " \t\r\n") {
-			return errors.New("turn: WithAPIToken: token contains white space; check how it was read")
-		}
-		c.token, c.tokenSet = NewSecret(token), true
-		return nil
+		return setToken(c, "WithAPIToken", token)
 	}
+}
+
+func setToken(c *config, op, token string) error {
+	if msg := credentialProblem("API token", token); msg != "" {
+		return invalidArg(op, "%s", msg)
+	}
+	c.token, c.tokenSet = NewSecret(token), true
+	return nil
 }
 
 // WithAccountID sets the account used when a call's AccountID is empty.
@@ -105,8 +109,8 @@ func WithHTTPClient(hc *http.Client) Option {
 // WithUserAgent puts product in front of the User-Agent, which always names cfturn and its version.
 func WithUserAgent(product string) Option {
 	return func(c *config) error {
-		if strings.ContainsAny(product, "\r\n") {
-			return errors.New("turn: WithUserAgent: user agent contains a line break")
+		if err := checkUserAgent("WithUserAgent", product); err != nil {
+			return err
 		}
 		c.userAgent = strings.TrimSpace(product + " " + userAgent)
 		return nil

@@ -17,7 +17,7 @@ func TestOptionsValidate(t *testing.T) {
 		want string
 	}{
 		{turn.WithAPIToken(""), "token is empty"},
-		{turn.WithAPIToken("has space"), "white space"},
+		{turn.WithAPIToken("has space"), "API token has a space at character 4"},
 		{turn.WithAccountID("x/y"), "account ID"},
 		{turn.WithBaseURL("http://api.example.com/client/v4"), "plain http; use https"},
 		{turn.WithBaseURL("api.cloudflare.com"), "a value of 18 characters is not an absolute http(s) URL"},
@@ -25,7 +25,8 @@ func TestOptionsValidate(t *testing.T) {
 		{turn.WithBaseURL("https://api.example.com/?x=1"), "query or fragment"},
 		{turn.WithICEBaseURL("ftp://x"), "not an absolute http(s) URL"},
 		{turn.WithHTTPClient(nil), "client is nil"},
-		{turn.WithUserAgent("a\nb"), "line break"},
+		{turn.WithUserAgent("a\nb"), "user agent has a newline at character 2"},
+		{turn.WithUserAgent("a\x7fb"), `user agent has '\x7f' at character 2`},
 		{turn.WithRetry(-1), "WithRetry(-1)"},
 		{turn.WithBackoff(0, time.Second), "need 0 < base <= max"},
 		{turn.WithBackoff(time.Second, time.Millisecond), "need 0 < base <= max"},

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/cfturn/cfturn/gen/calls"
 	"github.com/cfturn/cfturn/pkg/turn"
@@ -64,9 +65,10 @@ type key struct {
 }
 
 type credential struct {
-	keyID   string
-	expires time.Time
-	revoked bool
+	keyID            string
+	customIdentifier string
+	expires          time.Time
+	revoked          bool
 }
 
 // Option configures a Fake or a Server.
@@ -155,6 +157,18 @@ func (f *Fake) Requests() map[string]int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return maps.Clone(f.requests)
+}
+
+// CustomIdentifier returns the customIdentifier an ICE credential was generated with, and whether
+// the fake knows the credential.
+func (f *Fake) CustomIdentifier(username string) (string, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := f.creds[username]
+	if c == nil {
+		return "", false
+	}
+	return c.customIdentifier, true
 }
 
 // Revoked reports whether an ICE credential was issued and then revoked.
@@ -391,7 +405,8 @@ func (f *Fake) GenerateIceServers(w http.ResponseWriter, r *http.Request, keyID 
 			return
 		}
 		var body struct {
-			TTL *json.Number `json:"ttl"`
+			TTL              *json.Number `json:"ttl"`
+			CustomIdentifier string       `json:"customIdentifier"`
 		}
 		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
 		dec.UseNumber()
@@ -404,9 +419,13 @@ func (f *Fake) GenerateIceServers(w http.ResponseWriter, r *http.Request, keyID 
 			http.Error(w, fmt.Sprintf("Bad request: ttl must be a whole number of seconds from 1 to %d", MaxTTL), http.StatusBadRequest)
 			return
 		}
+		if utf8.RuneCountInString(body.CustomIdentifier) > turn.MaxCustomIdentifierLen {
+			http.Error(w, fmt.Sprintf("Bad request: customIdentifier over %d characters", turn.MaxCustomIdentifierLen), http.StatusBadRequest)
+			return
+		}
 		username, secret := randomHex(32), randomHex(64)
 		f.mu.Lock()
-		f.addCredentialLocked(username, &credential{keyID: k.uid, expires: time.Now().Add(time.Duration(ttl) * time.Second)})
+		f.addCredentialLocked(username, &credential{keyID: k.uid, customIdentifier: body.CustomIdentifier, expires: time.Now().Add(time.Duration(ttl) * time.Second)})
 		f.mu.Unlock()
 		f.ok(w, http.StatusCreated, calls.IceServersResponse{IceServers: []calls.IceServer{
 			{Urls: []string{"stun:stun." + iceHost + ":3478", "stun:stun." + iceHost + ":53"}},
