@@ -138,6 +138,11 @@ func (a *app) keysRename() *cobra.Command {
 		Short: "Rename a TURN key",
 		Args:  args(cobra.ExactArgs(2)),
 		RunE: func(cmd *cobra.Command, argv []string) error {
+			if argv[1] == "" {
+				// The API would clear the name; on the command line an empty NAME is more likely a
+				// mistake, such as an unset shell variable.
+				return usagef("name is empty: pass the key's new name")
+			}
 			c, err := a.client()
 			if err != nil {
 				return err
