@@ -81,11 +81,7 @@ func NewClient(opts ...Option) (*Client, error) {
 	}
 	hc.CheckRedirect = sameHostRedirects(hc.CheckRedirect)
 	cfg.hc = &hc
-	rts, err := newRoutes(cfg.apiBase, cfg.iceBase)
-	if err != nil {
-		return nil, fmt.Errorf("turn: rendering operation URLs: %w", err)
-	}
-	c := &Client{cfg: cfg, routes: rts, userAgent: []string{cfg.userAgent}}
+	c := &Client{cfg: cfg, routes: newRoutes(cfg.apiBase, cfg.iceBase), userAgent: []string{cfg.userAgent}}
 	if !cfg.token.IsZero() {
 		c.apiAuth = &[]string{"Bearer " + cfg.token.Reveal()}
 	}

@@ -114,8 +114,7 @@ func (c *Client) RevokeICECredential(ctx context.Context, p RevokeICECredentialP
 	if err := checkUsername(op.name, p.Username); err != nil {
 		return err
 	}
-	// The username may need escaping, so this rare call uses the generated builder as it is.
-	req, err := calls.NewRevokeIceCredentialRequest(c.cfg.iceBase, p.KeyID, p.Username)
+	req, err := newRequest(op.method, c.routes.revoke.url(p.KeyID, p.Username), nil)
 	if err != nil {
 		return buildError(op, err)
 	}

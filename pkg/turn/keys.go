@@ -58,14 +58,17 @@ type ListKeysParams struct {
 	AccountID string // empty: the client's default account
 }
 
-const keysPath = "/accounts/{account_id}/calls/turn_keys"
+const (
+	keysPath = "/accounts/{account_id}/calls/turn_keys"
+	keyPath  = keysPath + "/{key_id}"
+)
 
 var (
 	opCreateKey = &operation{name: "create key", method: http.MethodPost, path: keysPath, envelope: true, retry: retryUnsent}
 	opListKeys  = &operation{name: "list keys", method: http.MethodGet, path: keysPath, envelope: true}
-	opGetKey    = &operation{name: "get key", method: http.MethodGet, path: keysPath + "/{key_id}", envelope: true}
-	opUpdateKey = &operation{name: "update key", method: http.MethodPut, path: keysPath + "/{key_id}", envelope: true}
-	opDeleteKey = &operation{name: "delete key", method: http.MethodDelete, path: keysPath + "/{key_id}", envelope: true, emptyFailure: true}
+	opGetKey    = &operation{name: "get key", method: http.MethodGet, path: keyPath, envelope: true}
+	opUpdateKey = &operation{name: "update key", method: http.MethodPut, path: keyPath, envelope: true}
+	opDeleteKey = &operation{name: "delete key", method: http.MethodDelete, path: keyPath, envelope: true, emptyFailure: true}
 )
 
 // CreateKey creates a TURN key and returns it with its secret, which Cloudflare shows only this once.

@@ -131,6 +131,8 @@ func checkUsername(op, username string) error {
 	case strings.ContainsAny(username, "/?#"):
 		// Not echoed: the username is part of a credential.
 		return invalidArg(op, "username contains '/', '?' or '#', which no ICE username has")
+	case username == "." || username == "..":
+		return invalidArg(op, "username %q is a path step, not an ICE username", username)
 	}
 	if r, pos := firstBad(username, notHeaderToken); pos > 0 {
 		return invalidArg(op, "username has %s at character %d, which no ICE username has", describeRune(r), pos)

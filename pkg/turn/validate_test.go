@@ -56,6 +56,12 @@ func TestValidationSendsNothing(t *testing.T) {
 		{"no username", func() error {
 			return e.client.RevokeICECredential(ctx, turn.RevokeICECredentialParams{KeyID: testKeyID, KeySecret: secret})
 		}, "username is empty"},
+		{"username as a path step", func() error {
+			return e.client.RevokeICECredential(ctx, turn.RevokeICECredentialParams{KeyID: testKeyID, KeySecret: secret, Username: ".."})
+		}, `username ".." is a path step`},
+		{"username with a newline", func() error {
+			return e.client.RevokeICECredential(ctx, turn.RevokeICECredentialParams{KeyID: testKeyID, KeySecret: secret, Username: "a\nb"})
+		}, "username has a newline at character 2"},
 		{"username with slash", func() error {
 			return e.client.RevokeICECredential(ctx, turn.RevokeICECredentialParams{KeyID: testKeyID, KeySecret: secret, Username: "a/b"})
 		}, "username contains '/'"},

@@ -17,6 +17,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/cfturn/cfturn/gen/calls"
+	"github.com/cfturn/cfturn/gen/callshttp"
 	"github.com/cfturn/cfturn/pkg/turn"
 )
 
@@ -112,8 +113,8 @@ func New(opts ...Option) *Fake {
 	}
 	// The generated routes, mounted once per API root; a request reaches only its own API's routes.
 	keys, ice := http.NewServeMux(), http.NewServeMux()
-	calls.HandlerWithOptions(f, calls.StdHTTPServerOptions{BaseURL: "/client/v4", BaseRouter: keys, ErrorHandlerFunc: onBadParam})
-	calls.HandlerWithOptions(f, calls.StdHTTPServerOptions{BaseURL: "/v1", BaseRouter: ice, ErrorHandlerFunc: onBadParam})
+	callshttp.HandlerWithOptions(f, callshttp.StdHTTPServerOptions{BaseURL: "/client/v4", BaseRouter: keys, ErrorHandlerFunc: onBadParam})
+	callshttp.HandlerWithOptions(f, callshttp.StdHTTPServerOptions{BaseURL: "/v1", BaseRouter: ice, ErrorHandlerFunc: onBadParam})
 	f.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := r.URL.Path
 		switch {
@@ -261,7 +262,7 @@ func (f *Fake) readName(w http.ResponseWriter, r *http.Request) (name *string, o
 	return body.Name, true
 }
 
-// ListTurnKeys implements calls.ServerInterface.
+// ListTurnKeys implements callshttp.ServerInterface.
 func (f *Fake) ListTurnKeys(w http.ResponseWriter, r *http.Request, accountID string) {
 	f.serve(w, r, "listTurnKeys", func(w http.ResponseWriter, r *http.Request) {
 		if !f.authorized(w, r, accountID) {
@@ -278,7 +279,7 @@ func (f *Fake) ListTurnKeys(w http.ResponseWriter, r *http.Request, accountID st
 	})
 }
 
-// CreateTurnKey implements calls.ServerInterface.
+// CreateTurnKey implements callshttp.ServerInterface.
 func (f *Fake) CreateTurnKey(w http.ResponseWriter, r *http.Request, accountID string) {
 	f.serve(w, r, "createTurnKey", func(w http.ResponseWriter, r *http.Request) {
 		if !f.authorized(w, r, accountID) {
@@ -318,7 +319,7 @@ func (f *Fake) CreateTurnKey(w http.ResponseWriter, r *http.Request, accountID s
 	})
 }
 
-// GetTurnKey implements calls.ServerInterface.
+// GetTurnKey implements callshttp.ServerInterface.
 func (f *Fake) GetTurnKey(w http.ResponseWriter, r *http.Request, accountID, keyID string) {
 	f.serve(w, r, "getTurnKey", func(w http.ResponseWriter, r *http.Request) {
 		if f.authorized(w, r, accountID, keyID) {
@@ -327,7 +328,7 @@ func (f *Fake) GetTurnKey(w http.ResponseWriter, r *http.Request, accountID, key
 	})
 }
 
-// UpdateTurnKey implements calls.ServerInterface.
+// UpdateTurnKey implements callshttp.ServerInterface.
 func (f *Fake) UpdateTurnKey(w http.ResponseWriter, r *http.Request, accountID, keyID string) {
 	f.serve(w, r, "updateTurnKey", func(w http.ResponseWriter, r *http.Request) {
 		if !f.authorized(w, r, accountID, keyID) {
@@ -346,7 +347,7 @@ func (f *Fake) UpdateTurnKey(w http.ResponseWriter, r *http.Request, accountID, 
 	})
 }
 
-// DeleteTurnKey implements calls.ServerInterface.
+// DeleteTurnKey implements callshttp.ServerInterface.
 func (f *Fake) DeleteTurnKey(w http.ResponseWriter, r *http.Request, accountID, keyID string) {
 	f.serve(w, r, "deleteTurnKey", func(w http.ResponseWriter, r *http.Request) {
 		if !f.authorized(w, r, accountID, keyID) {
@@ -397,7 +398,7 @@ func (f *Fake) liveKey(w http.ResponseWriter, r *http.Request, keyID string) *ke
 	return k
 }
 
-// GenerateIceServers implements calls.ServerInterface.
+// GenerateIceServers implements callshttp.ServerInterface.
 func (f *Fake) GenerateIceServers(w http.ResponseWriter, r *http.Request, keyID string) {
 	f.serve(w, r, "generateIceServers", func(w http.ResponseWriter, r *http.Request) {
 		k := f.liveKey(w, r, keyID)
@@ -441,7 +442,7 @@ func (f *Fake) GenerateIceServers(w http.ResponseWriter, r *http.Request, keyID 
 	})
 }
 
-// RevokeIceCredential implements calls.ServerInterface.
+// RevokeIceCredential implements callshttp.ServerInterface.
 func (f *Fake) RevokeIceCredential(w http.ResponseWriter, r *http.Request, keyID, username string) {
 	f.serve(w, r, "revokeIceCredential", func(w http.ResponseWriter, r *http.Request) {
 		k := f.liveKey(w, r, keyID)
