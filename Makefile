@@ -4,7 +4,8 @@
 GO        ?= go
 FUZZTIME  ?= 10s
 FUZZ_PKG  := ./pkg/turn
-FUZZ_TARGETS := FuzzDecodeEnvelope FuzzValidateIDs FuzzValidateTTL FuzzErrorText FuzzRouteMatchesBuilder
+FUZZ_TARGETS := FuzzDecodeEnvelope FuzzValidateIDs FuzzValidateTTL FuzzErrorText FuzzRouteMatchesBuilder \
+	FuzzCredentialCheck FuzzExcerptHidesSecret
 
 .PHONY: all generate check-generate lint test fuzz demo ci bench
 
