@@ -49,7 +49,9 @@ type Message struct {
 
 // APIError is an HTTP response that was not a success. It keeps the status, every envelope error
 // and message, and the cf-ray header whatever the body was. It never holds a credential: the path is
-// the operation's template, not the URL, and body excerpts are shortened and scrubbed.
+// the operation's template, not the URL, and the server's text (envelope messages, documentation
+// URLs, source pointers, body excerpts) is cleaned: one printable line each, bounded, with the
+// call's credentials removed.
 type APIError struct {
 	Operation  string        // what the client was doing, e.g. "create key"
 	Method     string        // HTTP method
