@@ -2,6 +2,7 @@ package turn_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -239,5 +240,25 @@ func TestUpdateKeyEmptyNameClears(t *testing.T) {
 	}
 	if again, err := e.client.GetKey(ctx, turn.KeyParams{KeyID: k.ID}); err != nil || again.Name != "" {
 		t.Errorf("name after clearing: %q, %v", again.Name, err)
+	}
+}
+
+// Cloudflare's current answer and the older one with port-53 URLs both decode, and marshal back
+// for the browser unchanged: filtering URLs is the caller's choice, not the client's.
+func TestICEAnswersCurrentAndOlder(t *testing.T) {
+	for name, urls := range map[string][2]string{
+		"current": {`["stun:stun.cloudflare.com:3478"]`, `["turn:turn.cloudflare.com:3478?transport=udp","turn:turn.cloudflare.com:443?transport=udp","turn:turn.cloudflare.com:3478?transport=tcp","turn:turn.cloudflare.com:80?transport=tcp","turns:turn.cloudflare.com:5349?transport=tcp","turns:turn.cloudflare.com:443?transport=tcp"]`},
+		"older":   {`["stun:stun.cloudflare.com:3478","stun:stun.cloudflare.com:53"]`, `["turn:turn.cloudflare.com:3478?transport=udp","turn:turn.cloudflare.com:53?transport=udp","turn:turn.cloudflare.com:3478?transport=tcp","turn:turn.cloudflare.com:80?transport=tcp","turns:turn.cloudflare.com:5349?transport=tcp","turns:turn.cloudflare.com:443?transport=tcp"]`},
+	} {
+		body := `{"iceServers":[{"urls":` + urls[0] + `},{"urls":` + urls[1] + `,"username":"u","credential":"c"}]}`
+		c := canned(t, 201, "application/json", body, nil)
+		ice, err := c.GenerateICEServers(context.Background(), turn.GenerateICEServersParams{KeyID: testKeyID, KeySecret: turn.NewSecret(testSecret), TTL: time.Hour})
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		out, err := json.Marshal(ice)
+		if err != nil || string(out) != body {
+			t.Errorf("%s: marshalled\n%s\nwant\n%s (%v)", name, out, body, err)
+		}
 	}
 }
