@@ -41,7 +41,10 @@ func checkAccountID(op, id string) error {
 }
 
 func checkKeyID(op, id string) error {
-	if msg := keyIDProblem(id); msg != "" {
+	switch msg := keyIDProblem(id); {
+	case id == "":
+		return invalidArg(op, "%s: pass the key's uid (32 characters), as listed by ListKeys", msg)
+	case msg != "":
 		return invalidArg(op, "%s", msg)
 	}
 	return nil
@@ -53,7 +56,7 @@ func keyIDProblem(id string) string {
 	n := utf8.RuneCountInString(id)
 	switch {
 	case id == "":
-		return "key ID is empty: pass the key's uid (32 characters), as listed by ListKeys"
+		return "key ID is empty"
 	case n != keyIDLen:
 		return fmt.Sprintf("key ID is %d characters long; TURN key IDs have exactly %d", n, keyIDLen)
 	}
