@@ -7,9 +7,11 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Defaults. A test checks that the documentation and the code agree.
@@ -217,16 +219,23 @@ func checkBaseURL(opt, root string) (string, error) {
 }
 
 // describeURL names a rejected base URL without echoing something that may be a credential passed
-// by mistake: only text that looks like a URL is quoted, and never its user information.
+// by mistake (a run of 24 or more letters, digits, '-' or '_', as tokens and key secrets are), nor
+// the user information of a URL.
 func describeURL(s string) string {
-	if !strings.Contains(s, "://") {
-		return fmt.Sprintf("a value of %d characters", len(s))
+	if credentialLike.MatchString(s) {
+		if u, err := url.Parse(s); err == nil && strings.Contains(s, "://") && !credentialLike.MatchString(u.Redacted()) {
+			return strconv.Quote(u.Redacted())
+		}
+		return fmt.Sprintf("a value of %d characters (not shown: it looks like a credential)", utf8.RuneCountInString(s))
 	}
 	if u, err := url.Parse(s); err == nil {
 		return strconv.Quote(u.Redacted())
 	}
-	return "a malformed URL"
+	return strconv.Quote(s)
 }
+
+// credentialLike matches what may be a token or key secret.
+var credentialLike = regexp.MustCompile(`[A-Za-z0-9_-]{24,}`)
 
 func isLoopback(host string) bool {
 	if host == "localhost" {
