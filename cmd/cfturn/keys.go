@@ -141,6 +141,11 @@ func (a *app) keysRename() *cobra.Command {
 		Args:              args(cobra.ExactArgs(2)),
 		ValidArgsFunction: a.completeKeyIDArg,
 		RunE: func(cmd *cobra.Command, argv []string) error {
+			if argv[1] == "" {
+				// The API would clear the name; on the command line an empty NAME is more likely a
+				// mistake, such as an unset shell variable.
+				return usagef("name is empty: pass the key's new name")
+			}
 			c, err := a.client()
 			if err != nil {
 				return err

@@ -14,8 +14,10 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/cfturn/cfturn/gen/calls"
+	"github.com/cfturn/cfturn/gen/callshttp"
 	"github.com/cfturn/cfturn/pkg/turn"
 )
 
@@ -64,9 +66,10 @@ type key struct {
 }
 
 type credential struct {
-	keyID   string
-	expires time.Time
-	revoked bool
+	keyID            string
+	customIdentifier string
+	expires          time.Time
+	revoked          bool
 }
 
 // Option configures a Fake or a Server.
@@ -110,8 +113,8 @@ func New(opts ...Option) *Fake {
 	}
 	// The generated routes, mounted once per API root; a request reaches only its own API's routes.
 	keys, ice := http.NewServeMux(), http.NewServeMux()
-	calls.HandlerWithOptions(f, calls.StdHTTPServerOptions{BaseURL: "/client/v4", BaseRouter: keys, ErrorHandlerFunc: onBadParam})
-	calls.HandlerWithOptions(f, calls.StdHTTPServerOptions{BaseURL: "/v1", BaseRouter: ice, ErrorHandlerFunc: onBadParam})
+	callshttp.HandlerWithOptions(f, callshttp.StdHTTPServerOptions{BaseURL: "/client/v4", BaseRouter: keys, ErrorHandlerFunc: onBadParam})
+	callshttp.HandlerWithOptions(f, callshttp.StdHTTPServerOptions{BaseURL: "/v1", BaseRouter: ice, ErrorHandlerFunc: onBadParam})
 	f.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := r.URL.Path
 		switch {
@@ -155,6 +158,18 @@ func (f *Fake) Requests() map[string]int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return maps.Clone(f.requests)
+}
+
+// CustomIdentifier returns the customIdentifier an ICE credential was generated with, and whether
+// the fake knows the credential.
+func (f *Fake) CustomIdentifier(username string) (string, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := f.creds[username]
+	if c == nil {
+		return "", false
+	}
+	return c.customIdentifier, true
 }
 
 // Revoked reports whether an ICE credential was issued and then revoked.
@@ -247,7 +262,7 @@ func (f *Fake) readName(w http.ResponseWriter, r *http.Request) (name *string, o
 	return body.Name, true
 }
 
-// ListTurnKeys implements calls.ServerInterface.
+// ListTurnKeys implements callshttp.ServerInterface.
 func (f *Fake) ListTurnKeys(w http.ResponseWriter, r *http.Request, accountID string) {
 	f.serve(w, r, "listTurnKeys", func(w http.ResponseWriter, r *http.Request) {
 		if !f.authorized(w, r, accountID) {
@@ -264,7 +279,7 @@ func (f *Fake) ListTurnKeys(w http.ResponseWriter, r *http.Request, accountID st
 	})
 }
 
-// CreateTurnKey implements calls.ServerInterface.
+// CreateTurnKey implements callshttp.ServerInterface.
 func (f *Fake) CreateTurnKey(w http.ResponseWriter, r *http.Request, accountID string) {
 	f.serve(w, r, "createTurnKey", func(w http.ResponseWriter, r *http.Request) {
 		if !f.authorized(w, r, accountID) {
@@ -304,7 +319,7 @@ func (f *Fake) CreateTurnKey(w http.ResponseWriter, r *http.Request, accountID s
 	})
 }
 
-// GetTurnKey implements calls.ServerInterface.
+// GetTurnKey implements callshttp.ServerInterface.
 func (f *Fake) GetTurnKey(w http.ResponseWriter, r *http.Request, accountID, keyID string) {
 	f.serve(w, r, "getTurnKey", func(w http.ResponseWriter, r *http.Request) {
 		if f.authorized(w, r, accountID, keyID) {
@@ -313,7 +328,7 @@ func (f *Fake) GetTurnKey(w http.ResponseWriter, r *http.Request, accountID, key
 	})
 }
 
-// UpdateTurnKey implements calls.ServerInterface.
+// UpdateTurnKey implements callshttp.ServerInterface.
 func (f *Fake) UpdateTurnKey(w http.ResponseWriter, r *http.Request, accountID, keyID string) {
 	f.serve(w, r, "updateTurnKey", func(w http.ResponseWriter, r *http.Request) {
 		if !f.authorized(w, r, accountID, keyID) {
@@ -332,7 +347,7 @@ func (f *Fake) UpdateTurnKey(w http.ResponseWriter, r *http.Request, accountID, 
 	})
 }
 
-// DeleteTurnKey implements calls.ServerInterface.
+// DeleteTurnKey implements callshttp.ServerInterface.
 func (f *Fake) DeleteTurnKey(w http.ResponseWriter, r *http.Request, accountID, keyID string) {
 	f.serve(w, r, "deleteTurnKey", func(w http.ResponseWriter, r *http.Request) {
 		if !f.authorized(w, r, accountID, keyID) {
@@ -383,7 +398,7 @@ func (f *Fake) liveKey(w http.ResponseWriter, r *http.Request, keyID string) *ke
 	return k
 }
 
-// GenerateIceServers implements calls.ServerInterface.
+// GenerateIceServers implements callshttp.ServerInterface.
 func (f *Fake) GenerateIceServers(w http.ResponseWriter, r *http.Request, keyID string) {
 	f.serve(w, r, "generateIceServers", func(w http.ResponseWriter, r *http.Request) {
 		k := f.liveKey(w, r, keyID)
@@ -391,7 +406,8 @@ func (f *Fake) GenerateIceServers(w http.ResponseWriter, r *http.Request, keyID 
 			return
 		}
 		var body struct {
-			TTL *json.Number `json:"ttl"`
+			TTL              *json.Number `json:"ttl"`
+			CustomIdentifier string       `json:"customIdentifier"`
 		}
 		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
 		dec.UseNumber()
@@ -404,9 +420,13 @@ func (f *Fake) GenerateIceServers(w http.ResponseWriter, r *http.Request, keyID 
 			http.Error(w, fmt.Sprintf("Bad request: ttl must be a whole number of seconds from 1 to %d", MaxTTL), http.StatusBadRequest)
 			return
 		}
+		if utf8.RuneCountInString(body.CustomIdentifier) > turn.MaxCustomIdentifierLen {
+			http.Error(w, fmt.Sprintf("Bad request: customIdentifier over %d characters", turn.MaxCustomIdentifierLen), http.StatusBadRequest)
+			return
+		}
 		username, secret := randomHex(32), randomHex(64)
 		f.mu.Lock()
-		f.addCredentialLocked(username, &credential{keyID: k.uid, expires: time.Now().Add(time.Duration(ttl) * time.Second)})
+		f.addCredentialLocked(username, &credential{keyID: k.uid, customIdentifier: body.CustomIdentifier, expires: time.Now().Add(time.Duration(ttl) * time.Second)})
 		f.mu.Unlock()
 		f.ok(w, http.StatusCreated, calls.IceServersResponse{IceServers: []calls.IceServer{
 			{Urls: []string{"stun:stun." + iceHost + ":3478", "stun:stun." + iceHost + ":53"}},
@@ -422,7 +442,7 @@ func (f *Fake) GenerateIceServers(w http.ResponseWriter, r *http.Request, keyID 
 	})
 }
 
-// RevokeIceCredential implements calls.ServerInterface.
+// RevokeIceCredential implements callshttp.ServerInterface.
 func (f *Fake) RevokeIceCredential(w http.ResponseWriter, r *http.Request, keyID, username string) {
 	f.serve(w, r, "revokeIceCredential", func(w http.ResponseWriter, r *http.Request) {
 		k := f.liveKey(w, r, keyID)
