@@ -7,3 +7,4 @@
 package cfturn
 
 //go:generate go tool oapi-codegen -config gen/calls/config.yaml openapi/calls.yaml
+//go:generate go tool oapi-codegen -config gen/callshttp/config.yaml openapi/calls.yaml

@@ -3,7 +3,10 @@ package openapi_test
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
+
+	"github.com/getkin/kin-openapi/openapi3"
 
 	"github.com/cfturn/cfturn/openapi"
 )
@@ -65,5 +68,74 @@ func TestSpecFacts(t *testing.T) {
 	ttl := schemas["IceServersRequest"].Value.Properties["ttl"].Value
 	if ttl.Min == nil || *ttl.Min != 1 {
 		t.Error("ttl must be a positive integer")
+	}
+}
+
+// Where Cloudflare's published schema (cloudflare/api-schemas) is looser or says more than we once
+// did, the spec follows it: tolerant key objects, required request bodies, failure envelopes with
+// result null and codes from 1000, an empty object as a delete failure, the 48-hour ttl limit,
+// customIdentifier, and the permission each key operation needs.
+func TestSpecFollowsUpstreamSchema(t *testing.T) {
+	doc, err := openapi.Load(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	schemas := doc.Components.Schemas
+	visit := func(name string, v any) error { return schemas[name].Value.VisitJSON(v) }
+
+	if err := visit("TurnKey", map[string]any{}); err != nil {
+		t.Errorf("a key object with no fields is refused: %v", err)
+	}
+	if def := schemas["TurnKey"].Value.Properties["name"].Value.Default; def != "" {
+		t.Errorf("name defaults to %v, want ''", def)
+	}
+	if err := visit("TurnKey", map[string]any{"uid": "../../etc/passwd"}); err == nil {
+		t.Error("a uid that is not a key ID passes")
+	}
+	keys := doc.Paths.Value("/accounts/{account_id}/calls/turn_keys")
+	key := doc.Paths.Value("/accounts/{account_id}/calls/turn_keys/{key_id}")
+	for name, op := range map[string]*openapi3.Operation{"create": keys.Post, "update": key.Put} {
+		if !op.RequestBody.Value.Required {
+			t.Errorf("%s request body is not required", name)
+		}
+	}
+
+	failure := map[string]any{"success": false, "errors": []any{map[string]any{"code": 10000, "message": "Authentication error"}}, "messages": []any{}, "result": nil}
+	if err := visit("FailureEnvelope", failure); err != nil {
+		t.Errorf("failure with result null: %v", err)
+	}
+	failure["result"] = map[string]any{"uid": "x"}
+	if err := visit("FailureEnvelope", failure); err == nil {
+		t.Error("a failure with a result passes")
+	}
+	if err := visit("Message", map[string]any{"code": 999, "message": "m"}); err == nil {
+		t.Error("an error code under 1000 passes")
+	}
+	del := key.Delete.Responses.Value("4XX").Value.Content.Get("application/json").Schema.Value
+	if err := del.VisitJSON(map[string]any{}); err != nil {
+		t.Errorf("{} as a delete failure: %v", err)
+	}
+	if err := del.VisitJSON(map[string]any{"success": false, "errors": []any{map[string]any{"code": 10006, "message": "not found"}}, "messages": []any{}}); err != nil {
+		t.Errorf("an envelope as a delete failure: %v", err)
+	}
+
+	ice := schemas["IceServersRequest"].Value
+	if ttl := ice.Properties["ttl"].Value; ttl.Max == nil || *ttl.Max != 172800 {
+		t.Error("ttl has no maximum of 172800 seconds (48 hours)")
+	}
+	if err := ice.VisitJSON(map[string]any{"ttl": 86400, "customIdentifier": "user4523958"}); err != nil {
+		t.Errorf("customIdentifier: %v", err)
+	}
+
+	for name, tc := range map[string]struct {
+		op   *openapi3.Operation
+		want string
+	}{
+		"list": {keys.Get, `"Calls Read" or "Calls Write"`}, "get": {key.Get, `"Calls Read" or "Calls Write"`},
+		"create": {keys.Post, `"Calls Write"`}, "update": {key.Put, `"Calls Write"`}, "delete": {key.Delete, `"Calls Write"`},
+	} {
+		if !strings.Contains(tc.op.Description, tc.want) {
+			t.Errorf("%s does not say it needs %s: %q", name, tc.want, tc.op.Description)
+		}
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
-	"unicode"
 
 	"github.com/spf13/cobra"
 
@@ -148,9 +147,9 @@ func (a *app) printReport(r turncheck.Report) error {
 		if addr == "" {
 			addr = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", checkPrintable(res.URL), res.Transport, res.Status, rtt, checkPrintable(addr))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", printable(res.URL), res.Transport, res.Status, rtt, printable(addr))
 		if res.Detail != "" {
-			details = append(details, fmt.Sprintf("  %s: %s", checkPrintable(res.URL), checkPrintable(res.Detail)))
+			details = append(details, fmt.Sprintf("  %s: %s", printable(res.URL), printable(res.Detail)))
 		}
 	}
 	if err := tw.Flush(); err != nil {
@@ -161,14 +160,4 @@ func (a *app) printReport(r turncheck.Report) error {
 	}
 	_, err := fmt.Fprintf(a.stdout, "\nchecked in %v\n", r.Elapsed.Round(time.Millisecond))
 	return err
-}
-
-// checkPrintable escapes control and other unprintable characters of a string from outside (a URL from
-// a file or a server), so it cannot forge table rows or send terminal escapes.
-func checkPrintable(s string) string {
-	if strings.IndexFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) < 0 {
-		return s
-	}
-	q := fmt.Sprintf("%+q", s)
-	return q[1 : len(q)-1]
 }

@@ -13,11 +13,15 @@ import (
 	"github.com/cfturn/cfturn/pkg/turn/turntest"
 )
 
+// fakeTokenEnv names the environment variable serve-fake takes its token from, so that it need not
+// show in the process list as --token does.
+const fakeTokenEnv = "CFTURN_FAKE_TOKEN"
+
 func (a *app) serveFakeCommand() *cobra.Command {
 	var addr, token, relayAddr string
 	var noRelay, legacyURLs bool
 	cmd := &cobra.Command{
-		Use:   "serve-fake [--addr 127.0.0.1:8787] [--token T] [--relay-addr 127.0.0.1:3478 | --no-relay]",
+		Use:   "serve-fake [--addr 127.0.0.1:8787] [--token T] [--relay-addr ADDR | --no-relay]",
 		Short: "Run an offline fake of the Cloudflare TURN APIs until Ctrl-C",
 		Long: `Run the turntest fake on a port: key management under /client/v4 and ICE credentials under /v1,
 with the same shapes as Cloudflare's APIs, so cfturn, the Cloudflare SDKs and curl work against it.
@@ -26,9 +30,17 @@ State lives in memory and is gone when it stops.
 It also runs a TURN relay (UDP and TCP, on a free loopback port unless --relay-addr says which)
 that accepts exactly the ICE credentials the fake minted, and its ICE answers point at it, so
 WebRTC peers given them connect through it. With --no-relay the answers carry the URLs Cloudflare
-documents (--legacy-ice-urls: the older set with port-53 URLs).`,
+documents (--legacy-ice-urls: the older set with port-53 URLs).
+
+The API token it accepts comes from --token, else ` + fakeTokenEnv + `, else it is random; it is
+printed at start. (CLOUDFLARE_API_TOKEN is never read here, so a real token is never printed.) The
+default account comes from --account-id, else CLOUDFLARE_ACCOUNT_ID, else it is random. Both must
+be values the client accepts.`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := a.checkGlobalFlags(); err != nil {
+				return err
+			}
 			opts := []turntest.Option{turntest.WithAddr(addr), turntest.WithRelayAddr(relayAddr)}
 			if noRelay {
 				opts = append(opts, turntest.WithoutRelay())
@@ -36,11 +48,26 @@ documents (--legacy-ice-urls: the older set with port-53 URLs).`,
 			if legacyURLs {
 				opts = append(opts, turntest.WithLegacyICEURLs())
 			}
-			if token != "" {
-				opts = append(opts, turntest.WithToken(token))
+			tok, tokenFrom := token, "--token"
+			if tok == "" {
+				tok, tokenFrom = a.getenv(fakeTokenEnv), fakeTokenEnv
 			}
-			if a.accountID != "" {
-				opts = append(opts, turntest.WithAccountID(a.accountID))
+			if tok != "" {
+				// The client's own rules, so that every token the fake accepts works with cfturn.
+				if _, err := turn.NewClient(turn.WithGetenv(nil), turn.WithAPIToken(tok)); err != nil {
+					return renameOption(err, "WithAPIToken", tokenFrom)
+				}
+				opts = append(opts, turntest.WithToken(tok))
+			}
+			account, accountFrom := a.accountID, "--account-id"
+			if account == "" {
+				account, accountFrom = a.getenv("CLOUDFLARE_ACCOUNT_ID"), "CLOUDFLARE_ACCOUNT_ID"
+			}
+			if account != "" {
+				if _, err := turn.NewClient(turn.WithGetenv(nil), turn.WithAccountID(account)); err != nil {
+					return renameOption(err, "WithAccountID", accountFrom)
+				}
+				opts = append(opts, turntest.WithAccountID(account))
 			}
 			srv, err := turntest.NewServerErr(opts...)
 			if err != nil {
@@ -84,7 +111,7 @@ Press Ctrl-C to stop.
 		},
 	}
 	cmd.Flags().StringVar(&addr, "addr", "127.0.0.1:8787", "address to listen on")
-	cmd.Flags().StringVar(&token, "token", "", "API token the fake accepts (default: random, printed at start)")
+	cmd.Flags().StringVar(&token, "token", "", "API token the fake accepts (default $"+fakeTokenEnv+", else random; printed at start)")
 	cmd.Flags().StringVar(&relayAddr, "relay-addr", "127.0.0.1:0", "address of the TURN relay, UDP and TCP (port 0: a free one)")
 	cmd.Flags().BoolVar(&noRelay, "no-relay", false, "run no TURN relay; ICE answers carry Cloudflare's URLs")
 	cmd.Flags().BoolVar(&legacyURLs, "legacy-ice-urls", false, "with --no-relay, answer Cloudflare's older URL set, with port-53 URLs")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -39,13 +40,9 @@ func (f *iceFlags) secret(a *app) (turn.Secret, error) {
 		return turn.Secret{}, usagef("--key-id is required")
 	}
 	if f.secretFile != "" {
-		b, err := os.ReadFile(f.secretFile)
+		s, err := readSecretFile(f.secretFile, a.stderr)
 		if err != nil {
-			return turn.Secret{}, usagef("--key-secret-file: %v", err)
-		}
-		s := strings.TrimSpace(string(b))
-		if s == "" {
-			return turn.Secret{}, usagef("--key-secret-file %s is empty", f.secretFile)
+			return turn.Secret{}, err
 		}
 		return turn.NewSecret(s), nil
 	}
@@ -53,6 +50,37 @@ func (f *iceFlags) secret(a *app) (turn.Secret, error) {
 		return turn.NewSecret(s), nil
 	}
 	return turn.Secret{}, usagef("no key secret: set CFTURN_KEY_SECRET or pass --key-secret-file (the secret from keys create)")
+}
+
+// maxSecretFileBytes bounds what --key-secret-file reads: a TURN key's secret is 64 characters, and
+// a wrong path such as /dev/zero must not fill memory.
+const maxSecretFileBytes = 4 << 10
+
+// readSecretFile reads the key secret from path, at most maxSecretFileBytes, and warns on w when
+// others than its owner may read it. Surrounding white space, such as the newline keys create
+// --out writes, is removed.
+func readSecretFile(path string, w io.Writer) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", usagef("--key-secret-file: %w", err)
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.Mode().IsRegular() && st.Mode().Perm()&0o077 != 0 {
+		fmt.Fprintf(w, "cfturn: warning: --key-secret-file %s can be read by group or others (mode %04o); run chmod 600 on it\n",
+			printable(path), st.Mode().Perm())
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxSecretFileBytes+1))
+	if err != nil {
+		return "", usagef("--key-secret-file: %w", err)
+	}
+	if len(b) > maxSecretFileBytes {
+		return "", usagef("--key-secret-file %s holds more than %d bytes; a TURN key secret is 64 characters: is it the right file?", path, maxSecretFileBytes)
+	}
+	s := strings.TrimSpace(string(b))
+	if s == "" {
+		return "", usagef("--key-secret-file %s is empty", path)
+	}
+	return s, nil
 }
 
 func (a *app) iceCommand() *cobra.Command {
@@ -64,7 +92,7 @@ func (a *app) iceCommand() *cobra.Command {
 		Long: `Mint short-lived ICE credentials from a TURN key and print {"iceServers": [...]}, the
 configuration a browser passes to new RTCPeerConnection. The key's secret comes from
 CFTURN_KEY_SECRET or --key-secret-file.`,
-		Args: args(cobra.NoArgs),
+		Args: a.subcommands,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, secret, err := flags.setup(a)
 			if err != nil {

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/cfturn/cfturn/pkg/turn"
 )
@@ -18,7 +19,7 @@ func (a *app) keysCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "keys",
 		Short: "Create, list, get, rename and delete TURN keys",
-		Args:  args(cobra.NoArgs),
+		Args:  a.subcommands,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return usagef("keys needs a subcommand (see cfturn keys --help)")
 		},
@@ -49,7 +50,7 @@ Without --out the secret is printed; with --out FILE it is written to FILE, crea
 					return usagef("--out %s: file exists; cfturn never overwrites a secret file, choose another name", out)
 				}
 				if err != nil {
-					return fmt.Errorf("--out: %w", err)
+					return usagef("--out: %w; nothing was created", err)
 				}
 			}
 			key, err := c.CreateKey(cmd.Context(), turn.CreateKeyParams{Name: name})
@@ -115,9 +116,10 @@ func (a *app) keysList() *cobra.Command {
 
 func (a *app) keysGet() *cobra.Command {
 	return &cobra.Command{
-		Use:   "get ID",
-		Short: "Show one TURN key",
-		Args:  args(cobra.ExactArgs(1)),
+		Use:               "get ID",
+		Short:             "Show one TURN key",
+		Args:              args(cobra.ExactArgs(1)),
+		ValidArgsFunction: a.completeKeyIDArg,
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			c, err := a.client()
 			if err != nil {
@@ -134,10 +136,16 @@ func (a *app) keysGet() *cobra.Command {
 
 func (a *app) keysRename() *cobra.Command {
 	return &cobra.Command{
-		Use:   "rename ID NAME",
-		Short: "Rename a TURN key",
-		Args:  args(cobra.ExactArgs(2)),
+		Use:               "rename ID NAME",
+		Short:             "Rename a TURN key",
+		Args:              args(cobra.ExactArgs(2)),
+		ValidArgsFunction: a.completeKeyIDArg,
 		RunE: func(cmd *cobra.Command, argv []string) error {
+			if argv[1] == "" {
+				// The API would clear the name; on the command line an empty NAME is more likely a
+				// mistake, such as an unset shell variable.
+				return usagef("name is empty: pass the key's new name")
+			}
 			c, err := a.client()
 			if err != nil {
 				return err
@@ -158,7 +166,8 @@ func (a *app) keysDelete() *cobra.Command {
 		Short: "Delete a TURN key; credentials minted from it stop working",
 		Long: `Delete a TURN key. On a terminal cfturn asks first; elsewhere, or to skip the question,
 pass --yes.`,
-		Args: args(cobra.ExactArgs(1)),
+		Args:              args(cobra.ExactArgs(1)),
+		ValidArgsFunction: a.completeKeyIDArg,
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			c, err := a.client()
 			if err != nil {
@@ -166,11 +175,11 @@ pass --yes.`,
 			}
 			if !yes {
 				if !isTerminal(a.stdin) {
-					return usagef("keys delete: not a terminal, so cfturn cannot ask: pass --yes to delete %s", argv[0])
+					return usagef("keys delete: standard input is not a terminal, so cfturn cannot ask: pass --yes to delete %s", argv[0])
 				}
 				ok, err := confirm(a.stdin, a.stderr, fmt.Sprintf("Delete TURN key %s? Credentials minted from it stop working. [y/N] ", argv[0]))
 				if err != nil {
-					return err
+					return usagef("keys delete: no answer (%v) and nothing deleted: pass --yes to delete %s without asking", err, argv[0])
 				}
 				if !ok {
 					return usagef("keys delete: not confirmed; nothing deleted")
@@ -187,13 +196,11 @@ pass --yes.`,
 	return cmd
 }
 
+// isTerminal reports whether r is a terminal a person can answer on. /dev/null is a character
+// device but no terminal; a closed file is neither.
 func isTerminal(r io.Reader) bool {
 	f, ok := r.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+	return ok && term.IsTerminal(int(f.Fd()))
 }
 
 // confirm asks a yes/no question and reads the answer from in.
@@ -201,7 +208,7 @@ func confirm(in io.Reader, out io.Writer, question string) (bool, error) {
 	fmt.Fprint(out, question)
 	line, err := bufio.NewReader(in).ReadString('\n')
 	if err != nil && line == "" {
-		return false, fmt.Errorf("reading the answer: %w", err)
+		return false, err
 	}
 	switch strings.ToLower(strings.TrimSpace(line)) {
 	case "y", "yes":

@@ -127,7 +127,7 @@ func TestKeysCommands(t *testing.T) {
 
 	r = cfturn(t, srv, nil, "keys", "get", created.ID)
 	r.check(t, 1)
-	if !strings.HasPrefix(r.stderr, "cfturn: turn: get key: 404 Not Found: ") {
+	if !strings.HasPrefix(r.stderr, "cfturn: get key: 404 Not Found: ") {
 		t.Errorf("API error line: %q", r.stderr)
 	}
 }
@@ -337,21 +337,13 @@ func TestServeFake(t *testing.T) {
 	}
 	stop(t, "serve-fake", cancel, done)
 
-	// A port in use is a clear error, not a panic.
-	var errOut bytes.Buffer
-	addr := strings.TrimPrefix(strings.TrimSuffix(base, "/client/v4"), "http://")
-	busy := turntest.NewServer(turntest.WithAddr(addr))
-	defer busy.Close()
-	if code := run(context.Background(), []string{"serve-fake", "--addr", addr}, strings.NewReader(""), io.Discard, &errOut, func(string) string { return "" }); code != 1 || !strings.Contains(errOut.String(), "listen on") {
-		t.Errorf("busy port: exit %d %q", code, errOut.String())
-	}
 }
 
-// waitFor waits up to 5s for pattern to appear in out and returns its first group.
+// waitFor waits up to 30s (a loaded CI machine under -race) for pattern to appear in out and returns its first group.
 func waitFor(t *testing.T, out *syncBuffer, pattern string) string {
 	t.Helper()
 	re := regexp.MustCompile(pattern)
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		if m := re.FindStringSubmatch(out.String()); m != nil {
 			return m[1]
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,13 +18,20 @@ type createdKey struct {
 	Secret string `json:"key"`
 }
 
+// writeJSON writes v as indented JSON, with the characters a terminal would act on escaped.
 func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
 	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+	if err := enc.Encode(v); err != nil {
+		return err
+	}
+	_, err := w.Write(terminalSafeJSON(buf.Bytes()))
+	return err
 }
 
-// printKeys writes keys as a table, or as JSON (one object, or an array when list is true).
+// printKeys writes keys as a table, or as JSON (one object, or an array when list is true). Server
+// text is escaped either way.
 func (a *app) printKeys(keys []turn.Key, list bool) error {
 	if a.json {
 		if !list && len(keys) == 1 {
@@ -37,7 +45,7 @@ func (a *app) printKeys(keys []turn.Key, list bool) error {
 	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tNAME\tCREATED\tMODIFIED")
 	for _, k := range keys {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", k.ID, k.Name, k.Created.Format(time.RFC3339), k.Modified.Format(time.RFC3339))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", printable(k.ID), printable(k.Name), k.Created.Format(time.RFC3339), k.Modified.Format(time.RFC3339))
 	}
 	return tw.Flush()
 }

@@ -2,30 +2,16 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/cfturn/cfturn/pkg/turn"
 )
-
-// Exit codes.
-const (
-	exitOK    = 0
-	exitAPI   = 1 // the API or the system failed
-	exitUsage = 2 // the command line or the configuration is wrong
-)
-
-// usageError marks an error in how cfturn was called.
-type usageError struct{ err error }
-
-func (e usageError) Error() string { return e.err.Error() }
-func (e usageError) Unwrap() error { return e.err }
-
-func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
 
 // app is what every command shares: the streams, the environment and the global flags.
 type app struct {
@@ -37,27 +23,26 @@ type app struct {
 	accountID  string
 	baseURL    string
 	iceBaseURL string
+
+	changed           func(flag string) bool // whether a global flag was given
+	completionTimeout time.Duration          // bounds the API call behind a shell completion
 }
 
 // run executes cfturn with args and returns the exit code. Results go to stdout, diagnostics to
 // stderr, and an error is one line on stderr.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
-	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv}
+	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv, completionTimeout: 2 * time.Second}
+	return a.run(ctx, args)
+}
+
+func (a *app) run(ctx context.Context, args []string) int {
 	root := a.rootCommand()
 	root.SetArgs(args)
-	root.SetIn(stdin)
-	root.SetOut(stdout)
-	root.SetErr(stderr)
 	err := root.ExecuteContext(ctx)
-	if err == nil {
-		return exitOK
+	if err != nil {
+		fmt.Fprintf(a.stderr, "cfturn: %s\n", a.errorLine(err))
 	}
-	fmt.Fprintf(stderr, "cfturn: %s\n", strings.ReplaceAll(err.Error(), "\n", " "))
-	var usage usageError
-	if errors.As(err, &usage) || errors.Is(err, turn.ErrInvalidArgument) || errors.Is(err, turn.ErrNoAPIToken) {
-		return exitUsage
-	}
-	return exitAPI
+	return exitCode(err)
 }
 
 func (a *app) rootCommand() *cobra.Command {
@@ -66,15 +51,22 @@ func (a *app) rootCommand() *cobra.Command {
 		Short: "Manage Cloudflare Realtime TURN keys and mint ICE credentials",
 		Long: `cfturn manages Cloudflare Realtime TURN keys and mints short-lived ICE credentials.
 
-Key commands read the API token from CLOUDFLARE_API_TOKEN (permission "Calls Write") and the account
-from --account-id or CLOUDFLARE_ACCOUNT_ID. ICE commands read the TURN key's secret from
-CFTURN_KEY_SECRET or --key-secret-file. Try it offline with "cfturn demo" or "cfturn serve-fake".`,
+Key commands read the API token from CLOUDFLARE_API_TOKEN (permission "Calls Write"; "Calls Read"
+is enough for keys list and keys get) and the account from --account-id or CLOUDFLARE_ACCOUNT_ID.
+ICE commands read the TURN key's secret from CFTURN_KEY_SECRET or --key-secret-file. Try it offline
+with "cfturn demo" or "cfturn serve-fake".
+
+` + exitStatusHelp,
 		Version:       turn.Version,
-		Args:          args(cobra.NoArgs),
+		Args:          a.subcommands,
 		RunE:          func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	// Before cobra's completion command is added: it keeps the output stream it sees then.
+	root.SetIn(a.stdin)
+	root.SetOut(a.stdout)
+	root.SetErr(a.stderr)
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return usagef("%v (see %s --help)", err, cmd.CommandPath())
 	})
@@ -83,12 +75,55 @@ CFTURN_KEY_SECRET or --key-secret-file. Try it offline with "cfturn demo" or "cf
 	pf.StringVar(&a.accountID, "account-id", "", "Cloudflare account ID (default $CLOUDFLARE_ACCOUNT_ID)")
 	pf.StringVar(&a.baseURL, "base-url", "", "key API root (default "+turn.DefaultAPIBaseURL+")")
 	pf.StringVar(&a.iceBaseURL, "ice-base-url", "", "ICE API root (default "+turn.DefaultICEBaseURL+"; with only --base-url set, the same server's /v1)")
+	a.changed = pf.Changed
 	root.AddCommand(a.keysCommand(), a.iceCommand(), a.checkCommand(), a.serveICECommand(), a.serveFakeCommand(), a.demoCommand())
+
+	// Add cobra's own commands now, so that they follow the rules of the others: an unknown
+	// argument is an unknown command, with suggestions and exit status 2.
+	root.InitDefaultHelpCmd()
+	root.InitDefaultCompletionCmd()
+	for _, cmd := range root.Commands() {
+		switch cmd.Name() {
+		case "help":
+			cmd.Args = cobra.ArbitraryArgs
+			cmd.RunE = func(_ *cobra.Command, argv []string) error {
+				target, rest, err := root.Find(argv)
+				if err != nil {
+					return usageError{err}
+				}
+				if len(rest) > 0 {
+					return a.unknownCommand(target, rest[0])
+				}
+				return target.Help()
+			}
+		case "completion":
+			cmd.Args = a.subcommands
+			cmd.RunE = func(*cobra.Command, []string) error {
+				return usagef("completion needs a shell: bash, zsh, fish or powershell (see cfturn completion --help)")
+			}
+		}
+	}
+	walk(root, func(cmd *cobra.Command) {
+		if cmd.Flags().Lookup("key-id") != nil {
+			cmd.RegisterFlagCompletionFunc("key-id", a.completeKeyIDs)
+		}
+	})
 	return root
 }
 
-// client builds a turn.Client from the flags and the environment given to run.
-func (a *app) client() (*turn.Client, error) {
+func walk(cmd *cobra.Command, fn func(*cobra.Command)) {
+	fn(cmd)
+	for _, sub := range cmd.Commands() {
+		walk(sub, fn)
+	}
+}
+
+// client builds a turn.Client from the flags and the environment given to run, with extra options
+// last.
+func (a *app) client(extra ...turn.Option) (*turn.Client, error) {
+	if err := a.checkGlobalFlags(); err != nil {
+		return nil, err
+	}
 	opts := []turn.Option{turn.WithGetenv(a.getenv), turn.WithUserAgent("cfturn-cli/" + turn.Version)}
 	if a.accountID != "" {
 		opts = append(opts, turn.WithAccountID(a.accountID))
@@ -106,19 +141,82 @@ func (a *app) client() (*turn.Client, error) {
 	if ice != "" {
 		opts = append(opts, turn.WithICEBaseURL(ice))
 	}
-	c, err := turn.NewClient(opts...)
+	c, err := turn.NewClient(append(opts, extra...)...)
 	if err != nil {
 		return nil, usageError{err}
 	}
 	return c, nil
 }
 
+// checkGlobalFlags refuses what the library would take silently or explain in its own terms: an
+// empty flag value (which would mean the default) and a base URL that is no URL at all.
+func (a *app) checkGlobalFlags() error {
+	for _, f := range []struct{ name, value, example string }{
+		{"account-id", a.accountID, ""},
+		{"base-url", a.baseURL, turn.DefaultAPIBaseURL + " (or http://127.0.0.1:8787/client/v4 for cfturn serve-fake)"},
+		{"ice-base-url", a.iceBaseURL, turn.DefaultICEBaseURL},
+	} {
+		if !a.changed(f.name) {
+			continue
+		}
+		if strings.TrimSpace(f.value) == "" {
+			return usagef("--%s is empty; give a value or leave the flag out for the default", f.name)
+		}
+		if f.example == "" {
+			continue
+		}
+		if u, err := url.Parse(f.value); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			shown := f.value
+			if err == nil && u.User != nil {
+				shown = u.Redacted()
+			}
+			return usagef("--%s %q is not an absolute http(s) URL; pass the API root, e.g. %s", f.name, shown, f.example)
+		}
+	}
+	return nil
+}
+
 // args wraps a cobra argument check so that its failure is a usage error.
 func args(check cobra.PositionalArgs) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, a []string) error {
 		if err := check(cmd, a); err != nil {
-			return usagef("%s: %v (see %s --help)", cmd.CommandPath(), err, cmd.CommandPath())
+			return usagef("%s: %v (see %s --help)", subcommandPath(cmd), err, cmd.CommandPath())
 		}
 		return nil
 	}
+}
+
+// subcommands is the argument check of a command that groups others: an argument is an unknown
+// subcommand.
+func (a *app) subcommands(cmd *cobra.Command, argv []string) error {
+	if len(argv) > 0 {
+		return a.unknownCommand(cmd, argv[0])
+	}
+	return nil
+}
+
+// unknownCommand reports name as unknown below cmd, with cobra's suggestions ("did you mean keys?").
+func (a *app) unknownCommand(cmd *cobra.Command, name string) error {
+	msg := fmt.Sprintf("unknown command %q", name)
+	if cmd.HasParent() {
+		msg += fmt.Sprintf(" for %q", subcommandPath(cmd))
+	}
+	// One typo in a short name, two in a longer one: "keyz" suggests keys, "tcsh" suggests no shell.
+	cmd.SuggestionsMinimumDistance = 1
+	if len(name) > 4 {
+		cmd.SuggestionsMinimumDistance = 2
+	}
+	if s := cmd.SuggestionsFor(name); len(s) > 0 {
+		msg += "; did you mean " + strings.Join(s, " or ") + "?"
+	}
+	return usagef("%s (see %s --help)", msg, cmd.CommandPath())
+}
+
+// subcommandPath is the command path without the program name, which every error line starts with.
+func subcommandPath(cmd *cobra.Command) string {
+	p := strings.TrimPrefix(cmd.CommandPath(), cmd.Root().Name())
+	if p == "" {
+		return cmd.Root().Name()
+	}
+	return strings.TrimSpace(p)
 }

@@ -60,8 +60,8 @@ func NewClient(opts ...Option) (*Client, error) {
 	}
 	if !cfg.tokenSet {
 		if tok := cfg.getenv("CLOUDFLARE_API_TOKEN"); tok != "" {
-			if err := WithAPIToken(tok)(&cfg); err != nil {
-				return nil, fmt.Errorf("turn: CLOUDFLARE_API_TOKEN: %w", errors.Unwrap(err))
+			if err := setToken(&cfg, "CLOUDFLARE_API_TOKEN", tok); err != nil {
+				return nil, err
 			}
 		}
 	}
@@ -81,11 +81,7 @@ func NewClient(opts ...Option) (*Client, error) {
 	}
 	hc.CheckRedirect = sameHostRedirects(hc.CheckRedirect)
 	cfg.hc = &hc
-	rts, err := newRoutes(cfg.apiBase, cfg.iceBase)
-	if err != nil {
-		return nil, fmt.Errorf("turn: rendering operation URLs: %w", err)
-	}
-	c := &Client{cfg: cfg, routes: rts, userAgent: []string{cfg.userAgent}}
+	c := &Client{cfg: cfg, routes: newRoutes(cfg.apiBase, cfg.iceBase), userAgent: []string{cfg.userAgent}}
 	if !cfg.token.IsZero() {
 		c.apiAuth = &[]string{"Bearer " + cfg.token.Reveal()}
 	}
@@ -126,7 +122,9 @@ type operation struct {
 	method   string
 	path     string // template, never the concrete path: it may hold an ICE username
 	envelope bool   // the Cloudflare API envelope (key management) rather than plain statuses
-	retry    retryRule
+	// emptyFailure: a failure may be {} instead of an envelope, as Cloudflare documents for delete
+	emptyFailure bool
+	retry        retryRule
 }
 
 // response is a fully read response of any status.
@@ -172,16 +170,25 @@ func (c *Client) send(ctx context.Context, op *operation, req *http.Request, sec
 			if apiErr, isAPI := err.(*APIError); isAPI {
 				apiErr.Attempts = attempt
 			}
+			if ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
+				return nil, cancelled(ctx, op, attempt, err)
+			}
 			return nil, err
 		}
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil, fmt.Errorf("turn: %s: %w after %d attempts, the last: %w", op.name, ctx.Err(), attempt, err)
+			return nil, cancelled(ctx, op, attempt, err)
 		case <-t.C:
 		}
 	}
+}
+
+// cancelled reports a call whose context ended between attempts: the error matches ctx.Err() and
+// keeps the last attempt's error.
+func cancelled(ctx context.Context, op *operation, attempt int, last error) error {
+	return fmt.Errorf("turn: %s: %w after %d attempts, the last: %w", op.name, ctx.Err(), attempt, last)
 }
 
 // errBodyTooLarge marks a response body over the configured cap.

@@ -7,8 +7,9 @@
 //
 // # Authentication
 //
-// Key management (CreateKey, ListKeys, AllKeys, GetKey, UpdateKey, DeleteKey) uses an API token with
-// the "Calls Write" permission: pass it with WithAPIToken or set CLOUDFLARE_API_TOKEN. The account
+// Key management uses an API token: ListKeys, AllKeys and GetKey need the "Calls Read" or "Calls
+// Write" permission, CreateKey, UpdateKey and DeleteKey need "Calls Write". Pass it with
+// WithAPIToken or set CLOUDFLARE_API_TOKEN. The account
 // comes from each call's AccountID, else WithAccountID or CLOUDFLARE_ACCOUNT_ID. ICE calls
 // (GenerateICEServers, RevokeICECredential) are authorised by the TURN key's own secret, passed per
 // call, and need no API token.
@@ -27,7 +28,10 @@
 // details (status, envelope errors and messages, cf-ray, Retry-After) with errors.As and *APIError.
 // A body that is not the documented JSON — an HTML error page, an empty or truncated body, success
 // false with status 200 — is an *APIError too, never a zero-value success. Malformed arguments are
-// rejected before anything is sent, with ErrInvalidArgument and the name of the bad value. A
+// rejected before anything is sent, with ErrInvalidArgument and the name of the bad value: a
+// token or key secret with white space (such as the newline a file read leaves), control or
+// non-ASCII characters, a key secret that is not 64 characters, a TTL over Cloudflare's 48 hours
+// (MaxICETTL). After a 401 or 403, APIError.Hint says which credential or permission to check. A
 // cancelled context gives an error that matches context.Canceled or context.DeadlineExceeded.
 //
 // # Retries
@@ -50,7 +54,12 @@
 //
 // Base URLs must be https, except on loopback hosts (for tests and the fake). Redirects to another
 // host are not followed, so the Authorization header never leaves for one. Response bodies are read
-// up to 4 MiB (DefaultMaxResponseBytes; WithMaxResponseBytes).
+// up to 4 MiB (DefaultMaxResponseBytes; WithMaxResponseBytes). Text the server sends back and an
+// error carries (envelope messages, the excerpt of an unexpected body) is one printable line of
+// bounded length, with the call's credentials removed even when the server broke them up with
+// invisible or white-space characters or the excerpt's cut fell inside one. Key objects are read
+// as Cloudflare's schema defines them (no field required), but a key whose uid is not a valid key
+// ID, or a new key without its 64-character secret, is an unexpected response.
 //
 // # Serving credentials to browsers
 //

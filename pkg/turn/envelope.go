@@ -71,7 +71,14 @@ func statusError(op *operation, res *response, secrets []Secret) *APIError {
 		return e
 	}
 	var env failureEnvelope
-	if err := json.Unmarshal(res.body, &env); err != nil || env.Success == nil || len(env.Errors) == 0 {
+	err := json.Unmarshal(res.body, &env)
+	if err == nil && op.emptyFailure && isEmptyObject(res.body) {
+		// Documented for delete: the status alone says what went wrong.
+		e := newAPIError(op, res)
+		e.Excerpt = "{}"
+		return e
+	}
+	if err != nil || env.Success == nil || len(env.Errors) == 0 {
 		return unexpected(op, res, secrets, describeBody(res, err))
 	}
 	e := newAPIError(op, res)
@@ -109,22 +116,32 @@ func describeBody(res *response, err error) string {
 		return fmt.Sprintf("%s body, not JSON", ct)
 	case err != nil:
 		return fmt.Sprintf("malformed JSON (%d bytes)", len(res.body))
+	case isEmptyObject(res.body):
+		return "an empty JSON object, not a Cloudflare API envelope"
 	}
 	return "JSON that is not a Cloudflare API envelope"
 }
 
+// isEmptyObject reports whether body is the JSON object {}, white space aside.
+func isEmptyObject(body []byte) bool {
+	var m map[string]json.RawMessage
+	return json.Unmarshal(body, &m) == nil && m != nil && len(m) == 0
+}
+
+// messages copies envelope errors or messages, made safe to print: one line each, bounded, with
+// known secrets removed.
 func messages(in []calls.Message, secrets []Secret) []Message {
 	if len(in) == 0 {
 		return nil
 	}
 	out := make([]Message, len(in))
 	for i, m := range in {
-		out[i] = Message{Code: m.Code, Message: scrub(m.Message, secrets)}
+		out[i] = Message{Code: m.Code, Message: clean(m.Message, secrets, messageLen, false)}
 		if m.DocumentationUrl != nil {
-			out[i].DocumentationURL = *m.DocumentationUrl
+			out[i].DocumentationURL = clean(*m.DocumentationUrl, secrets, messageLen, false)
 		}
 		if m.Source != nil && m.Source.Pointer != nil {
-			out[i].SourcePointer = *m.Source.Pointer
+			out[i].SourcePointer = clean(*m.Source.Pointer, secrets, messageLen, false)
 		}
 	}
 	return out

@@ -1,14 +1,17 @@
 package turn
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net/http"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 )
 
 // Error classes. Match them with errors.Is; use errors.As with *APIError for the details.
@@ -22,7 +25,8 @@ var (
 	ErrBadRequest = errors.New("turn: bad request")
 	// ErrUnauthorized: the credential is missing or invalid (401).
 	ErrUnauthorized = errors.New("turn: unauthorized")
-	// ErrForbidden: the credential lacks permission, such as "Calls Write" (403).
+	// ErrForbidden: the credential lacks permission (403): listing and getting keys need "Calls Read"
+	// or "Calls Write", creating, renaming and deleting them "Calls Write". See APIError.Hint.
 	ErrForbidden = errors.New("turn: forbidden")
 	// ErrNotFound: the account or key does not exist (404).
 	ErrNotFound = errors.New("turn: not found")
@@ -45,7 +49,9 @@ type Message struct {
 
 // APIError is an HTTP response that was not a success. It keeps the status, every envelope error
 // and message, and the cf-ray header whatever the body was. It never holds a credential: the path is
-// the operation's template, not the URL, and body excerpts are shortened and scrubbed.
+// the operation's template, not the URL, and the server's text (envelope messages, documentation
+// URLs, source pointers, body excerpts) is cleaned: one printable line each, bounded, with the
+// call's credentials removed.
 type APIError struct {
 	Operation  string        // what the client was doing, e.g. "create key"
 	Method     string        // HTTP method
@@ -98,6 +104,23 @@ func (e *APIError) Error() string {
 	return b.String()
 }
 
+// Hint says what to check after a 401 or 403, naming the permission the operation needs, or
+// returns "" for other statuses. It is not part of Error, whose text is stable.
+func (e *APIError) Hint() string {
+	ice := strings.HasPrefix(e.Path, "/turn/")
+	switch {
+	case ice && (e.StatusCode == http.StatusUnauthorized || e.StatusCode == http.StatusForbidden):
+		return "the TURN key's secret was refused: pass the 64-character key that CreateKey returned for this key ID (an API token does not work here); a deleted key's secret stops working"
+	case e.StatusCode == http.StatusUnauthorized:
+		return "the API token was refused: check that it is complete and has not expired or been revoked"
+	case e.StatusCode == http.StatusForbidden && e.Method == http.MethodGet:
+		return `the API token lacks permission: listing and getting TURN keys need "Calls Read" or "Calls Write" on this account`
+	case e.StatusCode == http.StatusForbidden:
+		return `the API token lacks permission: creating, renaming and deleting TURN keys need "Calls Write" on this account`
+	}
+	return ""
+}
+
 // Is matches the class sentinels: the status class, and ErrUnexpectedResponse when the body was not
 // what the API documents.
 func (e *APIError) Is(target error) bool {
@@ -134,44 +157,159 @@ func invalidArg(op, format string, args ...any) error {
 	return &callError{msg: "turn: " + op + ": invalid argument: " + fmt.Sprintf(format, args...), class: ErrInvalidArgument}
 }
 
-const excerptLen = 120
+const (
+	excerptLen    = 120            // characters of an unexpected body kept in APIError.Excerpt
+	excerptWindow = 4 * excerptLen // bytes of the body read to make it
+	messageLen    = 4 * excerptLen // characters kept of each envelope error or message
+	minPartial    = 4              // shortest start of a known secret removed at a cut
+	ellipsis      = "…"
+)
 
-// longToken matches runs that may be credentials or parts of them: a truncated body can hold a
-// prefix of a secret that scrub cannot recognise.
+// longToken matches runs that may be credentials or parts of them: a body can hold a credential
+// scrub does not know.
 var longToken = regexp.MustCompile(`[A-Za-z0-9_+/=.-]{24,}`)
 
 // excerpt returns the start of a body as one printable line, with known secrets and anything that
 // looks like one removed.
 func excerpt(body []byte, secrets []Secret) string {
-	if len(body) > 4*excerptLen {
-		body = body[:4*excerptLen]
+	cut := len(body) > excerptWindow
+	if cut {
+		body = body[:excerptWindow]
 	}
-	s := longToken.ReplaceAllString(scrub(string(body), secrets), redacted)
-	s = strings.Join(strings.Fields(s), " ")
-	s = strings.Map(func(r rune) rune {
-		if !unicode.IsPrint(r) {
-			return -1
-		}
-		return r
-	}, s)
-	if len(s) > excerptLen {
-		cut := excerptLen
-		for cut > 0 && !utf8Start(s[cut]) {
-			cut--
-		}
-		s = s[:cut] + "…"
-	}
-	return s
+	return longToken.ReplaceAllString(clean(string(body), secrets, excerptLen, cut), redacted)
 }
 
-func utf8Start(b byte) bool { return b&0xC0 != 0x80 }
+// clean makes server-provided text safe to show: one line of printable characters, at most limit
+// of them, without known secrets. The order matters. Control, zero-width and other invisible
+// characters go first, so a secret broken up by them is whole again; secrets are redacted before
+// the cut and again after it, when a secret's start left at the cut is removed with the rest of
+// the word there. cut says the text was shortened already.
+func clean(s string, secrets []Secret, limit int, cut bool) string {
+	s = scrub(printable(s), secrets)
+	if i := runeOffset(s, limit); i >= 0 {
+		s, cut = s[:i], true
+	}
+	if !cut {
+		return s
+	}
+	s = redactSecrets(s, secrets, true)
+	s = strings.TrimRightFunc(s, isTokenChar)
+	return strings.TrimRight(s, " ") + ellipsis
+}
 
-// scrub removes known secrets from text the server sent back, such as envelope messages.
-func scrub(s string, secrets []Secret) string {
+// printable drops control, format (zero-width), unassigned and invalid characters and turns every
+// run of white space into one space.
+func printable(s string) string {
+	var b strings.Builder
+	b.Grow(len(s))
+	space := false
+	for i, r := range s {
+		switch {
+		case unicode.IsSpace(r):
+			space = b.Len() > 0
+			continue
+		case r == utf8.RuneError && !strings.HasPrefix(s[i:], "\uFFFD"):
+			continue // a byte that is not UTF-8
+		case !unicode.IsPrint(r):
+			continue
+		}
+		if space {
+			b.WriteByte(' ')
+			space = false
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// runeOffset returns the byte offset of s's character number n (0-based), or -1 when s is no
+// longer than n characters.
+func runeOffset(s string, n int) int {
+	for i := range s {
+		if n == 0 {
+			return i
+		}
+		n--
+	}
+	return -1
+}
+
+// credentialChars reports whether v has only the characters a credential can have.
+func credentialChars(v string) bool { return !hasBad(v, notHeaderToken) }
+
+func isTokenChar(r rune) bool {
+	return 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || strings.ContainsRune("_+/=.-", r)
+}
+
+// scrub removes known secrets from text the server sent back, such as envelope messages, also
+// when the server broke them up with characters no credential holds.
+func scrub(s string, secrets []Secret) string { return redactSecrets(s, secrets, false) }
+
+// redactSecrets replaces every occurrence of a known secret in s with [REDACTED]. Credentials are
+// printable ASCII without spaces (the client refuses others), so they are looked for in s with
+// every other character left out: white space, zero-width and combining characters between a
+// secret's characters do not hide it. With atCut, s was cut short, and a start of a secret of at
+// least minPartial characters at its end is removed as well.
+func redactSecrets(s string, secrets []Secret, atCut bool) string {
 	for _, sec := range secrets {
-		if v := sec.Reveal(); v != "" {
-			s = strings.ReplaceAll(s, v, redacted)
+		if v := sec.Reveal(); v != "" && !credentialChars(v) {
+			s = strings.ReplaceAll(s, v, redacted) // not a well-formed credential: exact matches only
 		}
 	}
-	return s
+	var proj []byte // s's printable ASCII, without spaces
+	var at []int    // the offset in s of each byte of proj
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c > ' ' && c < 0x7f {
+			proj = append(proj, c)
+			at = append(at, i)
+		}
+	}
+	type span struct{ from, to int }
+	var spans []span
+	for _, sec := range secrets {
+		v := sec.Reveal()
+		if v == "" || !credentialChars(v) {
+			continue
+		}
+		for off := 0; off <= len(proj)-len(v); {
+			i := bytes.Index(proj[off:], []byte(v))
+			if i < 0 {
+				break
+			}
+			i += off
+			spans = append(spans, span{at[i], at[i+len(v)-1] + 1})
+			off = i + len(v)
+		}
+		if atCut {
+			for k := min(len(v)-1, len(proj)); k >= minPartial; k-- {
+				if bytes.HasSuffix(proj, []byte(v[:k])) {
+					spans = append(spans, span{at[len(proj)-k], -1})
+					break
+				}
+			}
+		}
+	}
+	if len(spans) == 0 {
+		return s
+	}
+	slices.SortFunc(spans, func(a, b span) int { return a.from - b.from })
+	var b strings.Builder
+	last := 0
+	for _, sp := range spans {
+		if sp.from < last {
+			if sp.to < 0 {
+				return b.String()
+			}
+			last = max(last, sp.to)
+			continue
+		}
+		b.WriteString(s[last:sp.from])
+		if sp.to < 0 {
+			return b.String() // a secret's start at the cut: nothing after it is kept
+		}
+		b.WriteString(redacted)
+		last = sp.to
+	}
+	b.WriteString(s[last:])
+	return b.String()
 }

@@ -20,6 +20,7 @@ const (
 	testToken   = "tok_0123456789abcdefghijklmnopqrstuvwxyzAB"
 	testAccount = "023e105f4ecef8ad9ca31a8372d0c353"
 	testKeyID   = "2a95132c15732412d22c1476fa83f27a"
+	testSecret  = "5ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7"
 )
 
 // canned returns a client whose every request gets the same answer.
@@ -85,7 +86,7 @@ func TestErrorTextGolden(t *testing.T) {
 		{
 			"plain ICE error", 401, "text/plain", "Unauthorized\n",
 			func(c *turn.Client) error {
-				_, err := c.GenerateICEServers(ctx, turn.GenerateICEServersParams{KeyID: testKeyID, KeySecret: turn.NewSecret("s"), TTL: time.Minute})
+				_, err := c.GenerateICEServers(ctx, turn.GenerateICEServersParams{KeyID: testKeyID, KeySecret: turn.NewSecret(testSecret), TTL: time.Minute})
 				return err
 			},
 			`turn: generate ICE servers: 401 Unauthorized: "Unauthorized" [cf-ray 8f1e2d3c4b5a6978-SJC]`,
@@ -174,7 +175,7 @@ func containsErr(list []error, e error) bool {
 func TestICEUnexpectedBodies(t *testing.T) {
 	for _, body := range []string{"", "{}", `{"iceServers":[]}`, `{"iceServers":[{"urls":[]}]}`, `{"iceServers":"x"}`, "<html>"} {
 		c := canned(t, 201, "application/json", body, nil)
-		_, err := c.GenerateICEServers(context.Background(), turn.GenerateICEServersParams{KeyID: testKeyID, KeySecret: turn.NewSecret("s"), TTL: time.Minute})
+		_, err := c.GenerateICEServers(context.Background(), turn.GenerateICEServersParams{KeyID: testKeyID, KeySecret: turn.NewSecret(testSecret), TTL: time.Minute})
 		if !errors.Is(err, turn.ErrUnexpectedResponse) {
 			t.Errorf("body %q: %v, want ErrUnexpectedResponse", body, err)
 		}
@@ -205,5 +206,59 @@ func TestBodyOverCap(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "body over the 1024-byte limit") {
 		t.Errorf("error %q does not name the limit", err)
+	}
+}
+
+// A 401 or 403 says which credential and which permission: list and get need "Calls Read" or
+// "Calls Write", the writes "Calls Write", the ICE calls the TURN key's own secret.
+func TestHintNamesPermission(t *testing.T) {
+	ctx := context.Background()
+	envelope := `{"success":false,"errors":[{"code":10000,"message":"Authentication error"}],"messages":[],"result":null}`
+	ice := turn.GenerateICEServersParams{KeyID: testKeyID, KeySecret: turn.NewSecret(testSecret), TTL: time.Minute}
+	for _, tc := range []struct {
+		name   string
+		status int
+		call   func(*turn.Client) error
+		want   string
+	}{
+		{"list 403", 403, func(c *turn.Client) error { _, err := c.ListKeys(ctx, turn.ListKeysParams{}); return err }, `"Calls Read" or "Calls Write"`},
+		{"get 403", 403, func(c *turn.Client) error { _, err := c.GetKey(ctx, turn.KeyParams{KeyID: testKeyID}); return err }, `"Calls Read" or "Calls Write"`},
+		{"create 403", 403, func(c *turn.Client) error { _, err := c.CreateKey(ctx, turn.CreateKeyParams{}); return err }, `need "Calls Write"`},
+		{"update 403", 403, func(c *turn.Client) error {
+			_, err := c.UpdateKey(ctx, turn.UpdateKeyParams{KeyID: testKeyID, Name: "n"})
+			return err
+		}, `need "Calls Write"`},
+		{"delete 403", 403, func(c *turn.Client) error { _, err := c.DeleteKey(ctx, turn.KeyParams{KeyID: testKeyID}); return err }, `need "Calls Write"`},
+		{"list 401", 401, func(c *turn.Client) error { _, err := c.ListKeys(ctx, turn.ListKeysParams{}); return err }, "API token was refused"},
+		{"ICE 401", 401, func(c *turn.Client) error { _, err := c.GenerateICEServers(ctx, ice); return err }, "TURN key's secret was refused"},
+		{"404", 404, func(c *turn.Client) error { _, err := c.GetKey(ctx, turn.KeyParams{KeyID: testKeyID}); return err }, ""},
+	} {
+		err := tc.call(canned(t, tc.status, "application/json", envelope, nil))
+		var apiErr *turn.APIError
+		if !errors.As(err, &apiErr) {
+			t.Fatalf("%s: %v is not an *APIError", tc.name, err)
+		}
+		if got := apiErr.Hint(); (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
+			t.Errorf("%s: hint %q, want one saying %q", tc.name, got, tc.want)
+		}
+	}
+}
+
+// Cloudflare's schema lets a delete failure be {}: that is an *APIError of its status class, not a
+// decoding error. For other operations {} is an unexpected body, said in words.
+func TestDeleteFailureEmptyObject(t *testing.T) {
+	ctx := context.Background()
+	c := canned(t, 404, "application/json", "{}", map[string]string{"Cf-Ray": "abc-SJC"})
+	_, err := c.DeleteKey(ctx, turn.KeyParams{KeyID: testKeyID})
+	var apiErr *turn.APIError
+	if !errors.As(err, &apiErr) || !errors.Is(err, turn.ErrNotFound) || errors.Is(err, turn.ErrUnexpectedResponse) {
+		t.Fatalf("%v: want an *APIError matching ErrNotFound only", err)
+	}
+	if want := `turn: delete key: 404 Not Found: "{}" [cf-ray abc-SJC]`; err.Error() != want {
+		t.Errorf("error text\n got: %s\nwant: %s", err, want)
+	}
+	_, err = c.GetKey(ctx, turn.KeyParams{KeyID: testKeyID})
+	if !errors.Is(err, turn.ErrNotFound) || !errors.Is(err, turn.ErrUnexpectedResponse) || !strings.Contains(err.Error(), "an empty JSON object, not a Cloudflare API envelope") {
+		t.Errorf("get key with {}: %v", err)
 	}
 }

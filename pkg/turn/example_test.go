@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"strings"
 	"time"
 
 	"github.com/cfturn/cfturn/pkg/turn"
@@ -140,17 +141,19 @@ func ExampleAPIError() {
 }
 
 func ExampleErrInvalidArgument() {
-	client, err := turn.NewClient(turn.WithAPIToken("token"), turn.WithAccountID("023e105f4ecef8ad9ca31a8372d0c353"))
+	client, err := turn.NewClient(turn.WithGetenv(nil))
 	if err != nil {
 		log.Fatal(err)
 	}
-	// Nothing is sent: the TTL is checked first.
+	// A secret read with os.ReadFile keeps the file's last newline. Nothing is sent: the
+	// arguments are checked first.
+	secret := strings.Repeat("0", 64) + "\n"
 	_, err = client.GenerateICEServers(context.Background(), turn.GenerateICEServersParams{
-		KeyID: "2a95132c15732412d22c1476fa83f27a", KeySecret: turn.NewSecret("secret"), TTL: 0,
+		KeyID: "2a95132c15732412d22c1476fa83f27a", KeySecret: turn.NewSecret(secret), TTL: time.Hour,
 	})
 	fmt.Println(errors.Is(err, turn.ErrInvalidArgument))
 	fmt.Println(err)
 	// Output:
 	// true
-	// turn: generate ICE servers: invalid argument: TTL 0s must be positive, e.g. 24*time.Hour
+	// turn: generate ICE servers: invalid argument: key secret ends with a newline, so it was probably read from a file or with $(cat ...): trim it
 }

@@ -76,20 +76,20 @@ func FuzzValidateIDs(f *testing.F) {
 		if got, want := checkKeyID("op", id) == nil, key.MatchString(id); got != want {
 			t.Fatalf("checkKeyID(%q) accepted=%v, want %v", id, got, want)
 		}
-		if err := checkKeyID("op", id); err != nil && len(id) > keyIDLen && strings.Contains(err.Error(), id) {
+		if err := checkKeyID("op", id); err != nil && utf8.RuneCountInString(id) > keyIDLen && strings.Contains(err.Error(), id) {
 			t.Fatalf("a long value was echoed: %v", err)
 		}
 	})
 }
 
 func FuzzValidateTTL(f *testing.F) {
-	for _, d := range []int64{0, -1, 1, int64(time.Second), int64(1500 * time.Millisecond), int64(48 * time.Hour)} {
+	for _, d := range []int64{0, -1, 1, int64(time.Second), int64(1500 * time.Millisecond), int64(48 * time.Hour), int64(48*time.Hour + time.Second)} {
 		f.Add(d)
 	}
 	f.Fuzz(func(t *testing.T, n int64) {
 		ttl := time.Duration(n)
 		ok := checkTTL("op", ttl) == nil
-		if want := ttl > 0 && ttl%time.Second == 0; ok != want {
+		if want := ttl > 0 && ttl%time.Second == 0 && ttl <= 48*time.Hour; ok != want {
 			t.Fatalf("checkTTL(%v) accepted=%v, want %v", ttl, ok, want)
 		}
 	})
@@ -114,4 +114,73 @@ func FuzzErrorText(f *testing.F) {
 			t.Fatalf("excerpt %q is not short, valid text", e.Excerpt)
 		}
 	})
+}
+
+// A credential is accepted exactly when it is printable ASCII without spaces, and an error about
+// one never quotes it.
+func FuzzCredentialCheck(f *testing.F) {
+	for _, s := range []string{"", " ", "tok", "tok\n", "tok en", "tok\x00", "“tok”", "tok\u200b", "\xff"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		msg := credentialProblem("API token", v)
+		want := v != "" && strings.IndexFunc(v, func(r rune) bool { return r <= ' ' || r >= 0x7f }) < 0 && utf8.ValidString(v)
+		if (msg == "") != want {
+			t.Fatalf("credentialProblem(%q) = %q, want accepted=%v", v, msg, want)
+		}
+		if msg != "" && len(strings.TrimSpace(v)) >= 8 && strings.Contains(msg, strings.TrimSpace(v)) {
+			t.Fatalf("%q quotes the value %q", msg, v)
+		}
+	})
+}
+
+// However a server disguises an echoed secret with characters no credential holds (white space,
+// control, zero-width, combining or other non-ASCII characters), and wherever the cuts fall, no
+// run of 4 of the secret's characters reaches an excerpt or a cleaned message.
+func FuzzExcerptHidesSecret(f *testing.F) {
+	f.Add("", "", 0, 0)
+	f.Add("«", "\u200b", 3, 100)
+	f.Add(": ", " ", 1, 470)
+	f.Add("<>", "\x00\n", 2, 119)
+	f.Fuzz(func(t *testing.T, prefix, sep string, every, pad int) {
+		// The prefix shares no character with the secret, so a piece of it in the output can only
+		// come from the secret; the separator is something a credential cannot hold.
+		if strings.ContainsFunc(prefix, func(r rune) bool { return strings.ContainsRune(fuzzSecret, r) }) ||
+			strings.ContainsFunc(sep, func(r rune) bool { return r > ' ' && r < 0x7f }) {
+			return
+		}
+		every = 1 + abs(every)%8
+		pad = abs(pad) % 700
+		var b strings.Builder
+		b.WriteString(strings.Repeat("~", pad))
+		b.WriteString(prefix)
+		for i, r := range fuzzSecret {
+			b.WriteRune(r)
+			if i%every == 0 {
+				b.WriteString(sep)
+			}
+		}
+		b.WriteString(prefix)
+		secrets := []Secret{NewSecret(fuzzSecret)}
+		for _, out := range []string{excerpt([]byte(b.String()), secrets), clean(b.String(), secrets, messageLen, false)} {
+			var proj strings.Builder
+			for _, r := range strings.ReplaceAll(out, redacted, "") {
+				if r > ' ' && r < 0x7f {
+					proj.WriteRune(r)
+				}
+			}
+			for i := 0; i+4 <= len(fuzzSecret); i++ {
+				if strings.Contains(proj.String(), fuzzSecret[i:i+4]) {
+					t.Fatalf("%q of the secret in %q", fuzzSecret[i:i+4], out)
+				}
+			}
+		}
+	})
+}
+
+func abs(n int) int {
+	if n < 0 {
+		return -n
+	}
+	return n
 }

@@ -39,8 +39,14 @@ type ICEServer struct {
 // GenerateICEServersParams are the arguments of GenerateICEServers.
 type GenerateICEServersParams struct {
 	KeyID     string        // the TURN key's uid
-	KeySecret Secret        // the TURN key's secret, from CreateKey
-	TTL       time.Duration // lifetime of the credentials, whole seconds; Cloudflare sets the maximum
+	KeySecret Secret        // the TURN key's secret, from CreateKey: 64 characters
+	TTL       time.Duration // lifetime of the credentials: whole seconds, at most MaxICETTL (48h)
+
+	// CustomIdentifier optionally tags the credential for Cloudflare's per-user usage analytics and
+	// abuse monitoring, e.g. "user4523958". At most MaxCustomIdentifierLen printable characters;
+	// sent only when not empty. It is not a secret: it shows up in analytics, so do not put an
+	// email address or a session token there.
+	CustomIdentifier string
 }
 
 // RevokeICECredentialParams are the arguments of RevokeICECredential.
@@ -68,7 +74,14 @@ func (c *Client) GenerateICEServers(ctx context.Context, p GenerateICEServersPar
 	if err := checkTTL(op.name, p.TTL); err != nil {
 		return ICEServers{}, err
 	}
-	req, err := newRequest(op.method, c.routes.ice.url(p.KeyID), calls.IceServersRequest{Ttl: int64(p.TTL / time.Second)})
+	if err := checkCustomIdentifier(op.name, p.CustomIdentifier); err != nil {
+		return ICEServers{}, err
+	}
+	body := calls.IceServersRequest{Ttl: int64(p.TTL / time.Second)}
+	if p.CustomIdentifier != "" {
+		body.CustomIdentifier = &p.CustomIdentifier
+	}
+	req, err := newRequest(op.method, c.routes.ice.url(p.KeyID), body)
 	if err != nil {
 		return ICEServers{}, buildError(op, err)
 	}
@@ -101,8 +114,7 @@ func (c *Client) RevokeICECredential(ctx context.Context, p RevokeICECredentialP
 	if err := checkUsername(op.name, p.Username); err != nil {
 		return err
 	}
-	// The username may need escaping, so this rare call uses the generated builder as it is.
-	req, err := calls.NewRevokeIceCredentialRequest(c.cfg.iceBase, p.KeyID, p.Username)
+	req, err := newRequest(op.method, c.routes.revoke.url(p.KeyID, p.Username), nil)
 	if err != nil {
 		return buildError(op, err)
 	}

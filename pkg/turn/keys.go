@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/cfturn/cfturn/gen/calls"
 )
@@ -49,7 +50,7 @@ type KeyParams struct {
 type UpdateKeyParams struct {
 	AccountID string // empty: the client's default account
 	KeyID     string // the key's uid, 32 characters
-	Name      string // the new name; must not be empty
+	Name      string // the new name; empty clears it, as the API allows
 }
 
 // ListKeysParams are the arguments of ListKeys and AllKeys.
@@ -57,14 +58,17 @@ type ListKeysParams struct {
 	AccountID string // empty: the client's default account
 }
 
-const keysPath = "/accounts/{account_id}/calls/turn_keys"
+const (
+	keysPath = "/accounts/{account_id}/calls/turn_keys"
+	keyPath  = keysPath + "/{key_id}"
+)
 
 var (
 	opCreateKey = &operation{name: "create key", method: http.MethodPost, path: keysPath, envelope: true, retry: retryUnsent}
 	opListKeys  = &operation{name: "list keys", method: http.MethodGet, path: keysPath, envelope: true}
-	opGetKey    = &operation{name: "get key", method: http.MethodGet, path: keysPath + "/{key_id}", envelope: true}
-	opUpdateKey = &operation{name: "update key", method: http.MethodPut, path: keysPath + "/{key_id}", envelope: true}
-	opDeleteKey = &operation{name: "delete key", method: http.MethodDelete, path: keysPath + "/{key_id}", envelope: true}
+	opGetKey    = &operation{name: "get key", method: http.MethodGet, path: keyPath, envelope: true}
+	opUpdateKey = &operation{name: "update key", method: http.MethodPut, path: keyPath, envelope: true}
+	opDeleteKey = &operation{name: "delete key", method: http.MethodDelete, path: keyPath, envelope: true, emptyFailure: true}
 )
 
 // CreateKey creates a TURN key and returns it with its secret, which Cloudflare shows only this once.
@@ -96,8 +100,12 @@ func (c *Client) CreateKey(ctx context.Context, p CreateKeyParams) (KeyWithSecre
 	if err != nil {
 		return KeyWithSecret{}, err
 	}
-	if k.Uid == "" || k.Key == "" {
-		return KeyWithSecret{}, unexpected(op, res, []Secret{token, NewSecret(k.Key)}, "the new key has no uid or no secret")
+	secrets := []Secret{token, NewSecret(k.Key)}
+	if msg := keyIDProblem(k.Uid); msg != "" {
+		return KeyWithSecret{}, unexpected(op, res, secrets, "the new key's uid is not a TURN key ID: "+msg)
+	}
+	if n := utf8.RuneCountInString(k.Key); n != keySecretLen {
+		return KeyWithSecret{}, unexpected(op, res, secrets, fmt.Sprintf("the new key's secret is %d characters long, not %d", n, keySecretLen))
 	}
 	return KeyWithSecret{
 		Key:    Key{ID: k.Uid, Name: k.Name, Created: k.Created, Modified: k.Modified},
@@ -129,6 +137,9 @@ func (c *Client) ListKeys(ctx context.Context, p ListKeysParams) ([]Key, error) 
 	}
 	keys := make([]Key, len(list))
 	for i, k := range list {
+		if msg := keyIDProblem(k.Uid); msg != "" {
+			return nil, unexpected(op, res, []Secret{token}, fmt.Sprintf("key %d of %d has a uid that is not a TURN key ID: %s", i+1, len(list), msg))
+		}
 		keys[i] = keyOf(k)
 	}
 	return keys, nil
@@ -179,9 +190,6 @@ func (c *Client) UpdateKey(ctx context.Context, p UpdateKeyParams) (Key, error) 
 	account, token, err := c.keyCallSetup(op, p.AccountID, p.KeyID)
 	if err != nil {
 		return Key{}, err
-	}
-	if p.Name == "" {
-		return Key{}, invalidArg(op.name, "name is empty: pass the key's new name")
 	}
 	req, err := newRequest(op.method, c.routes.key.url(account, p.KeyID), calls.TurnKeyUpdateRequest{Name: &p.Name})
 	if err != nil {
@@ -236,8 +244,8 @@ func (c *Client) sendKey(ctx context.Context, op *operation, req *http.Request, 
 	if err != nil {
 		return Key{}, err
 	}
-	if k.Uid == "" {
-		return Key{}, unexpected(op, res, []Secret{token}, "the key has no uid")
+	if msg := keyIDProblem(k.Uid); msg != "" {
+		return Key{}, unexpected(op, res, []Secret{token}, "the key's uid is not a TURN key ID: "+msg)
 	}
 	return keyOf(k), nil
 }

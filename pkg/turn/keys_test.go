@@ -2,7 +2,9 @@ package turn_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -165,6 +167,98 @@ func TestEveryOperationValidated(t *testing.T) {
 	for _, op := range []string{"createTurnKey", "listTurnKeys", "getTurnKey", "updateTurnKey", "deleteTurnKey", "generateIceServers", "revokeIceCredential"} {
 		if seen[op] == 0 {
 			t.Errorf("%s was never validated against the spec", op)
+		}
+	}
+}
+
+// Key objects are read as Cloudflare's schema defines them: no field is required and name
+// defaults to ”. What the client relies on is still checked: a valid uid everywhere, and the
+// 64-character secret of a new key.
+func TestKeysReadTolerantly(t *testing.T) {
+	ctx := context.Background()
+	ok := func(result string) string {
+		return `{"success":true,"errors":[],"messages":[],"result":` + result + `}`
+	}
+	c := canned(t, 200, "application/json", ok(`{"uid":"`+testKeyID+`"}`), nil)
+	k, err := c.GetKey(ctx, turn.KeyParams{KeyID: testKeyID})
+	if err != nil || k != (turn.Key{ID: testKeyID}) {
+		t.Errorf("key with only a uid: %+v, %v", k, err)
+	}
+	list, err := canned(t, 200, "application/json", ok(`[{"uid":"`+testKeyID+`","name":""},{"uid":"`+testKeyID+`","created":"2024-01-01T00:00:00Z"}]`), nil).ListKeys(ctx, turn.ListKeysParams{})
+	if err != nil || len(list) != 2 || list[1].Created.IsZero() {
+		t.Errorf("list without names: %+v, %v", list, err)
+	}
+	created, err := canned(t, 201, "application/json", ok(`{"uid":"`+testKeyID+`","key":"`+testSecret+`"}`), nil).CreateKey(ctx, turn.CreateKeyParams{})
+	if err != nil || created.Secret.Reveal() != testSecret || created.Name != "" {
+		t.Errorf("created key without name: %+v, %v", created, err)
+	}
+
+	for _, tc := range []struct {
+		name, status, body, want string
+	}{
+		{"get: no uid", "200", ok(`{"name":"n"}`), "the key's uid is not a TURN key ID: key ID is empty"},
+		{"get: path in uid", "200", ok(`{"uid":"../../etc/passwd"}`), "the key's uid is not a TURN key ID: key ID is 16 characters long"},
+		{"get: uid with a slash", "200", ok(`{"uid":"2a95132c15732412d22c1476fa83f2/a"}`), `key ID "2a95132c15732412d22c1476fa83f2/a" has '/' at character 31`},
+		{"list: one bad uid", "200", ok(`[{"uid":"` + testKeyID + `"},{"uid":"../x"}]`), "key 2 of 2 has a uid that is not a TURN key ID: key ID is 4 characters long"},
+		{"create: no key", "201", ok(`{"uid":"` + testKeyID + `"}`), "the new key's secret is 0 characters long, not 64"},
+		{"create: short key", "201", ok(`{"uid":"` + testKeyID + `","key":"short-secret-abc"}`), "the new key's secret is 16 characters long, not 64"},
+		{"create: bad uid", "201", ok(`{"uid":"..","key":"` + testSecret + `"}`), "the new key's uid is not a TURN key ID"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			status := map[string]int{"200": 200, "201": 201}[tc.status]
+			c := canned(t, status, "application/json", tc.body, nil)
+			var err error
+			switch {
+			case strings.HasPrefix(tc.name, "get"):
+				_, err = c.GetKey(ctx, turn.KeyParams{KeyID: testKeyID})
+			case strings.HasPrefix(tc.name, "list"):
+				_, err = c.ListKeys(ctx, turn.ListKeysParams{})
+			default:
+				_, err = c.CreateKey(ctx, turn.CreateKeyParams{})
+			}
+			if !errors.Is(err, turn.ErrUnexpectedResponse) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("%v, want ErrUnexpectedResponse saying %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), "short-secret") || strings.Contains(err.Error(), testSecret) {
+				t.Errorf("a secret reached the error: %v", err)
+			}
+		})
+	}
+}
+
+// UpdateKey with an empty name clears it, as the API allows.
+func TestUpdateKeyEmptyNameClears(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	k, err := e.client.CreateKey(ctx, turn.CreateKeyParams{Name: "named"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := e.client.UpdateKey(ctx, turn.UpdateKeyParams{KeyID: k.ID})
+	if err != nil || got.Name != "" || got.ID != k.ID {
+		t.Fatalf("UpdateKey with no name: %+v, %v", got, err)
+	}
+	if again, err := e.client.GetKey(ctx, turn.KeyParams{KeyID: k.ID}); err != nil || again.Name != "" {
+		t.Errorf("name after clearing: %q, %v", again.Name, err)
+	}
+}
+
+// Cloudflare's current answer and the older one with port-53 URLs both decode, and marshal back
+// for the browser unchanged: filtering URLs is the caller's choice, not the client's.
+func TestICEAnswersCurrentAndOlder(t *testing.T) {
+	for name, urls := range map[string][2]string{
+		"current": {`["stun:stun.cloudflare.com:3478"]`, `["turn:turn.cloudflare.com:3478?transport=udp","turn:turn.cloudflare.com:443?transport=udp","turn:turn.cloudflare.com:3478?transport=tcp","turn:turn.cloudflare.com:80?transport=tcp","turns:turn.cloudflare.com:5349?transport=tcp","turns:turn.cloudflare.com:443?transport=tcp"]`},
+		"older":   {`["stun:stun.cloudflare.com:3478","stun:stun.cloudflare.com:53"]`, `["turn:turn.cloudflare.com:3478?transport=udp","turn:turn.cloudflare.com:53?transport=udp","turn:turn.cloudflare.com:3478?transport=tcp","turn:turn.cloudflare.com:80?transport=tcp","turns:turn.cloudflare.com:5349?transport=tcp","turns:turn.cloudflare.com:443?transport=tcp"]`},
+	} {
+		body := `{"iceServers":[{"urls":` + urls[0] + `},{"urls":` + urls[1] + `,"username":"u","credential":"c"}]}`
+		c := canned(t, 201, "application/json", body, nil)
+		ice, err := c.GenerateICEServers(context.Background(), turn.GenerateICEServersParams{KeyID: testKeyID, KeySecret: turn.NewSecret(testSecret), TTL: time.Hour})
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		out, err := json.Marshal(ice)
+		if err != nil || string(out) != body {
+			t.Errorf("%s: marshalled\n%s\nwant\n%s (%v)", name, out, body, err)
 		}
 	}
 }

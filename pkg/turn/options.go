@@ -7,9 +7,11 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Defaults. A test checks that the documentation and the code agree.
@@ -46,18 +48,22 @@ type config struct {
 	maxBody       int64
 }
 
-// WithAPIToken sets the API token used for key management. It needs the "Calls Write" permission.
+// WithAPIToken sets the API token used for key management. Listing and getting keys need the
+// "Calls Read" or "Calls Write" permission; creating, renaming and deleting keys need "Calls Write".
+// A token with white space, control characters or other characters that are not printable ASCII
+// is refused with ErrInvalidArgument.
 func WithAPIToken(token string) Option {
 	return func(c *config) error {
-		if strings.TrimSpace(token) == "" {
-			return errors.New("turn: WithAPIToken: token is empty")
-		}
-		if strings.ContainsAny(token, " \t\r\n") {
-			return errors.New("turn: WithAPIToken: token contains white space; check how it was read")
-		}
-		c.token, c.tokenSet = NewSecret(token), true
-		return nil
+		return setToken(c, "WithAPIToken", token)
 	}
+}
+
+func setToken(c *config, op, token string) error {
+	if msg := credentialProblem("API token", token); msg != "" {
+		return invalidArg(op, "%s", msg)
+	}
+	c.token, c.tokenSet = NewSecret(token), true
+	return nil
 }
 
 // WithAccountID sets the account used when a call's AccountID is empty.
@@ -105,8 +111,8 @@ func WithHTTPClient(hc *http.Client) Option {
 // WithUserAgent puts product in front of the User-Agent, which always names cfturn and its version.
 func WithUserAgent(product string) Option {
 	return func(c *config) error {
-		if strings.ContainsAny(product, "\r\n") {
-			return errors.New("turn: WithUserAgent: user agent contains a line break")
+		if err := checkUserAgent("WithUserAgent", product); err != nil {
+			return err
 		}
 		c.userAgent = strings.TrimSpace(product + " " + userAgent)
 		return nil
@@ -213,16 +219,23 @@ func checkBaseURL(opt, root string) (string, error) {
 }
 
 // describeURL names a rejected base URL without echoing something that may be a credential passed
-// by mistake: only text that looks like a URL is quoted, and never its user information.
+// by mistake (a run of 24 or more letters, digits, '-' or '_', as tokens and key secrets are), nor
+// the user information of a URL.
 func describeURL(s string) string {
-	if !strings.Contains(s, "://") {
-		return fmt.Sprintf("a value of %d characters", len(s))
+	if credentialLike.MatchString(s) {
+		if u, err := url.Parse(s); err == nil && strings.Contains(s, "://") && !credentialLike.MatchString(u.Redacted()) {
+			return strconv.Quote(u.Redacted())
+		}
+		return fmt.Sprintf("a value of %d characters (not shown: it looks like a credential)", utf8.RuneCountInString(s))
 	}
 	if u, err := url.Parse(s); err == nil {
 		return strconv.Quote(u.Redacted())
 	}
-	return "a malformed URL"
+	return strconv.Quote(s)
 }
+
+// credentialLike matches what may be a token or key secret.
+var credentialLike = regexp.MustCompile(`[A-Za-z0-9_-]{24,}`)
 
 func isLoopback(host string) bool {
 	if host == "localhost" {

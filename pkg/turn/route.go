@@ -6,51 +6,39 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
-
-	"github.com/cfturn/cfturn/gen/calls"
 )
 
-// Placeholder identifiers: valid account and key IDs (letters and digits, so the generated
-// builders' path escaping leaves them as they are) that no real ID equals.
-const (
-	placeholderAccount = "cfturnPLACEHOLDERaccount00000000"
-	placeholderKey     = "cfturnPLACEHOLDERkey000000000000"
-)
-
-// route is an operation's URL as the generated request builder renders it, split around the
-// placeholder identifiers. Rendering once per client keeps gen/ the source of truth for every
-// path while a call only joins IDs that validation has limited to letters and digits, which the
-// builder would not have escaped either.
+// route is an operation's URL: its base URL joined with its path template, split around the
+// template's {parameters}. Rendering once per client leaves a call only the joining of IDs.
+// Tests check every route against the request builders generated from the spec (gen/callshttp),
+// which pkg/turn does not link: they need the oapi-codegen runtime and its dependencies.
 type route []string
 
-// newRoute renders build's URL with the placeholders and splits it around them.
-func newRoute(build func() (*http.Request, error)) (route, error) {
-	req, err := build()
-	if err != nil {
-		return nil, err
-	}
-	u := req.URL.String()
+// newRoute renders base (ending in "/") and path (starting with "/", as in the spec).
+func newRoute(base, path string) route {
+	u := base + strings.TrimPrefix(path, "/")
 	var parts route
 	for {
-		i, n := strings.Index(u, placeholderAccount), len(placeholderAccount)
-		if j := strings.Index(u, placeholderKey); j >= 0 && (i < 0 || j < i) {
-			i, n = j, len(placeholderKey)
+		i := strings.IndexByte(u, '{')
+		j := strings.IndexByte(u, '}')
+		if i < 0 || j < i {
+			return append(parts, u)
 		}
-		if i < 0 {
-			return append(parts, u), nil
-		}
-		parts, u = append(parts, u[:i]), u[i+n:]
+		parts, u = append(parts, u[:i]), u[j+1:]
 	}
 }
 
-// url joins the route's parts with ids, in the order the path takes them.
+// url joins the route's parts with ids, in the order the path takes them, escaped as path
+// segments. Validated key and account IDs are letters and digits, which escaping leaves as they
+// are without allocating.
 func (r route) url(ids ...string) string {
 	var b strings.Builder
 	for i, p := range r {
 		b.WriteString(p)
 		if i < len(ids) {
-			b.WriteString(ids[i])
+			b.WriteString(url.PathEscape(ids[i]))
 		}
 	}
 	return b.String()
@@ -58,24 +46,16 @@ func (r route) url(ids ...string) string {
 
 // routes are the client's rendered operation URLs.
 type routes struct {
-	keys, key, ice route
+	keys, key, ice, revoke route
 }
 
-func newRoutes(apiBase, iceBase string) (routes, error) {
-	var r routes
-	var err error
-	if r.keys, err = newRoute(func() (*http.Request, error) { return calls.NewListTurnKeysRequest(apiBase, placeholderAccount) }); err != nil {
-		return r, err
+func newRoutes(apiBase, iceBase string) routes {
+	return routes{
+		keys:   newRoute(apiBase, keysPath),
+		key:    newRoute(apiBase, keyPath),
+		ice:    newRoute(iceBase, opGenerateICE.path),
+		revoke: newRoute(iceBase, opRevokeICE.path),
 	}
-	if r.key, err = newRoute(func() (*http.Request, error) {
-		return calls.NewGetTurnKeyRequest(apiBase, placeholderAccount, placeholderKey)
-	}); err != nil {
-		return r, err
-	}
-	r.ice, err = newRoute(func() (*http.Request, error) {
-		return calls.NewGenerateIceServersRequestWithBody(iceBase, placeholderKey, "", nil)
-	})
-	return r, err
 }
 
 var contentJSON = []string{"application/json"}

@@ -4,16 +4,20 @@ import (
 	"net/http"
 	"testing"
 
-	"github.com/cfturn/cfturn/gen/calls"
+	"github.com/cfturn/cfturn/gen/callshttp"
 )
 
-// For every valid pair of IDs, a rendered route gives exactly the URL the generated builder gives.
+var testBases = []string{
+	"https://api.cloudflare.com/client/v4/",
+	"http://127.0.0.1:8787/some/prefix/client/v4/",
+	"http://[::1]:8787/with%20space/v1/",
+}
+
+// For every valid pair of IDs, a rendered route gives exactly the URL the request builder
+// generated from the spec gives.
 func TestRoutesMatchGeneratedBuilders(t *testing.T) {
-	for _, base := range []string{"https://api.cloudflare.com/client/v4/", "http://127.0.0.1:8787/some/prefix/client/v4/"} {
-		rts, err := newRoutes(base, base)
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, base := range testBases {
+		rts := newRoutes(base, base)
 		for _, ids := range [][2]string{
 			{"023e105f4ecef8ad9ca31a8372d0c353", "2a95132c15732412d22c1476fa83f27a"},
 			{"A", "ZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZ"},
@@ -24,18 +28,25 @@ func TestRoutesMatchGeneratedBuilders(t *testing.T) {
 				got   string
 				build func() (*http.Request, error)
 			}{
-				{rts.keys.url(acct), func() (*http.Request, error) { return calls.NewListTurnKeysRequest(base, acct) }},
-				{rts.key.url(acct, key), func() (*http.Request, error) { return calls.NewDeleteTurnKeyRequest(base, acct, key) }},
+				{rts.keys.url(acct), func() (*http.Request, error) { return callshttp.NewListTurnKeysRequest(base, acct) }},
+				{rts.key.url(acct, key), func() (*http.Request, error) { return callshttp.NewDeleteTurnKeyRequest(base, acct, key) }},
 				{rts.ice.url(key), func() (*http.Request, error) {
-					return calls.NewGenerateIceServersRequestWithBody(base, key, "", nil)
+					return callshttp.NewGenerateIceServersRequestWithBody(base, key, "", nil)
+				}},
+				{rts.revoke.url(key, "user name/ü%?#"), func() (*http.Request, error) {
+					return callshttp.NewRevokeIceCredentialRequest(base, key, "user name/ü%?#")
 				}},
 			} {
 				want, err := tc.build()
 				if err != nil {
 					t.Fatal(err)
 				}
-				if tc.got != want.URL.String() {
-					t.Errorf("route gives %s, the generated builder %s", tc.got, want.URL)
+				got, err := http.NewRequest(http.MethodGet, tc.got, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got.URL.String() != want.URL.String() {
+					t.Errorf("route gives %s, the generated builder %s", got.URL, want.URL)
 				}
 			}
 		}
@@ -43,21 +54,38 @@ func TestRoutesMatchGeneratedBuilders(t *testing.T) {
 }
 
 func FuzzRouteMatchesBuilder(f *testing.F) {
-	f.Add("023e105f4ecef8ad9ca31a8372d0c353", "2a95132c15732412d22c1476fa83f27a")
-	rts, err := newRoutes("https://api.cloudflare.com/client/v4/", "https://rtc.live.cloudflare.com/v1/")
-	if err != nil {
-		f.Fatal(err)
+	f.Add("023e105f4ecef8ad9ca31a8372d0c353", "2a95132c15732412d22c1476fa83f27a", "0123456789abcdef0123456789abcdef")
+	f.Add("a", "ZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZ", "user name/ü%?#")
+	rts := make([]routes, len(testBases))
+	for i, base := range testBases {
+		rts[i] = newRoutes(base, base)
 	}
-	f.Fuzz(func(t *testing.T, acct, key string) {
+	f.Fuzz(func(t *testing.T, acct, key, username string) {
 		if checkAccountID("op", acct) != nil || checkKeyID("op", key) != nil {
 			return // validation refuses it before any URL is built
 		}
-		want, err := calls.NewUpdateTurnKeyRequestWithBody("https://api.cloudflare.com/client/v4/", acct, key, "", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := rts.key.url(acct, key); got != want.URL.String() {
-			t.Fatalf("route %s, builder %s", got, want.URL)
+		for i, base := range testBases {
+			want, err := callshttp.NewUpdateTurnKeyRequestWithBody(base, acct, key, "", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := rts[i].key.url(acct, key); got != want.URL.String() {
+				t.Fatalf("route %s, builder %s", got, want.URL)
+			}
+			if checkUsername("op", username) != nil {
+				continue
+			}
+			want, err = callshttp.NewRevokeIceCredentialRequest(base, key, username)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := http.NewRequest(http.MethodPost, rts[i].revoke.url(key, username), nil)
+			if err != nil {
+				t.Fatalf("revoke route for %q: %v", username, err)
+			}
+			if got.URL.String() != want.URL.String() {
+				t.Fatalf("revoke route %s, builder %s", got.URL, want.URL)
+			}
 		}
 	})
 }

@@ -4,9 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -103,5 +108,87 @@ func TestICEServersJSONForBrowsers(t *testing.T) {
 	var one turn.ICEServer
 	if err := json.Unmarshal([]byte(`{"urls":"stun:x"}`), &one); err != nil || len(one.URLs) != 1 {
 		t.Errorf("urls as a string: %v, %v", one, err)
+	}
+}
+
+// A hostile or broken server that echoes the Authorization header back, cut anywhere by the
+// excerpt's limits and disguised with zero-width, control, combining or white-space characters
+// between the secret's characters, never gets a piece of the secret into an error: no run of 4 of
+// its characters, once everything a credential cannot hold is left out of the error text.
+func TestEchoedSecretNeverLeaks(t *testing.T) {
+	secret := strings.Repeat("0123456789abcdef", 4) // hex like a key secret; the padding below is not
+	var pad atomic.Int64
+	var disguise atomic.Value
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		auth := r.Header.Get("Authorization")
+		sep := disguise.Load().(string)
+		var b strings.Builder
+		for _, r := range auth {
+			b.WriteRune(r)
+			b.WriteString(sep)
+		}
+		filler := "x"
+		if sep != "" {
+			filler = sep + "x"
+		}
+		prefix := strings.Repeat(filler, int(pad.Load()))
+		if strings.HasPrefix(r.URL.Path, "/client/v4/") {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(403)
+			msg, _ := json.Marshal(prefix + "echo " + b.String())
+			fmt.Fprintf(w, `{"success":false,"errors":[{"code":10000,"message":%s,"documentation_url":%s}],"messages":[{"code":10001,"message":%s}]}`, msg, msg, msg)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain")
+		w.WriteHeader(401)
+		io.WriteString(w, prefix+"Authorization: "+b.String()+" trailing words")
+	}))
+	defer ts.Close()
+	c, err := turn.NewClient(turn.WithGetenv(nil), turn.WithAPIToken(secret), turn.WithAccountID(testAccount),
+		turn.WithBaseURL(ts.URL+"/client/v4"), turn.WithICEBaseURL(ts.URL+"/v1"), turn.WithRetry(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// leaks returns the first run of 4 characters of secret in s, ignoring what no credential holds.
+	leaks := func(s string) string {
+		var proj strings.Builder
+		for _, r := range s {
+			if r > ' ' && r < 0x7f {
+				proj.WriteRune(r)
+			}
+		}
+		for i := 0; i+4 <= len(secret); i++ {
+			if strings.Contains(proj.String(), secret[i:i+4]) {
+				return secret[i : i+4]
+			}
+		}
+		return ""
+	}
+	ctx := context.Background()
+	calls := 0
+	for _, sep := range []string{"", "\u200b", "\u2060\ufeff", "\x00", "\x1b", "\u0301", " ", "\n", "\r\n\t"} {
+		disguise.Store(sep)
+		for p := 0; p <= 600; p += 1 + p/40 {
+			pad.Store(int64(p))
+			_, err := c.GenerateICEServers(ctx, turn.GenerateICEServersParams{KeyID: testKeyID, KeySecret: turn.NewSecret(secret), TTL: time.Minute})
+			_, err2 := c.ListKeys(ctx, turn.ListKeysParams{})
+			calls++
+			for _, err := range []error{err, err2} {
+				var apiErr *turn.APIError
+				if !errors.As(err, &apiErr) {
+					t.Fatalf("%v is not an *APIError", err)
+				}
+				fields := fmt.Sprint(err.Error(), apiErr.Excerpt, apiErr.Errors, apiErr.Messages)
+				if l := leaks(fields); l != "" {
+					t.Fatalf("separator %q, padding %d: %q of the secret leaked into %q", sep, p, l, fields)
+				}
+				if strings.ContainsAny(err.Error(), "\x00\x1b\n\r\u200b\u2060\ufeff") {
+					t.Fatalf("separator %q, padding %d: control or invisible character in %q", sep, p, err)
+				}
+			}
+		}
+	}
+	if calls < 100 {
+		t.Fatalf("only %d calls made", calls)
 	}
 }

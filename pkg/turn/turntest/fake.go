@@ -18,6 +18,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/cfturn/cfturn/gen/calls"
+	"github.com/cfturn/cfturn/gen/callshttp"
 	"github.com/cfturn/cfturn/pkg/turn"
 )
 
@@ -28,7 +29,6 @@ const (
 	maxCredentials        = 10_000 // live ICE credentials kept for revocation and the relay; the oldest go first
 	maxBodyBytes          = 64 << 10
 	maxNameLen            = 1024   // characters
-	maxIdentifierLen      = 1024   // characters of a customIdentifier
 	MaxTTL                = 172800 // seconds: the 48-hour ceiling of Cloudflare's Realtime TURN FAQ
 	errCodeAuthentication = 10000
 	errCodeUnauthorized   = 10001
@@ -129,8 +129,8 @@ func New(opts ...Option) *Fake {
 	}
 	// The generated routes, mounted once per API root; a request reaches only its own API's routes.
 	keys, ice := http.NewServeMux(), http.NewServeMux()
-	calls.HandlerWithOptions(f, calls.StdHTTPServerOptions{BaseURL: "/client/v4", BaseRouter: keys, ErrorHandlerFunc: onBadParam})
-	calls.HandlerWithOptions(f, calls.StdHTTPServerOptions{BaseURL: "/v1", BaseRouter: ice, ErrorHandlerFunc: onBadParam})
+	callshttp.HandlerWithOptions(f, callshttp.StdHTTPServerOptions{BaseURL: "/client/v4", BaseRouter: keys, ErrorHandlerFunc: onBadParam})
+	callshttp.HandlerWithOptions(f, callshttp.StdHTTPServerOptions{BaseURL: "/v1", BaseRouter: ice, ErrorHandlerFunc: onBadParam})
 	f.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := r.URL.Path
 		switch {
@@ -174,6 +174,18 @@ func (f *Fake) Requests() map[string]int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return maps.Clone(f.requests)
+}
+
+// CustomIdentifier returns the customIdentifier an ICE credential was generated with, and whether
+// the fake knows the credential.
+func (f *Fake) CustomIdentifier(username string) (string, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := f.creds.get(username)
+	if c == nil {
+		return "", false
+	}
+	return c.customIdentifier, true
 }
 
 // Revoked reports whether an ICE credential was issued and then revoked.
@@ -266,7 +278,7 @@ func (f *Fake) readName(w http.ResponseWriter, r *http.Request) (name *string, o
 	return body.Name, true
 }
 
-// ListTurnKeys implements calls.ServerInterface.
+// ListTurnKeys implements callshttp.ServerInterface.
 func (f *Fake) ListTurnKeys(w http.ResponseWriter, r *http.Request, accountID string) {
 	f.serve(w, r, OpListTurnKeys, func(w http.ResponseWriter, r *http.Request) {
 		if !f.authorized(w, r, accountID) {
@@ -283,7 +295,7 @@ func (f *Fake) ListTurnKeys(w http.ResponseWriter, r *http.Request, accountID st
 	})
 }
 
-// CreateTurnKey implements calls.ServerInterface.
+// CreateTurnKey implements callshttp.ServerInterface.
 func (f *Fake) CreateTurnKey(w http.ResponseWriter, r *http.Request, accountID string) {
 	f.serve(w, r, OpCreateTurnKey, func(w http.ResponseWriter, r *http.Request) {
 		if !f.authorized(w, r, accountID) {
@@ -323,7 +335,7 @@ func (f *Fake) CreateTurnKey(w http.ResponseWriter, r *http.Request, accountID s
 	})
 }
 
-// GetTurnKey implements calls.ServerInterface.
+// GetTurnKey implements callshttp.ServerInterface.
 func (f *Fake) GetTurnKey(w http.ResponseWriter, r *http.Request, accountID, keyID string) {
 	f.serve(w, r, OpGetTurnKey, func(w http.ResponseWriter, r *http.Request) {
 		if f.authorized(w, r, accountID, keyID) {
@@ -332,7 +344,7 @@ func (f *Fake) GetTurnKey(w http.ResponseWriter, r *http.Request, accountID, key
 	})
 }
 
-// UpdateTurnKey implements calls.ServerInterface.
+// UpdateTurnKey implements callshttp.ServerInterface.
 func (f *Fake) UpdateTurnKey(w http.ResponseWriter, r *http.Request, accountID, keyID string) {
 	f.serve(w, r, OpUpdateTurnKey, func(w http.ResponseWriter, r *http.Request) {
 		if !f.authorized(w, r, accountID, keyID) {
@@ -351,7 +363,7 @@ func (f *Fake) UpdateTurnKey(w http.ResponseWriter, r *http.Request, accountID, 
 	})
 }
 
-// DeleteTurnKey implements calls.ServerInterface.
+// DeleteTurnKey implements callshttp.ServerInterface.
 func (f *Fake) DeleteTurnKey(w http.ResponseWriter, r *http.Request, accountID, keyID string) {
 	f.serve(w, r, OpDeleteTurnKey, func(w http.ResponseWriter, r *http.Request) {
 		if !f.authorized(w, r, accountID, keyID) {
@@ -402,7 +414,7 @@ func (f *Fake) liveKey(w http.ResponseWriter, r *http.Request, keyID string) *ke
 	return k
 }
 
-// GenerateIceServers implements calls.ServerInterface.
+// GenerateIceServers implements callshttp.ServerInterface.
 func (f *Fake) GenerateIceServers(w http.ResponseWriter, r *http.Request, keyID string) {
 	f.serve(w, r, OpGenerateIceServers, func(w http.ResponseWriter, r *http.Request) {
 		k := f.liveKey(w, r, keyID)
@@ -424,8 +436,8 @@ func (f *Fake) GenerateIceServers(w http.ResponseWriter, r *http.Request, keyID 
 			http.Error(w, fmt.Sprintf("Bad request: ttl must be a whole number of seconds from 1 to %d", MaxTTL), http.StatusBadRequest)
 			return
 		}
-		if n := utf8.RuneCountInString(body.CustomIdentifier); n > maxIdentifierLen {
-			http.Error(w, fmt.Sprintf("Bad request: customIdentifier is %d characters, more than %d", n, maxIdentifierLen), http.StatusBadRequest)
+		if utf8.RuneCountInString(body.CustomIdentifier) > turn.MaxCustomIdentifierLen {
+			http.Error(w, fmt.Sprintf("Bad request: customIdentifier over %d characters", turn.MaxCustomIdentifierLen), http.StatusBadRequest)
 			return
 		}
 		c := &credential{username: randomHex(32), secret: randomHex(64), keyID: k.uid, customIdentifier: body.CustomIdentifier}
@@ -445,7 +457,7 @@ func (f *Fake) GenerateIceServers(w http.ResponseWriter, r *http.Request, keyID 
 	})
 }
 
-// RevokeIceCredential implements calls.ServerInterface.
+// RevokeIceCredential implements callshttp.ServerInterface.
 func (f *Fake) RevokeIceCredential(w http.ResponseWriter, r *http.Request, keyID, username string) {
 	f.serve(w, r, OpRevokeIceCredential, func(w http.ResponseWriter, r *http.Request) {
 		k := f.liveKey(w, r, keyID)

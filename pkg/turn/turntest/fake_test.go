@@ -146,7 +146,7 @@ func TestStateTransitions(t *testing.T) {
 		t.Errorf("delete: %d %v", status, body)
 	}
 	for _, method := range []string{"GET", "PUT", "DELETE"} {
-		status, _, body := r.do(method, r.keys(acct)+"/"+id, tok, "")
+		status, _, body := r.do(method, r.keys(acct)+"/"+id, tok, map[string]string{"PUT": "{}"}[method])
 		if code, _ := firstError(body); status != 404 || code != 10006 || body["success"] != false {
 			t.Errorf("%s deleted key: %d %v", method, status, body)
 		}
@@ -204,9 +204,9 @@ func TestKeyLimit(t *testing.T) {
 	r := newRaw(t, turntest.WithMaxKeys(2))
 	tok, acct := r.srv.Token(), r.srv.AccountID()
 	for range 2 {
-		r.do("POST", r.keys(acct), tok, "")
+		r.do("POST", r.keys(acct), tok, "{}")
 	}
-	status, _, body := r.do("POST", r.keys(acct), tok, "")
+	status, _, body := r.do("POST", r.keys(acct), tok, "{}")
 	if code, _ := firstError(body); status != 400 || code != 10013 || len(r.srv.Keys(acct)) != 2 {
 		t.Errorf("over the limit: %d %v", status, body)
 	}
@@ -278,7 +278,7 @@ func TestFaults(t *testing.T) {
 
 	// AfterProcessing: the create happens, the answer is lost.
 	r.srv.InjectFault(turntest.Fault{Operation: "createTurnKey", Status: 502, AfterProcessing: true})
-	if status, _, _ := r.do("POST", list, tok, ""); status != 502 || len(r.srv.Keys(acct)) != 1 {
+	if status, _, _ := r.do("POST", list, tok, "{}"); status != 502 || len(r.srv.Keys(acct)) != 1 {
 		t.Errorf("processed-then-502: %d, keys %d", status, len(r.srv.Keys(acct)))
 	}
 	if got := r.srv.Requests()["listTurnKeys"]; got != 12 { // 3 + 8 faults + the redirect's second request

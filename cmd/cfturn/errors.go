@@ -1,0 +1,109 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"strings"
+
+	"github.com/cfturn/cfturn/pkg/turn"
+)
+
+// Exit codes. exitCode is the one place that applies the rule, and exitStatusHelp states it in
+// cfturn --help and, word for word up to line breaks, in the README (a test checks both).
+const (
+	exitOK    = 0
+	exitAPI   = 1 // the API failed: it answered with an error, or could not be reached in time
+	exitUsage = 2 // cfturn was called wrongly, or the local system refused: flag, argument, variable, file, port
+)
+
+const exitStatusHelp = `Exit status: 0 success; 1 the API failed (it answered with an error, or could not be
+reached in time); 2 a usage or local error (a flag, argument or environment variable, a file that
+cannot be read or created, an address that cannot be listened on).`
+
+// exitCode classifies err by the rule of exitStatusHelp. Anything not known to be local counts as
+// an API failure.
+func exitCode(err error) int {
+	var usage usageError
+	var path *fs.PathError
+	var op *net.OpError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.As(err, &usage),
+		errors.Is(err, turn.ErrInvalidArgument), errors.Is(err, turn.ErrNoAPIToken),
+		errors.As(err, &path),                    // a local file: --out, --key-secret-file
+		errors.As(err, &op) && op.Op == "listen": // serve-fake, serve-ice: a port in use, a bad address
+		return exitUsage
+	}
+	return exitAPI
+}
+
+// usageError marks an error in how cfturn was called or in its local environment.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+
+// reworded gives an error new text and keeps it in the chain, for errors.Is and exitCode.
+type reworded struct {
+	msg string
+	err error
+}
+
+func (e *reworded) Error() string { return e.msg }
+func (e *reworded) Unwrap() error { return e.err }
+
+// renameOption rewrites the library's name for a setting (e.g. "WithAPIToken") as what the user
+// gave it through (e.g. "--token"), and drops the library's "turn: " prefix.
+func renameOption(err error, option, name string) error {
+	msg := strings.TrimPrefix(err.Error(), "turn: ")
+	msg = strings.ReplaceAll(msg, "turn."+option, name)
+	return usageError{&reworded{strings.ReplaceAll(msg, option, name), err}}
+}
+
+// cliWording rewrites the advice in pkg/turn's messages, written for Go callers, for someone at a
+// terminal: flags and environment variables instead of options, functions and Go expressions.
+// Longer phrases come first so that they win over their parts.
+var cliWording = strings.NewReplacer(
+	"set AccountID, turn.WithAccountID or CLOUDFLARE_ACCOUNT_ID", "pass --account-id or set CLOUDFLARE_ACCOUNT_ID",
+	"pass turn.WithAPIToken or set CLOUDFLARE_API_TOKEN", "set CLOUDFLARE_API_TOKEN",
+	"credentials go in WithAPIToken", "the API token goes in CLOUDFLARE_API_TOKEN",
+	"turn.WithAPIToken", "CLOUDFLARE_API_TOKEN",
+	"WithAPIToken", "CLOUDFLARE_API_TOKEN",
+	"turn.WithAccountID", "--account-id",
+	"WithAccountID", "--account-id",
+	"WithICEBaseURL", "--ice-base-url",
+	"WithBaseURL", "--base-url",
+	"e.g. 24*time.Hour", "e.g. --ttl 24h",
+	"as listed by ListKeys", "as listed by cfturn keys list",
+	"returned once by CreateKey", "printed once by cfturn keys create",
+)
+
+// errorLine is err as the one line cfturn prints after "cfturn: ": without a library package's
+// prefix, in CLI terms, with a hint when one is known, and safe for a terminal.
+func (a *app) errorLine(err error) string {
+	msg := err.Error()
+	for _, prefix := range []string{"turn: ", "turntest: "} {
+		msg = strings.TrimPrefix(msg, prefix)
+	}
+	return printable(cliWording.Replace(msg) + a.hint(err))
+}
+
+// hint explains the commonest wrong --base-url: a server's root instead of its API root. A 404
+// without the API's JSON on a key operation is what such a root answers.
+func (a *app) hint(err error) string {
+	var apiErr *turn.APIError
+	if a.baseURL == "" || !errors.As(err, &apiErr) || apiErr.StatusCode != 404 ||
+		!errors.Is(err, turn.ErrUnexpectedResponse) || !strings.HasPrefix(apiErr.Path, "/accounts/") {
+		return ""
+	}
+	root := strings.TrimSuffix(a.baseURL, "/")
+	if strings.HasSuffix(root, "/client/v4") {
+		return ""
+	}
+	return fmt.Sprintf(" (hint: --base-url %s probably lacks /client/v4; the key API root is e.g. %s/client/v4)", root, root)
+}
