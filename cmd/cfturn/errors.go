@@ -93,11 +93,18 @@ func (a *app) errorLine(err error) string {
 	return printable(cliWording.Replace(msg) + a.hint(err))
 }
 
-// hint explains the commonest wrong --base-url: a server's root instead of its API root. A 404
-// without the API's JSON on a key operation is what such a root answers.
+// hint adds the library's hint for a refused token or key secret, or explains the commonest wrong
+// --base-url: a server's root instead of its API root, which answers a key operation with a 404
+// without the API's JSON.
 func (a *app) hint(err error) string {
 	var apiErr *turn.APIError
-	if a.baseURL == "" || !errors.As(err, &apiErr) || apiErr.StatusCode != 404 ||
+	if !errors.As(err, &apiErr) {
+		return ""
+	}
+	if h := apiErr.Hint(); h != "" {
+		return " (hint: " + cliWording.Replace(strings.ReplaceAll(h, "that CreateKey returned", "that cfturn keys create printed")) + ")"
+	}
+	if a.baseURL == "" || apiErr.StatusCode != 404 ||
 		!errors.Is(err, turn.ErrUnexpectedResponse) || !strings.HasPrefix(apiErr.Path, "/accounts/") {
 		return ""
 	}
