@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -41,7 +42,10 @@ be values the client accepts.`,
 			if err := a.checkGlobalFlags(); err != nil {
 				return err
 			}
-			opts := []turntest.Option{turntest.WithAddr(addr), turntest.WithRelayAddr(relayAddr)}
+			opts := []turntest.Option{
+				turntest.WithAddr(addr), turntest.WithRelayAddr(relayAddr),
+				turntest.WithLogger(slog.New(slog.NewTextHandler(a.stderr, nil))),
+			}
 			if noRelay {
 				opts = append(opts, turntest.WithoutRelay())
 			}

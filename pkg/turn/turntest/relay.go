@@ -131,9 +131,24 @@ func startRelay(f *Fake, s settings) (_ *Relay, err error) {
 		listeners = append(listeners, turn.ListenerConfig{Listener: tl, RelayAddressGenerator: gen})
 	}
 	r.server, err = turn.NewServer(turn.ServerConfig{
-		Realm:              relayRealm,
-		AuthHandler:        f.relayAuth,
-		QuotaHandler:       func(string, string, net.Addr) bool { return r.server.AllocationCount() < maxAllocations },
+		Realm:       relayRealm,
+		AuthHandler: f.relayAuth,
+		QuotaHandler: func(username, _ string, from net.Addr) bool {
+			if r.server.AllocationCount() < maxAllocations {
+				return true
+			}
+			f.logger.Warn("turntest relay: refused", "username", username, "from", from.String(), "reason", fmt.Sprintf("%d allocations, the relay's limit", maxAllocations))
+			return false
+		},
+		EventHandler: turn.EventHandler{
+			// Called with false only when the credential is live but the request's integrity
+			// check failed: the client has the wrong password.
+			OnAuth: func(src, _ net.Addr, _, username, _, method string, ok bool) {
+				if !ok {
+					f.logger.Info("turntest relay: refused", "username", username, "from", src.String(), "method", method, "reason", "wrong credential (message integrity)")
+				}
+			},
+		},
 		AllocationLifetime: allocationLifetime,
 		PacketConnConfigs:  []turn.PacketConnConfig{{PacketConn: udp, RelayAddressGenerator: gen}},
 		ListenerConfigs:    listeners,

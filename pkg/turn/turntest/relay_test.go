@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -219,9 +220,28 @@ func TestRelayCarriesTrafficOverEveryTransport(t *testing.T) {
 	}
 }
 
+// lockedBuffer is a bytes.Buffer that the relay's goroutines can log to.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
 func TestRelayRefusesDeadCredentials(t *testing.T) {
 	clock := &fakeClock{now: time.Now()}
-	srv := turntest.NewServer(turntest.WithClock(clock.Now))
+	var logs lockedBuffer
+	srv := turntest.NewServer(turntest.WithClock(clock.Now), turntest.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 	t.Cleanup(srv.Close)
 	ctx := context.Background()
 
@@ -236,7 +256,8 @@ func TestRelayRefusesDeadCredentials(t *testing.T) {
 	_, err = allocate(t, srv, "udp", revoked.username, revoked.password)
 	wantUnauthorized(t, err)
 
-	_, err = allocate(t, srv, "tcp", revoked.username, "not the credential")
+	live := mintFrom(t, srv, revoked.key, time.Hour)
+	_, err = allocate(t, srv, "tcp", live.username, "not the credential")
 	wantUnauthorized(t, err)
 
 	expiring := mintFrom(t, srv, revoked.key, time.Minute)
@@ -250,6 +271,19 @@ func TestRelayRefusesDeadCredentials(t *testing.T) {
 	}
 	_, err = allocate(t, srv, "udp", orphan.username, orphan.password)
 	wantUnauthorized(t, err)
+
+	// Every refusal is logged with its reason, and no credential reaches the log.
+	out := logs.String()
+	for _, reason := range []string{"credential revoked", "wrong credential", "credential expired", "the credential's key was deleted"} {
+		if !strings.Contains(out, reason) {
+			t.Errorf("no %q in the relay's log:\n%s", reason, out)
+		}
+	}
+	for _, secret := range []string{revoked.password, expiring.password, orphan.password, revoked.key.Secret.Reveal()} {
+		if strings.Contains(out, secret) {
+			t.Errorf("a secret reached the relay's log:\n%s", out)
+		}
+	}
 }
 
 func TestRelayCountsByCustomIdentifier(t *testing.T) {
