@@ -26,7 +26,8 @@
 //
 // InjectFault makes the next requests fail in chosen ways (a status, Retry-After, an HTML page, a
 // truncated or oversize body, a delay, a dropped connection, a redirect) to test a client's error
-// handling and retries; Fault.Operation takes the Op constants. Requests and Keys expose what the fake saw and holds.
+// handling and retries; Fault.Operation takes the Op constants. Requests and Keys expose what the
+// fake saw and holds.
 //
 // cfturn serve-fake runs the same fake as a standalone server.
 package turntest

@@ -24,8 +24,8 @@ type Server struct {
 }
 
 // NewServer starts a Fake on a free loopback port (or the WithAddr address), with its TURN relay
-// (unless WithoutRelay), and returns it. Close it when done. It panics only when it cannot listen, as httptest.NewServer does; use
-// NewServerErr to get that as an error instead.
+// (unless WithoutRelay), and returns it. Close it when done. It panics only when it cannot listen,
+// as httptest.NewServer does; use NewServerErr to get that as an error instead.
 func NewServer(opts ...Option) *Server {
 	s, err := NewServerErr(opts...)
 	if err != nil {
