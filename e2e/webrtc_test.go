@@ -56,7 +56,10 @@ func newPeers(t *testing.T, servers []webrtc.ICEServer) (*peers, [2]int) {
 	for _, pc := range []*webrtc.PeerConnection{a, b} {
 		pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
 			if s == webrtc.PeerConnectionStateFailed {
-				p.failed <- s
+				select {
+				case p.failed <- s:
+				default: // one failure is enough to know
+				}
 			}
 		})
 	}
@@ -64,9 +67,19 @@ func newPeers(t *testing.T, servers []webrtc.ICEServer) (*peers, [2]int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dc.OnOpen(func() { p.opened <- dc })
+	dc.OnOpen(func() {
+		select {
+		case p.opened <- dc:
+		default:
+		}
+	})
 	b.OnDataChannel(func(d *webrtc.DataChannel) {
-		d.OnMessage(func(m webrtc.DataChannelMessage) { p.received <- string(m.Data) })
+		d.OnMessage(func(m webrtc.DataChannelMessage) {
+			select {
+			case p.received <- string(m.Data):
+			default: // the test reads one message; more must not block pion
+			}
+		})
 	})
 
 	var candidates [2]int
