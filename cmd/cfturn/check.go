@@ -127,11 +127,7 @@ func (a *app) checkInput(ctx context.Context, flags *iceFlags, file string) ([]t
 // printReport writes the report as a table, or as JSON with --json.
 func (a *app) printReport(r turncheck.Report) error {
 	if a.json {
-		return writeJSON(a.stdout, struct {
-			Results   []turncheck.Result `json:"results"`
-			TURNWorks bool               `json:"turnWorks"`
-			ElapsedMs int64              `json:"elapsedMs"`
-		}{r.Results, r.TURNWorks(), r.Elapsed.Milliseconds()})
+		return writeJSON(a.stdout, r)
 	}
 	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "URL\tTRANSPORT\tRESULT\tRTT\tADDRESS")

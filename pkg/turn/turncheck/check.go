@@ -84,8 +84,22 @@ func (r Result) MarshalJSON() ([]byte, error) {
 
 // Report is the outcome of a check: one Result per URL, in the order given.
 type Report struct {
-	Results []Result `json:"results"`
+	Results []Result
 	Elapsed time.Duration
+}
+
+// MarshalJSON writes {"results": [...], "turnWorks": bool, "elapsedMs": n}, what cfturn check
+// --json prints.
+func (r Report) MarshalJSON() ([]byte, error) {
+	results := r.Results
+	if results == nil {
+		results = []Result{}
+	}
+	return json.Marshal(struct {
+		Results   []Result `json:"results"`
+		TURNWorks bool     `json:"turnWorks"`
+		ElapsedMs int64    `json:"elapsedMs"`
+	}{results, r.TURNWorks(), r.Elapsed.Milliseconds()})
 }
 
 // TURNWorks reports whether at least one TURN URL allocated a relay that carried a packet both ways.
