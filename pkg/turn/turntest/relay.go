@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"math/big"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -25,6 +26,7 @@ import (
 const (
 	relayRealm          = "turntest"
 	maxAllocations      = 256 // allocations at once, all users together
+	maxStreamConns      = 256 // TCP and TLS connections at once; more are closed on arrival
 	allocationLifetime  = 10 * time.Minute
 	listenAttempts      = 8 // tries to find a port free for both UDP and TCP
 	certificateLifetime = 24 * time.Hour
@@ -116,7 +118,7 @@ func startRelay(f *Fake, s settings) (_ *Relay, err error) {
 	}()
 	r := &Relay{UDPAddr: udp.LocalAddr().String(), TCPAddr: tcp.Addr().String()}
 	gen := &countingGenerator{f: f, RelayAddressGeneratorStatic: turn.RelayAddressGeneratorStatic{RelayAddress: ip, Address: host}}
-	listeners := []turn.ListenerConfig{{Listener: tcp, RelayAddressGenerator: gen}}
+	listeners := []turn.ListenerConfig{{Listener: f.limitConns(tcp, "tcp"), RelayAddressGenerator: gen}}
 	if s.relayTLS {
 		cfg, pool, err := selfSignedTLS()
 		if err != nil {
@@ -128,7 +130,7 @@ func startRelay(f *Fake, s settings) (_ *Relay, err error) {
 		}
 		closers = append(closers, tl.Close)
 		r.TLSAddr, r.certs = tl.Addr().String(), pool
-		listeners = append(listeners, turn.ListenerConfig{Listener: tl, RelayAddressGenerator: gen})
+		listeners = append(listeners, turn.ListenerConfig{Listener: f.limitConns(tl, "tls"), RelayAddressGenerator: gen})
 	}
 	r.server, err = turn.NewServer(turn.ServerConfig{
 		Realm:       relayRealm,
@@ -178,6 +180,46 @@ func listenBoth(addr string) (net.PacketConn, net.Listener, error) {
 			return nil, nil, fmt.Errorf("turntest: relay: listen on tcp %s: %w", net.JoinHostPort(host, udpPort), err)
 		}
 	}
+}
+
+// limitConns bounds the connections l hands out at once to maxStreamConns, closing (and logging)
+// any beyond, so a client that opens connections without end cannot exhaust the process.
+func (f *Fake) limitConns(l net.Listener, name string) net.Listener {
+	return &limitListener{Listener: l, slots: make(chan struct{}, maxStreamConns), f: f, name: name}
+}
+
+type limitListener struct {
+	net.Listener
+	slots chan struct{}
+	f     *Fake
+	name  string
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		select {
+		case l.slots <- struct{}{}:
+			return &limitedConn{Conn: c, release: func() { <-l.slots }}, nil
+		default:
+			l.f.logger.Warn("turntest relay: refused", "from", c.RemoteAddr().String(), "reason", fmt.Sprintf("%d %s connections open, the relay's limit", maxStreamConns, l.name))
+			c.Close()
+		}
+	}
+}
+
+type limitedConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *limitedConn) Close() error {
+	c.once.Do(c.release)
+	return c.Conn.Close()
 }
 
 // relayAuth is the relay's AuthHandler: it hands pion the long-term key of a credential the fake
