@@ -132,11 +132,13 @@ func startRelay(f *Fake, s settings) (_ *Relay, err error) {
 		r.TLSAddr, r.certs = tl.Addr().String(), pool
 		listeners = append(listeners, turn.ListenerConfig{Listener: f.limitConns(tl, "tls"), RelayAddressGenerator: gen})
 	}
+	// The quota handler may run on pion's goroutines before NewServer has returned its result.
+	var server atomic.Pointer[turn.Server]
 	r.server, err = turn.NewServer(turn.ServerConfig{
 		Realm:       relayRealm,
 		AuthHandler: f.relayAuth,
 		QuotaHandler: func(username, _ string, from net.Addr) bool {
-			if r.server.AllocationCount() < maxAllocations {
+			if s := server.Load(); s == nil || s.AllocationCount() < maxAllocations {
 				return true
 			}
 			f.logger.Warn("turntest relay: refused", "username", username, "from", from.String(), "reason", fmt.Sprintf("%d allocations, the relay's limit", maxAllocations))
@@ -159,6 +161,7 @@ func startRelay(f *Fake, s settings) (_ *Relay, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("turntest: start relay: %w", err)
 	}
+	server.Store(r.server)
 	return r, nil
 }
 
