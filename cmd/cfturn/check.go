@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -21,7 +23,7 @@ const maxICEInput = 1 << 20
 
 func (a *app) checkCommand() *cobra.Command {
 	var flags iceFlags
-	var file string
+	var file, caFile string
 	var cfg turncheck.Config
 	cmd := &cobra.Command{
 		Use:   "check (--key-id ID | --file FILE | --file -) [--timeout 5s]",
@@ -43,6 +45,11 @@ Exit status: 0 when at least one TURN URL carried a packet, 1 when none did, 2 o
 				return err
 			}
 			defer cleanup()
+			if caFile != "" {
+				if cfg.TLSConfig, err = readCAFile(caFile); err != nil {
+					return err
+				}
+			}
 			report, err := turncheck.Check(cmd.Context(), servers, cfg)
 			if errors.Is(err, turncheck.ErrBadInput) {
 				return usageError{err}
@@ -64,6 +71,7 @@ Exit status: 0 when at least one TURN URL carried a packet, 1 when none did, 2 o
 	f.StringVar(&file, "file", "", `read {"iceServers": [...]} from this file ("-" for stdin) instead of minting`)
 	f.DurationVar(&cfg.Timeout, "timeout", turncheck.DefaultTimeout, "time limit for the whole check")
 	f.BoolVar(&cfg.IncludePort53, "include-port-53", false, "also probe URLs on port 53, which browsers block")
+	f.StringVar(&caFile, "ca-file", "", "trust the PEM certificates in this file for turns: URLs (e.g. serve-fake --relay-cert-out), instead of the system's")
 	return cmd
 }
 
@@ -156,4 +164,25 @@ func (a *app) printReport(r turncheck.Report) error {
 	}
 	_, err := fmt.Fprintf(a.stdout, "\nchecked in %v\n", r.Elapsed.Round(time.Millisecond))
 	return err
+}
+
+// readCAFile returns a TLS configuration that trusts the PEM certificates of path.
+func readCAFile(path string) (*tls.Config, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, usagef("--ca-file: %v", err)
+	}
+	defer fh.Close()
+	data, err := io.ReadAll(io.LimitReader(fh, maxICEInput+1))
+	switch {
+	case err != nil:
+		return nil, usagef("--ca-file %s: %v", path, err)
+	case len(data) > maxICEInput:
+		return nil, usagef("--ca-file %s is larger than %d bytes", path, maxICEInput)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(data) {
+		return nil, usagef("--ca-file %s holds no PEM certificate", path)
+	}
+	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
 }

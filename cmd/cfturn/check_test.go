@@ -204,3 +204,50 @@ func TestServeICEExamplePage(t *testing.T) {
 		stop(t, "serve-ice", cancel, done)
 	}
 }
+
+func TestCheckTLSAgainstServeFake(t *testing.T) {
+	dir := t.TempDir()
+	pem := filepath.Join(dir, "relay.pem")
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &syncBuffer{}
+	done := make(chan int)
+	go func() {
+		done <- run(ctx, []string{"serve-fake", "--json", "--addr", "127.0.0.1:0", "--token", "tls-token", "--relay-tls", "--relay-cert-out", pem},
+			strings.NewReader(""), out, io.Discard, func(string) string { return "" })
+	}()
+	defer stop(t, "serve-fake", cancel, done)
+	base := waitFor(t, out, `"apiBaseURL": "(\S+)"`)
+	if base == "" || !strings.Contains(out.String(), `"relayTLSAddr": "127.0.0.1:`) {
+		t.Fatalf("serve-fake --relay-tls --json:\n%s", out.String())
+	}
+	account := waitFor(t, out, `"accountID": "(\S+)"`)
+	env := map[string]string{"CLOUDFLARE_API_TOKEN": "tls-token", "CLOUDFLARE_ACCOUNT_ID": account}
+	r := runWithStdin("", env, "--base-url", base, "keys", "create", "--json")
+	r.check(t, 0)
+	var key createdKey
+	json.Unmarshal([]byte(r.stdout), &key)
+	env["CFTURN_KEY_SECRET"] = key.Secret
+
+	r = runWithStdin("", env, "--base-url", base, "check", "--key-id", key.ID, "--ca-file", pem)
+	r.check(t, 0)
+	if !regexp.MustCompile(`(?m)^turns:127\.0\.0\.1:\d+\?transport=tcp\s+tls\s+ok\s`).MatchString(r.stdout) {
+		t.Errorf("turns: row not ok with --ca-file:\n%s", r.stdout)
+	}
+	// Without the certificate, TLS fails and says why; the other transports still work: exit 0.
+	r = runWithStdin("", env, "--base-url", base, "check", "--key-id", key.ID)
+	r.check(t, 0)
+	if !regexp.MustCompile(`(?m)^turns:\S+\s+tls\s+failed\s`).MatchString(r.stdout) || !strings.Contains(r.stdout, "TLS: ") {
+		t.Errorf("turns: without --ca-file:\n%s", r.stdout)
+	}
+	for _, tc := range []struct{ args []string }{
+		{[]string{"check", "--key-id", key.ID, "--ca-file", filepath.Join(dir, "missing.pem")}},
+		{[]string{"check", "--key-id", key.ID, "--ca-file", filepath.Join(dir, "empty.pem")}},
+		{[]string{"serve-fake", "--no-relay", "--relay-tls"}},
+		{[]string{"serve-fake", "--relay-cert-out", pem}},
+	} {
+		os.WriteFile(filepath.Join(dir, "empty.pem"), []byte("not a certificate"), 0o600)
+		if r := runWithStdin("", env, append([]string{"--base-url", base}, tc.args...)...); r.code != 2 {
+			t.Errorf("%v: exit %d, want 2: %s", tc.args, r.code, r.stderr)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -19,8 +20,8 @@ import (
 const fakeTokenEnv = "CFTURN_FAKE_TOKEN"
 
 func (a *app) serveFakeCommand() *cobra.Command {
-	var addr, token, relayAddr string
-	var noRelay, legacyURLs bool
+	var addr, token, relayAddr, certOut string
+	var noRelay, legacyURLs, relayTLS bool
 	cmd := &cobra.Command{
 		Use:   "serve-fake [--addr 127.0.0.1:8787] [--token T] [--relay-addr ADDR | --no-relay]",
 		Short: "Run an offline fake of the Cloudflare TURN APIs until Ctrl-C",
@@ -31,7 +32,8 @@ State lives in memory and is gone when it stops.
 It also runs a TURN relay (UDP and TCP, on a free loopback port unless --relay-addr says which)
 that accepts exactly the ICE credentials the fake minted, and its ICE answers point at it, so
 WebRTC peers given them connect through it. With --no-relay the answers carry the URLs Cloudflare
-documents (--legacy-ice-urls: the older set with port-53 URLs).
+documents (--legacy-ice-urls: the older set with port-53 URLs). --relay-tls adds TURN over TLS
+(turns:) with a certificate made at start; --relay-cert-out writes it, for cfturn check --ca-file.
 
 The API token it accepts comes from --token, else ` + fakeTokenEnv + `, else it is random; it is
 printed at start. (CLOUDFLARE_API_TOKEN is never read here, so a real token is never printed.) The
@@ -51,6 +53,14 @@ be values the client accepts.`,
 			}
 			if legacyURLs {
 				opts = append(opts, turntest.WithLegacyICEURLs())
+			}
+			switch {
+			case relayTLS && noRelay:
+				return usagef("--relay-tls needs the relay: drop --no-relay")
+			case certOut != "" && !relayTLS:
+				return usagef("--relay-cert-out needs --relay-tls")
+			case relayTLS:
+				opts = append(opts, turntest.WithRelayTLS())
 			}
 			tok, tokenFrom := token, "--token"
 			if tok == "" {
@@ -82,6 +92,23 @@ be values the client accepts.`,
 			if srv.Relay != nil {
 				relay = fmt.Sprintf("udp %s, tcp %s", srv.Relay.UDPAddr, srv.Relay.TCPAddr)
 			}
+			if srv.Relay != nil && srv.Relay.TLSAddr != "" {
+				relay += ", tls " + srv.Relay.TLSAddr + " (self-signed)"
+				if certOut != "" {
+					// A certificate, not a secret: readable by all, but never written over a file.
+					fh, err := os.OpenFile(certOut, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+					if err != nil {
+						return usagef("--relay-cert-out: %v", err)
+					}
+					_, err = fh.Write(srv.Relay.CertificatePEM())
+					if cerr := fh.Close(); err == nil {
+						err = cerr
+					}
+					if err != nil {
+						return fmt.Errorf("--relay-cert-out %s: %w", certOut, err)
+					}
+				}
+			}
 			if a.json {
 				out := map[string]string{
 					"url": srv.URL, "apiBaseURL": srv.APIBaseURL, "iceBaseURL": srv.ICEBaseURL,
@@ -89,6 +116,9 @@ be values the client accepts.`,
 				}
 				if srv.Relay != nil {
 					out["relayUDPAddr"], out["relayTCPAddr"] = srv.Relay.UDPAddr, srv.Relay.TCPAddr
+					if srv.Relay.TLSAddr != "" {
+						out["relayTLSAddr"] = srv.Relay.TLSAddr
+					}
 				}
 				err = writeJSON(a.stdout, out)
 			} else {
@@ -119,6 +149,8 @@ Press Ctrl-C to stop.
 	cmd.Flags().StringVar(&relayAddr, "relay-addr", "127.0.0.1:0", "address of the TURN relay, UDP and TCP (port 0: a free one)")
 	cmd.Flags().BoolVar(&noRelay, "no-relay", false, "run no TURN relay; ICE answers carry Cloudflare's URLs")
 	cmd.Flags().BoolVar(&legacyURLs, "legacy-ice-urls", false, "with --no-relay, answer Cloudflare's older URL set, with port-53 URLs")
+	cmd.Flags().BoolVar(&relayTLS, "relay-tls", false, "also serve TURN over TLS (turns:), with a self-signed certificate made at start")
+	cmd.Flags().StringVar(&certOut, "relay-cert-out", "", "write the TLS certificate (PEM) to this new file, for cfturn check --ca-file")
 	return cmd
 }
 

@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -62,6 +63,7 @@ type Relay struct {
 	TLSAddr string // TURN over TLS; empty unless WithRelayTLS
 
 	certs  *x509.CertPool
+	cert   []byte // DER
 	server *turn.Server
 }
 
@@ -76,6 +78,15 @@ func (r *Relay) URLs() []string {
 
 // RootCAs returns a pool that trusts the certificate of the TLS listener (nil without WithRelayTLS).
 func (r *Relay) RootCAs() *x509.CertPool { return r.certs }
+
+// CertificatePEM returns the TLS listener's self-signed certificate in PEM, for clients in other
+// processes to trust (nil without WithRelayTLS).
+func (r *Relay) CertificatePEM() []byte {
+	if r.cert == nil {
+		return nil
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: r.cert})
+}
 
 // Allocations returns how many allocations the relay holds.
 func (r *Relay) Allocations() int { return r.server.AllocationCount() }
@@ -129,7 +140,7 @@ func startRelay(f *Fake, s settings) (_ *Relay, err error) {
 			return nil, fmt.Errorf("turntest: relay TLS listener: %w", err)
 		}
 		closers = append(closers, tl.Close)
-		r.TLSAddr, r.certs = tl.Addr().String(), pool
+		r.TLSAddr, r.certs, r.cert = tl.Addr().String(), pool, cfg.Certificates[0].Certificate[0]
 		listeners = append(listeners, turn.ListenerConfig{Listener: f.limitConns(tl, "tls"), RelayAddressGenerator: gen})
 	}
 	// The quota handler may run on pion's goroutines before NewServer has returned its result.

@@ -187,6 +187,9 @@ func TestRelayAnswersPointAtIt(t *testing.T) {
 	if strings.Join(m.urls, " ") != strings.Join(want, " ") || strings.Join(srv.Relay.URLs(), " ") != strings.Join(want, " ") {
 		t.Fatalf("urls = %v, Relay.URLs = %v, want %v", m.urls, srv.Relay.URLs(), want)
 	}
+	if pem := srv.Relay.CertificatePEM(); !bytes.HasPrefix(pem, []byte("-----BEGIN CERTIFICATE-----")) {
+		t.Errorf("CertificatePEM = %q", pem)
+	}
 	if !strings.HasPrefix(srv.Relay.UDPAddr, "127.0.0.1:") {
 		t.Errorf("relay not on loopback: %s", srv.Relay.UDPAddr)
 	}
