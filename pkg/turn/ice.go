@@ -41,6 +41,8 @@ type GenerateICEServersParams struct {
 	KeyID     string        // the TURN key's uid
 	KeySecret Secret        // the TURN key's secret, from CreateKey
 	TTL       time.Duration // lifetime of the credentials, whole seconds; Cloudflare sets the maximum
+	// CustomIdentifier tags the credential for Cloudflare's per-user usage analytics (optional).
+	CustomIdentifier string
 }
 
 // RevokeICECredentialParams are the arguments of RevokeICECredential.
