@@ -22,6 +22,7 @@ const (
 	memoryTarget   = 1.5 // cfturn ÷ floor, time and allocations, in memory
 	loopbackTarget = 1.1 // cfturn ÷ floor, time, over loopback
 	sizeTarget     = 1.3 // cfturn ÷ floor, binary size
+	iceHitTarget   = 0.95 // ICEHandler cache hits ÷ bare handler, requests per second
 )
 
 type sample struct{ ns, bytes, allocs, reqPerSec, upstream, requests []float64 }
@@ -98,6 +99,19 @@ func run(in, out string) error {
 			"Each round, 1000 clients with distinct identities ask `turn.ICEHandler` (over loopback, minting from the fake) at once.\n\n"+
 			"| req/s | requests | upstream calls | ns per round |\n|---:|---:|---:|---:|\n| %.0f | %.0f | %.0f | %.0f |\n",
 			median(h.reqPerSec), median(h.requests), median(h.upstream), median(h.ns))
+	}
+	b.WriteString("\n## ICE handler cache hits vs a bare handler\n\n" +
+		"Warm cache hits through `turn.ICEHandler` (per-identity limiter on, limits set high) against a bare `net/http` handler\n" +
+		"writing the same bytes looked up by the same header, over loopback, each client a keep-alive connection with an\n" +
+		"identity of its own; both in the same run, connections opened before timing (`BenchmarkICEHandlerCached`).\n\n" +
+		"| clients | ICEHandler req/s | bare req/s | ICEHandler ÷ bare | target |\n|---:|---:|---:|---:|---|\n")
+	for _, clients := range []int{64, 1000} {
+		ice, bare := samples[fmt.Sprintf("ICEHandlerCached/clients=%d/icehandler", clients)], samples[fmt.Sprintf("ICEHandlerCached/clients=%d/bare", clients)]
+		if ice == nil || bare == nil {
+			return fmt.Errorf("missing BenchmarkICEHandlerCached results for %d clients", clients)
+		}
+		ratio := median(ice.reqPerSec) / median(bare.reqPerSec)
+		fmt.Fprintf(&b, "| %d | %.0f | %.0f | %.2f | ≥%.2f: %s |\n", clients, median(ice.reqPerSec), median(bare.reqPerSec), ratio, iceHitTarget, verdict(ratio >= iceHitTarget))
 	}
 	b.WriteString(notes)
 	return os.WriteFile(out, []byte(b.String()), 0o644)
