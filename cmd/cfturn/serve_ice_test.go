@@ -7,57 +7,77 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/cfturn/cfturn/pkg/turn"
 	"github.com/cfturn/cfturn/pkg/turn/turntest"
 )
 
 type serveICEEnv struct {
 	srv            *turntest.Server
-	key            createdKey
+	key            turn.KeyWithSecret
 	url            string
 	stdout, stderr *syncBuffer
 }
 
 // startServeICE runs serve-ice in-process against a fresh fake until the test ends.
-func startServeICE(t *testing.T, args ...string) *serveICEEnv {
-	t.Helper()
+func startServeICE(tb testing.TB, args ...string) *serveICEEnv {
+	tb.Helper()
 	srv := turntest.NewServer()
-	t.Cleanup(srv.Close)
-	e := &serveICEEnv{srv: srv, key: createKey(t, srv), stdout: &syncBuffer{}, stderr: &syncBuffer{}}
+	tb.Cleanup(srv.Close)
+	key, err := srv.Client().CreateKey(context.Background(), turn.CreateKeyParams{Name: "serve-ice"})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	e := &serveICEEnv{srv: srv, key: key, stdout: &syncBuffer{}, stderr: &syncBuffer{}}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan int)
-	env := map[string]string{"CFTURN_KEY_SECRET": e.key.Secret}
+	done := make(chan int, 1)
+	env := map[string]string{"CFTURN_KEY_SECRET": key.Secret.Reveal()}
 	go func() {
-		done <- run(ctx, append([]string{"--base-url", srv.APIBaseURL, "serve-ice", "--addr", "127.0.0.1:0", "--key-id", e.key.ID}, args...),
+		done <- run(ctx, append([]string{"--base-url", srv.APIBaseURL, "serve-ice", "--addr", "127.0.0.1:0", "--key-id", key.ID}, args...),
 			strings.NewReader(""), e.stdout, e.stderr, func(k string) string { return env[k] })
 	}()
-	e.url = waitFor(t, e.stdout, `on (http://\S+) `)
-	if e.url == "" {
-		t.Fatalf("serve-ice printed no URL:\nstdout: %s\nstderr: %s", e.stdout, e.stderr)
+	re := regexp.MustCompile(`on (http://\S+) `)
+	for deadline := time.Now().Add(10 * time.Second); e.url == "" && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if m := re.FindStringSubmatch(e.stdout.String()); m != nil {
+			e.url = m[1]
+		}
 	}
-	t.Cleanup(func() {
-		stop(t, "serve-ice", cancel, done)
-		for _, s := range []string{e.key.Secret, srv.Token()} {
+	if e.url == "" {
+		cancel()
+		tb.Fatalf("serve-ice printed no URL:\nstdout: %s\nstderr: %s", e.stdout, e.stderr)
+	}
+	tb.Cleanup(func() {
+		cancel()
+		select {
+		case code := <-done:
+			if code != 0 {
+				tb.Errorf("serve-ice exit %d after Ctrl-C", code)
+			}
+		case <-time.After(30 * time.Second):
+			tb.Errorf("serve-ice did not stop")
+		}
+		for _, s := range []string{key.Secret.Reveal(), srv.Token()} {
 			if strings.Contains(e.stderr.String()+e.stdout.String(), s) {
-				t.Error("a secret reached the output")
+				tb.Error("a secret reached the output")
 			}
 		}
 	})
 	return e
 }
 
-func (e *serveICEEnv) get(t *testing.T, path, user string) (int, string) {
-	t.Helper()
+func (e *serveICEEnv) get(tb testing.TB, path, user string) (int, string) {
+	tb.Helper()
 	req, _ := http.NewRequest("GET", e.url+strings.TrimPrefix(path, "/"), nil)
 	if user != "" {
 		req.Header.Set("X-User", user)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
