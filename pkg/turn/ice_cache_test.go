@@ -2,6 +2,8 @@ package turn_test
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
@@ -207,5 +209,24 @@ func TestICEHandlerUpstreamFaults(t *testing.T) {
 			t.Errorf("%+v: log lacks the class:\n%s", tc.fault, ie.logs.String())
 		}
 		ie.checkNoSecrets(t, a.body)
+	}
+}
+
+// A cached credential printed or logged shows its times, never its body or username.
+func TestICECredentialRedacts(t *testing.T) {
+	ie := iceSetup(t, turn.ICEHandlerConfig{})
+	a := ie.get(t, "GET", "u", nil)
+	store := turn.NewMemoryICEStore(10, 10)
+	c := &turn.ICECredential{Body: []byte(a.body), Username: a.username(), Expires: time.Unix(1_900_000_000, 0)}
+	if err := store.SetCredential(context.Background(), "k", c); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := store.Credential(context.Background(), "k")
+	var logs strings.Builder
+	slog.New(slog.NewJSONHandler(&logs, nil)).Info("cached", "c", got, "v", *got)
+	for _, s := range []string{fmt.Sprint(got), fmt.Sprintf("%+v %#v %v %s", got, *got, *got, got), logs.String()} {
+		if strings.Contains(s, a.username()) || strings.Contains(s, a.parsed.ICEServers[1].Credential) || !strings.Contains(s, "expires:") {
+			t.Errorf("printed as %q", s)
+		}
 	}
 }

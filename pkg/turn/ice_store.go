@@ -70,15 +70,15 @@ type ICECredential struct {
 }
 
 // String shows the credential's times, never its secrets.
-func (c *ICECredential) String() string {
+func (c ICECredential) String() string {
 	return fmt.Sprintf("{sent:%s freshUntil:%s expires:%s}", c.Sent.Format(time.RFC3339), c.FreshUntil.Format(time.RFC3339), c.Expires.Format(time.RFC3339))
 }
 
 // Format implements fmt.Formatter: every verb prints String.
-func (c *ICECredential) Format(f fmt.State, _ rune) { fmt.Fprint(f, c.String()) }
+func (c ICECredential) Format(f fmt.State, _ rune) { fmt.Fprint(f, c.String()) }
 
 // LogValue implements slog.LogValuer.
-func (c *ICECredential) LogValue() slog.Value { return slog.StringValue(c.String()) }
+func (c ICECredential) LogValue() slog.Value { return slog.StringValue(c.String()) }
 
 const memoryShards = 64
 
@@ -165,12 +165,14 @@ func (s *MemoryICEStore) SetCredential(_ context.Context, key string, c *ICECred
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if _, ok := sh.creds[key]; !ok && len(sh.creds) >= s.maxCreds {
-		// Expired entries go first; otherwise map order picks an arbitrary victim.
+		// An expired entry among the first few goes first; otherwise map order picks an
+		// arbitrary victim. The look is short so a full cache costs little per insertion.
 		now := time.Now()
 		var victim string
+		looked := 0
 		for k, old := range sh.creds {
 			victim = k
-			if !old.Expires.After(now) {
+			if looked++; !old.Expires.After(now) || looked == 8 {
 				break
 			}
 		}
