@@ -134,6 +134,9 @@ func TestICEHandlerBrowsers(t *testing.T) {
 	if a := ie.get(t, "GET", "u", map[string]string{"Origin": "https://evil.example"}); a.status != 403 || a.header.Get("Access-Control-Allow-Origin") != "" {
 		t.Errorf("foreign origin: %d %v", a.status, a.header)
 	}
+	if a := ie.get(t, "POST", "u", map[string]string{"Origin": ie.srv.URL}); a.status != 200 || a.header.Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("same-origin POST: %d %v", a.status, a.header)
+	}
 	if a := ie.get(t, "GET", "victim", map[string]string{"Sec-Fetch-Site": "cross-site"}); a.status != 403 {
 		t.Errorf("cross-site GET without Origin: %d", a.status)
 	}

@@ -34,7 +34,8 @@ func (h *ICEHandler) cors(w http.ResponseWriter, r *http.Request) bool {
 	hdr := w.Header()
 	hdr["Vary"] = varyOrigin
 	if !h.anyOrigin && !slices.Contains(h.cfg.AllowedOrigins, origin[0]) {
-		return false
+		// Browsers send Origin on same-origin POSTs too; those need no CORS headers.
+		return sameOrigin(r, origin[0])
 	}
 	hdr["Access-Control-Allow-Origin"] = origin
 	if h.cfg.AllowCredentials {
@@ -72,4 +73,14 @@ func preflightHeaders(identityHeader string) []string {
 		hs = append(hs, http.CanonicalHeaderKey(identityHeader))
 	}
 	return []string{strings.Join(hs, ", ")}
+}
+
+// sameOrigin reports a request from a page of this very host: the browser says so, or the Origin
+// names the host the request was sent to.
+func sameOrigin(r *http.Request, origin string) bool {
+	if r.Header.Get("Sec-Fetch-Site") == "same-origin" {
+		return true
+	}
+	_, host, ok := strings.Cut(origin, "://")
+	return ok && host != "" && strings.EqualFold(host, r.Host)
 }

@@ -429,7 +429,8 @@ func (h *ICEHandler) answer(w http.ResponseWriter, r *http.Request, id string) {
 	}
 	// Serve the cached credential while it has enough life left, unless it was dropped meanwhile.
 	if cached != nil {
-		if still, _ := h.store.Credential(ctx, key); still == cached && cached.Expires.Sub(h.cfg.Now()) >= h.cfg.MinRemaining {
+		if still, _ := h.store.Credential(ctx, key); still != nil && still.Sent.Equal(cached.Sent) && still.Username == cached.Username &&
+			cached.Expires.Sub(h.cfg.Now()) >= h.cfg.MinRemaining {
 			h.stale.Add(1)
 			h.log(ctx, slog.LevelWarn, "turn: ICE handler: refresh failed, serving the cached credential",
 				slog.String("class", h.classify(err)), slog.Time("expires", cached.Expires))
