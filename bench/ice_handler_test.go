@@ -28,7 +28,7 @@ func iceHandler(b *testing.B) *turn.ICEHandler {
 		Client: fake.Client(), KeyID: key.ID, KeySecret: key.Secret, TTL: time.Hour,
 		IdentityHeader: "X-User",
 		RatePerMinute:  1e6, Burst: 1e6,
-		MintsPerSecond: 1e6, MintBurst: 1e6, MaxInFlight: 64,
+		MintsPerSecond: 1e6, MintBurst: 1e6,
 	})
 	if err != nil {
 		b.Fatal(err)
@@ -36,90 +36,102 @@ func iceHandler(b *testing.B) *turn.ICEHandler {
 	return h
 }
 
-// drive sends b.N GETs to url from clients concurrent keep-alive clients, client i as identity
-// client-i, and reports requests per second. Each client opens its connection with one request
-// before the clock starts, so connection set-up is not measured.
-func drive(b *testing.B, url string, clients int) {
-	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients}}
-	defer hc.CloseIdleConnections()
+// pool is clients keep-alive connections to one server, client i sending as identity client-i.
+type pool struct {
+	hc   *http.Client
+	reqs []*http.Request
+}
+
+func newPool(b *testing.B, url string, clients int) *pool {
+	p := &pool{hc: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients}}}
+	b.Cleanup(p.hc.CloseIdleConnections)
+	for i := range clients {
+		req, _ := http.NewRequest(http.MethodGet, url, nil)
+		req.Header.Set("X-User", fmt.Sprint("client-", i))
+		p.reqs = append(p.reqs, req)
+	}
+	return p
+}
+
+// round sends n requests spread over the pool's clients, all at once, and returns how long they
+// took and the bodies of the last answers, by identity.
+func (p *pool) round(b *testing.B, n int) (time.Duration, map[string][]byte) {
 	var next atomic.Int64
 	var failed atomic.Value
-	var ready, wg sync.WaitGroup
-	start := make(chan struct{})
-	get := func(req *http.Request) bool {
-		resp, err := hc.Do(req)
-		if err != nil {
-			failed.Store(err)
-			return false
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			failed.Store(fmt.Errorf("status %d", resp.StatusCode))
-			return false
-		}
-		return true
-	}
-	for i := range clients {
+	var wg sync.WaitGroup
+	bodies := make([][]byte, len(p.reqs))
+	start := time.Now()
+	for i, req := range p.reqs {
 		wg.Add(1)
-		ready.Add(1)
 		go func() {
 			defer wg.Done()
-			req, _ := http.NewRequest(http.MethodGet, url, nil)
-			req.Header.Set("X-User", fmt.Sprint("client-", i))
-			ok := get(req)
-			ready.Done()
-			<-start
-			for ok && next.Add(1) <= int64(b.N) {
-				ok = get(req)
+			for next.Add(1) <= int64(n) {
+				resp, err := p.hc.Do(req)
+				if err != nil {
+					failed.Store(err)
+					return
+				}
+				bodies[i], _ = io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					failed.Store(fmt.Errorf("status %d", resp.StatusCode))
+					return
+				}
 			}
 		}()
 	}
-	ready.Wait()
-	b.ResetTimer()
-	began := time.Now()
-	close(start)
 	wg.Wait()
-	elapsed := time.Since(began)
-	b.StopTimer()
+	took := time.Since(start)
 	if err, _ := failed.Load().(error); err != nil {
 		b.Fatal(err)
 	}
-	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "req/s")
+	byUser := make(map[string][]byte, len(p.reqs))
+	for i, req := range p.reqs {
+		byUser[req.Header.Get("X-User")] = bodies[i]
+	}
+	return took, byUser
 }
 
-// BenchmarkICEHandlerCached compares, in one run, warm cache hits through turn.ICEHandler with a
-// bare net/http handler writing the same bytes (looked up by the same header), over loopback at
-// 64 and 1000 concurrent keep-alive clients.
+// BenchmarkICEHandlerCached compares warm cache hits through turn.ICEHandler with a bare net/http
+// handler writing the same bytes (looked up by the same header), over loopback at 64 and 1000
+// concurrent keep-alive clients. Each client opens its connection before timing. One op is a
+// round of perClient requests per client to the handler, then the same to the bare server: the
+// two take turns, so load from elsewhere on the machine falls on both alike.
 func BenchmarkICEHandlerCached(b *testing.B) {
+	const perClient = 4
 	for _, clients := range []int{64, 1000} {
-		h := iceHandler(b)
-		ice := httptest.NewServer(h)
-		bodies := make(map[string][]byte, clients)
-		for i := range clients {
-			user := fmt.Sprint("client-", i)
-			req, _ := http.NewRequest(http.MethodGet, ice.URL, nil)
-			req.Header.Set("X-User", user)
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				b.Fatal(err)
+		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
+			h := iceHandler(b)
+			ice := httptest.NewServer(h)
+			defer ice.Close()
+			icePool := newPool(b, ice.URL, clients)
+			_, bodies := icePool.round(b, clients) // mints, and opens every connection
+			bare := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Cache-Control", "no-store")
+				w.Header().Set("Content-Type", "application/json")
+				w.Write(bodies[r.Header.Get("X-User")])
+			}))
+			defer bare.Close()
+			barePool := newPool(b, bare.URL, clients)
+			barePool.round(b, clients)
+			var iceTime, bareTime time.Duration
+			b.ResetTimer()
+			for b.Loop() {
+				took, _ := icePool.round(b, perClient*clients)
+				iceTime += took
+				took, _ = barePool.round(b, perClient*clients)
+				bareTime += took
 			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				b.Fatalf("warming %s: %d %s", user, resp.StatusCode, body)
+			b.StopTimer()
+			if calls := h.Stats().UpstreamCalls; calls != int64(clients) {
+				b.Fatalf("%d upstream calls, want one per client: the hits were not all cached", calls)
 			}
-			bodies[user] = body
-		}
-		bare := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Cache-Control", "no-store")
-			w.Header().Set("Content-Type", "application/json")
-			w.Write(bodies[r.Header.Get("X-User")])
-		}))
-		b.Run(fmt.Sprintf("clients=%d/icehandler", clients), func(b *testing.B) { drive(b, ice.URL, clients) })
-		b.Run(fmt.Sprintf("clients=%d/bare", clients), func(b *testing.B) { drive(b, bare.URL, clients) })
-		ice.Close()
-		bare.Close()
+			requests := float64(b.N * perClient * clients)
+			iceRate, bareRate := requests/iceTime.Seconds(), requests/bareTime.Seconds()
+			b.ReportMetric(iceRate, "icehandler-req/s")
+			b.ReportMetric(bareRate, "bare-req/s")
+			b.ReportMetric(iceRate/bareRate, "icehandler/bare")
+		})
 	}
 }
 

@@ -92,8 +92,8 @@ type ICEHandlerConfig struct {
 	// and 100), however many identities ask: over it a new caller gets 503 with Retry-After.
 	MintsPerSecond float64
 	MintBurst      int
-	// MaxInFlight bounds concurrent upstream calls (default 16); when all are busy a mint is
-	// refused at once with 503 rather than queued, so no caller waits behind another's slow mint.
+	// MaxInFlight bounds concurrent upstream calls (default 16). Further mints wait for a slot in
+	// arrival order, within RequestTimeout (then 503); cache hits never wait.
 	MaxInFlight int
 	// MaxIdentities bounds how many credentials the default store caches (default 10000).
 	MaxIdentities int

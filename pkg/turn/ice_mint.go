@@ -47,15 +47,11 @@ func (h *ICEHandler) mint(key, identity string) (*ICECredential, error) {
 	return c, nil
 }
 
-// send makes one upstream attempt if the upstream is not remembered as failing, a slot is free and
-// the mint budget allows. It returns the credentials and when the request was sent.
+// send makes one upstream attempt if the upstream is not remembered as failing and the mint
+// budget allows, once an upstream slot is free. Waiting mints take slots first come, first served
+// (a channel's senders queue in order), and the budget bounds how many can wait. It returns the
+// credentials and when the request was sent.
 func (h *ICEHandler) send(ctx context.Context, identity string) (ICEServers, time.Time, error) {
-	select {
-	case h.slots <- struct{}{}:
-	default:
-		return ICEServers{}, time.Time{}, errBusy
-	}
-	defer func() { <-h.slots }()
 	now := h.cfg.Now()
 	if err := h.breaker.allow(now); err != nil {
 		return ICEServers{}, time.Time{}, err
@@ -68,6 +64,13 @@ func (h *ICEHandler) send(ctx context.Context, identity string) (ICEServers, tim
 		}
 		return ICEServers{}, time.Time{}, err
 	}
+	select {
+	case h.slots <- struct{}{}:
+	case <-ctx.Done():
+		h.breaker.cancelProbe()
+		return ICEServers{}, time.Time{}, errBusy
+	}
+	defer func() { <-h.slots }()
 	p := GenerateICEServersParams{KeyID: h.cfg.KeyID, KeySecret: h.cfg.KeySecret, TTL: h.cfg.TTL}
 	if h.cfg.CustomIdentifier != nil && identity != "" {
 		p.CustomIdentifier = h.cfg.CustomIdentifier(identity)
