@@ -19,16 +19,16 @@ import (
 
 // Targets from the benchmark issue.
 const (
-	memoryTarget   = 1.5 // cfturn ÷ floor, time and allocations, in memory
-	loopbackTarget = 1.1 // cfturn ÷ floor, time, over loopback
-	sizeTarget     = 1.3 // cfturn ÷ floor, binary size
+	memoryTarget   = 1.5  // cfturn ÷ floor, time and allocations, in memory
+	loopbackTarget = 1.1  // cfturn ÷ floor, time, over loopback
+	sizeTarget     = 1.3  // cfturn ÷ floor, binary size
 	iceHitTarget   = 0.95 // ICEHandler cache hits ÷ bare handler, requests per second
 )
 
 type sample struct {
 	ns, bytes, allocs, reqPerSec, upstream, requests []float64
-	peakHeap, retainedHeap                          []float64
-	iceReqPerSec, bareReqPerSec, iceOverBare        []float64
+	peakHeap, retainedHeap                           []float64
+	iceReqPerSec, bareReqPerSec, iceOverBare         []float64
 }
 
 func main() {
