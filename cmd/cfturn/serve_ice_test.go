@@ -98,14 +98,16 @@ func TestServeICEOperability(t *testing.T) {
 			t.Fatalf("ICE: %d %s", code, body)
 		}
 	}
-	e.srv.InjectFault(turntest.Fault{Operation: "generateIceServers", Status: 500})
+	// Two faults: should /readyz come after the one-second backoff, its own probe fails too.
+	e.srv.InjectFault(turntest.Fault{Operation: "generateIceServers", Status: 500, Count: 2})
 	if code, _ := e.get(t, "/", "bob"); code != 502 {
 		t.Errorf("upstream 500: %d", code)
 	}
+	logs := e.stderr.String() // the failure is logged before it is answered
+	_, metrics := e.get(t, "/metrics", "")
 	if code, body := e.get(t, "/readyz", ""); code != 503 || !strings.Contains(body, "server") {
 		t.Errorf("/readyz after a failure: %d %s", code, body)
 	}
-	_, metrics := e.get(t, "/metrics", "")
 	for _, want := range []string{
 		"cfturn_ice_mints_total 3", // start-up check, alice, bob
 		"cfturn_ice_cache_hits_total 1",
@@ -119,7 +121,7 @@ func TestServeICEOperability(t *testing.T) {
 		}
 	}
 	var failures int
-	sc := bufio.NewScanner(strings.NewReader(e.stderr.String()))
+	sc := bufio.NewScanner(strings.NewReader(logs))
 	for sc.Scan() {
 		var rec map[string]any
 		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
@@ -130,7 +132,7 @@ func TestServeICEOperability(t *testing.T) {
 		}
 	}
 	if failures != 1 {
-		t.Errorf("%d upstream failure lines, want 1:\n%s", failures, e.stderr)
+		t.Errorf("%d upstream failure lines, want 1:\n%s", failures, logs)
 	}
 }
 
@@ -158,7 +160,7 @@ func TestServeICEStartupCheck(t *testing.T) {
 	}
 	// --skip-startup-check starts anyway and reports not ready once a mint fails.
 	e := startServeICE(t, "--skip-startup-check")
-	e.srv.InjectFault(turntest.Fault{Operation: "generateIceServers", Status: 401})
+	e.srv.InjectFault(turntest.Fault{Operation: "generateIceServers", Status: 401, Count: 2})
 	if code, _ := e.get(t, "/", ""); code != 502 {
 		t.Errorf("first request: %d", code)
 	}

@@ -8,6 +8,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -192,9 +193,7 @@ func NewICEHandler(cfg ICEHandlerConfig) (*ICEHandler, error) {
 	if cfg.POSTOnly {
 		h.allowMethods = []string{"POST, OPTIONS"}
 	}
-	for _, o := range cfg.AllowedOrigins {
-		h.anyOrigin = h.anyOrigin || o == "*"
-	}
+	h.anyOrigin = slices.Contains(cfg.AllowedOrigins, "*")
 	if h.store == nil {
 		h.memory = NewMemoryICEStore(cfg.MaxIdentities, cfg.MaxCallers)
 		h.store = h.memory
@@ -247,7 +246,7 @@ func (cfg *ICEHandlerConfig) setDefaults() error {
 		return invalidArg(op, "MaxIdentityBytes, MaxInFlight, MaxIdentities and MaxCallers must be positive")
 	case cfg.RequestTimeout < 0 || cfg.RetryAfterMax < time.Second:
 		return invalidArg(op, "RequestTimeout %v must not be negative and RetryAfterMax %v must be at least 1s", cfg.RequestTimeout, cfg.RetryAfterMax)
-	case cfg.AllowCredentials && containsStar(cfg.AllowedOrigins):
+	case cfg.AllowCredentials && slices.Contains(cfg.AllowedOrigins, "*"):
 		return invalidArg(op, `AllowCredentials needs explicit AllowedOrigins, not "*": browsers refuse credentials with a wildcard`)
 	}
 	for _, o := range cfg.AllowedOrigins {
@@ -263,15 +262,6 @@ func (cfg *ICEHandlerConfig) setDefaults() error {
 		}
 	}
 	return nil
-}
-
-func containsStar(origins []string) bool {
-	for _, o := range origins {
-		if o == "*" {
-			return true
-		}
-	}
-	return false
 }
 
 func setDefault[T comparable](v *T, def T) {
@@ -304,12 +294,19 @@ func (h *ICEHandler) Stats() ICEHandlerStats {
 }
 
 // Ready returns nil unless the last upstream call failed, in which case the error names its class.
-// Use it for a readiness probe.
-func (h *ICEHandler) Ready() error {
-	if failing, class := h.breaker.state(); failing {
-		return fmt.Errorf("turn: ICE handler: upstream failing (%s)", class)
+// Use it for a readiness probe. While failing, it tries the upstream itself once the handler's
+// backoff has passed (one mint, within the mint budget), so a replica taken out of rotation for
+// failing comes back without traffic.
+func (h *ICEHandler) Ready(ctx context.Context) error {
+	failing, _ := h.breaker.state()
+	if !failing {
+		return nil
 	}
-	return nil
+	if h.CheckUpstream(ctx) == nil {
+		return nil
+	}
+	_, class := h.breaker.state()
+	return fmt.Errorf("turn: ICE handler: upstream failing (%s)", class)
 }
 
 // Drop removes identity's cached credential so it is never served again; the next request mints

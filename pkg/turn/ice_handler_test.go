@@ -212,7 +212,7 @@ func TestICEHandlerServesAndCaches(t *testing.T) {
 	if n := ie.mints(); n != 2 {
 		t.Errorf("fake saw %d generate calls", n)
 	}
-	if err := ie.handler.Ready(); err != nil {
+	if err := ie.handler.Ready(context.Background()); err != nil {
 		t.Errorf("Ready after successful mints: %v", err)
 	}
 }

@@ -135,7 +135,7 @@ func TestICEHandlerOneAttemptPerFlight(t *testing.T) {
 		if !strings.Contains(ie.logs.String(), "upstream failure") {
 			t.Errorf("%+v: not logged", fault)
 		}
-		if ie.handler.Ready() == nil {
+		if ie.handler.Ready(context.Background()) == nil {
 			t.Errorf("%+v: ready after a failure", fault)
 		}
 	}
@@ -161,8 +161,8 @@ func TestICEHandler429Storm(t *testing.T) {
 		ie.clock.Advance(5 * time.Second)
 	}
 	ie.fake.ClearFaults()
-	if a := ie.get(t, "GET", "after", nil); a.status != 200 || ie.handler.Ready() != nil {
-		t.Errorf("after the storm: %d, ready %v", a.status, ie.handler.Ready())
+	if a := ie.get(t, "GET", "after", nil); a.status != 200 || ie.handler.Ready(context.Background()) != nil {
+		t.Errorf("after the storm: %d, ready %v", a.status, ie.handler.Ready(context.Background()))
 	}
 	if a := ie.get(t, "GET", "after-2", nil); a.status != 200 {
 		t.Errorf("after recovery, a second caller: %d", a.status)
@@ -213,5 +213,26 @@ func TestICEHandlerClientGone(t *testing.T) {
 	// The mint went on, so the caller's retry is a hit.
 	if a := ie.get(t, "GET", "leaves", nil); a.status != http.StatusOK || ie.mints() != 1 {
 		t.Errorf("retry: %d after %d mints", a.status, ie.mints())
+	}
+}
+
+// Item 11: a failing handler is not ready; once the backoff has passed, the readiness check
+// itself tries the upstream, so a replica out of rotation comes back without traffic.
+func TestICEHandlerReadyRecovers(t *testing.T) {
+	ie := iceSetup(t, turn.ICEHandlerConfig{})
+	ie.contract.RequestsOnly = true
+	ie.fake.InjectFault(turntest.Fault{Operation: "generateIceServers", Status: 500, Count: 2})
+	ie.get(t, "GET", "u", nil)
+	ctx := context.Background()
+	if err := ie.handler.Ready(ctx); err == nil || !strings.Contains(err.Error(), "server") || ie.mints() != 1 {
+		t.Fatalf("within the backoff: %v after %d mints, want not ready and no new mint", err, ie.mints())
+	}
+	ie.clock.Advance(time.Second)
+	if err := ie.handler.Ready(ctx); err == nil || ie.mints() != 2 {
+		t.Fatalf("a failing probe: %v after %d mints", err, ie.mints())
+	}
+	ie.clock.Advance(time.Second)
+	if err := ie.handler.Ready(ctx); err != nil || ie.mints() != 3 {
+		t.Errorf("a passing probe: %v after %d mints", err, ie.mints())
 	}
 }
