@@ -94,7 +94,7 @@ stderr. Ctrl-C stops it after answering the requests in flight.`,
 	f.BoolVar(&cfg.RefuseCrossSiteGET, "refuse-cross-site-get", false, "refuse GETs a browser sent for another site (Sec-Fetch-Site) without CORS")
 	f.BoolVar(&cfg.KeepPort53, "keep-port-53", false, "keep port-53 URLs, which browsers block")
 	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
-	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error (debug logs every refused request)")
+	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.BoolVar(&o.skipCheck, "skip-startup-check", false, "start without minting once first")
 	o.maxHeader = 64 << 10
 	o.shutdownMax = 30 * time.Second

@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 )
 
@@ -45,16 +46,38 @@ func (h *ICEHandler) log(ctx context.Context, level slog.Level, msg string, args
 	}
 }
 
-// refuse answers a refused request. Refusals are logged at debug level: under attack there is one
-// per attacking request, and the metrics count them by reason.
+// refuse answers a refused request and logs it: 4xx at info and 5xx at warn level, at most one
+// line per reason per second with the number of refusals left unlogged since, because under
+// attack there is one refusal per attacking request. The metrics count every one.
 func (h *ICEHandler) refuse(w http.ResponseWriter, r *http.Request, reason, status int, msg string, retryAfter time.Duration) {
 	h.count(reason)
-	h.log(r.Context(), slog.LevelDebug, "turn: ICE handler: refused", "reason", refusalNames[reason], "status", status)
+	if h.cfg.Logger != nil {
+		h.logRefusal(r.Context(), reason, status)
+	}
 	if retryAfter > 0 {
 		w.Header().Set("Retry-After", h.retryAfter(retryAfter))
 	}
 	writeJSONError(w, status, msg)
 }
+
+func (h *ICEHandler) logRefusal(ctx context.Context, reason, status int) {
+	sample := &h.refusalLog[reason]
+	now := h.cfg.Now().UnixNano()
+	last := sample.last.Load()
+	if now-last < int64(time.Second) || !sample.last.CompareAndSwap(last, now) {
+		sample.suppressed.Add(1)
+		return
+	}
+	level := slog.LevelInfo
+	if status >= 500 {
+		level = slog.LevelWarn
+	}
+	h.cfg.Logger.Log(ctx, level, "turn: ICE handler: refused", "reason", refusalNames[reason], "status", status,
+		"unlogged_since", sample.suppressed.Swap(0))
+}
+
+// logSample limits refusal logging to one line per reason per second.
+type logSample struct{ last, suppressed atomic.Int64 }
 
 // retryAfter renders d for browsers: whole seconds, at least 1, at most RetryAfterMax.
 func (h *ICEHandler) retryAfter(d time.Duration) string {

@@ -111,8 +111,9 @@ type ICEHandlerConfig struct {
 
 	// Store holds the cache and the limits; default NewMemoryICEStore(MaxIdentities, MaxCallers).
 	Store ICEStore
-	// Logger gets one warning per upstream failure and per stale answer, and a debug record per
-	// refused request; records never hold credentials or identities.
+	// Logger gets one warning per upstream failure and per stale answer, and refusals sampled
+	// to one line per reason per second with a count of the rest; records never hold
+	// credentials or identities.
 	Logger *slog.Logger
 	// OnMint, when set, is called after each upstream call with its duration and its class
 	// ("ok" or what Stats.UpstreamErrors counts), e.g. to feed a latency histogram.
@@ -160,6 +161,7 @@ type ICEHandler struct {
 
 	mints, hits, stale, inFlight atomic.Int64
 	refused                      [numRefusals]atomic.Int64
+	refusalLog                   [numRefusals]logSample
 	upstreamErrs                 [numClasses]atomic.Int64
 }
 

@@ -236,3 +236,20 @@ func TestICEHandlerReadyRecovers(t *testing.T) {
 		t.Errorf("a passing probe: %v after %d mints", err, ie.mints())
 	}
 }
+
+// A server logs the failures it answers, but an attack must not flood the log: refusals are
+// logged once per reason per second with a count of the rest.
+func TestICEHandlerLogsRefusalsSampled(t *testing.T) {
+	ie := iceSetup(t, turn.ICEHandlerConfig{RatePerMinute: 1, Burst: 1})
+	for range 6 {
+		ie.get(t, "GET", "greedy", nil)
+	}
+	if n := strings.Count(ie.logs.String(), "reason=rate_limited"); n != 1 {
+		t.Fatalf("%d refusal lines for 5 refusals in one second, want 1:\n%s", n, ie.logs)
+	}
+	ie.clock.Advance(time.Second)
+	ie.get(t, "GET", "greedy", nil)
+	if !strings.Contains(ie.logs.String(), "level=INFO msg=\"turn: ICE handler: refused\" reason=rate_limited status=429 unlogged_since=4") {
+		t.Errorf("the second line does not count the unlogged refusals:\n%s", ie.logs)
+	}
+}
