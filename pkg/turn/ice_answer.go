@@ -36,7 +36,6 @@ var refusalNames = [numRefusals]string{
 	"too_many_callers", "mint_budget", "upstream_busy", "upstream_down", "upstream_error", "store_error", "client_gone",
 }
 
-const levelWarn = slog.LevelWarn
 
 func (h *ICEHandler) count(reason int) { h.refused[reason].Add(1) }
 
@@ -109,7 +108,7 @@ func (h *ICEHandler) failed(w http.ResponseWriter, r *http.Request, err error) {
 
 // storeFailed answers a request the store could not serve.
 func (h *ICEHandler) storeFailed(w http.ResponseWriter, r *http.Request, err error) {
-	h.log(r.Context(), levelWarn, "turn: ICE handler: store failed", "error", err.Error())
+	h.log(r.Context(), slog.LevelWarn, "turn: ICE handler: store failed", "error", err.Error())
 	h.refuse(w, r, refusedStoreError, http.StatusServiceUnavailable, "temporarily unavailable, retry shortly", time.Second)
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"maps"
 	"net/http"
 	"strconv"
@@ -42,7 +43,7 @@ func (h *ICEHandler) mint(key, identity string) (*ICECredential, error) {
 	}
 	if err := h.store.SetCredential(ctx, key, c); err != nil {
 		// The credential is good; the next request will mint again.
-		h.log(ctx, levelWarn, "turn: ICE handler: store failed", "error", err.Error())
+		h.log(ctx, slog.LevelWarn, "turn: ICE handler: store failed", "error", err.Error())
 	}
 	return c, nil
 }
@@ -93,7 +94,7 @@ func (h *ICEHandler) send(ctx context.Context, identity string) (ICEServers, tim
 		if errors.As(err, &apiErr) {
 			attrs = append(attrs, "status", apiErr.StatusCode, "retry_after", apiErr.RetryAfter, "cf_ray", apiErr.RayID)
 		}
-		h.log(ctx, levelWarn, "turn: ICE handler: upstream failure", attrs...)
+		h.log(ctx, slog.LevelWarn, "turn: ICE handler: upstream failure", attrs...)
 	}
 	if h.cfg.OnMint != nil {
 		h.cfg.OnMint(took, class)
