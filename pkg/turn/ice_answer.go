@@ -36,7 +36,6 @@ var refusalNames = [numRefusals]string{
 	"too_many_callers", "mint_budget", "upstream_busy", "upstream_down", "upstream_error", "store_error", "client_gone",
 }
 
-
 func (h *ICEHandler) count(reason int) { h.refused[reason].Add(1) }
 
 func (h *ICEHandler) log(ctx context.Context, level slog.Level, msg string, args ...any) {
