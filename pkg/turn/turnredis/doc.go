@@ -17,10 +17,14 @@
 //
 // # Cost per request
 //
-// A warm hit is answered from process memory (the local layer, LocalTTL) with no round trip
-// except the per-identity limiter's one script call; with the limiter off, none. A miss costs
-// the limiter, one GET, and for the replica that mints, SET NX, the mint budget script, SET,
-// PEXPIREAT and the lease release; waiting replicas poll GET+EXISTS in one pipeline.
+// A warm hit (the identity's credential is in this replica's local layer, for LocalTTL) makes
+// no round trip: the replica takes a quarter of the caller's burst (1 to 64 tokens) from Redis at
+// once and spends them on the next hits, giving back what is unspent after ReserveIdle. Tokens
+// are only ever taken from Redis, so the limits hold exactly across replicas; a reserve can make
+// another replica refuse a caller up to that many requests early. A cold request costs the
+// limiter script and one GET; the replica that mints adds SET NX (the lease), the mint-budget
+// script, SET and PEXPIREAT of the sealed credential, and the lease release; replicas waiting on
+// another's mint poll GET and EXISTS in one pipeline, from 10ms to 200ms apart.
 //
 // # When Redis fails
 //

@@ -8,37 +8,38 @@ import "github.com/redis/go-redis/v9"
 // never resets a limit. Time is Redis's own clock, so the replicas' clocks need not agree and
 // requests that reach Redis out of order are not refused for it.
 //
-// KEYS[1] the bucket; ARGV[1] the interval between tokens (µs), ARGV[2] the burst.
-// Returns 0 when a token was taken, else the wait in µs until one is.
-var allowScript = redis.NewScript(`
+// takeScript takes up to ARGV[3] tokens of bucket KEYS[1] (ARGV[1] µs between tokens, ARGV[2]
+// the burst), at least one. It returns {wait, taken}: taken tokens and wait 0, or no token and
+// the µs until one is.
+var takeScript = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
+local want = tonumber(ARGV[3])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tat < now then tat = now end
-local next_tat = tat + interval
-local allow_at = next_tat - interval * burst
-if allow_at > now then
-  return math.ceil(allow_at - now)
+local free = math.floor((now + interval * burst - tat) / interval)
+if free < 1 then
+  return {math.ceil(tat + interval - interval * burst - now), 0}
 end
-redis.call('SET', KEYS[1], string.format('%.0f', next_tat), 'PX', math.ceil((next_tat - now) / 1000))
-return 0
+local n = math.min(want, free)
+tat = tat + interval * n
+redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000))
+return {0, n}
 `)
 
-// refundScript gives one token back: the TAT moves back by one interval, and the key goes when
-// the bucket is full. Same arguments as allowScript.
+// refundScript gives ARGV[2] tokens back to bucket KEYS[1] (ARGV[1] µs between tokens): the TAT
+// moves back, and the key goes when the bucket is full.
 var refundScript = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local interval = tonumber(ARGV[1])
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-local next_tat = tat - interval
-if next_tat <= now then
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0') - tonumber(ARGV[1]) * tonumber(ARGV[2])
+if tat <= now then
   redis.call('DEL', KEYS[1])
   return 0
 end
-redis.call('SET', KEYS[1], string.format('%.0f', next_tat), 'PX', math.ceil((next_tat - now) / 1000))
+redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000))
 return 0
 `)
 

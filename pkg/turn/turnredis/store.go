@@ -10,6 +10,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -26,6 +27,7 @@ const (
 	DefaultRetryAfter   = time.Second
 	DefaultLocalEntries = 10000
 	DefaultLocalCallers = 100000
+	DefaultReserveIdle  = 500 * time.Millisecond
 )
 
 // Options configures a Store. Zero fields take the defaults above.
@@ -50,6 +52,10 @@ type Options struct {
 	// RetryAfter is how long a replica stays on local state after a Redis failure before it
 	// tries Redis again (default 1s), so an outage does not cost every request a timeout.
 	RetryAfter time.Duration
+	// ReserveIdle is how long a replica keeps rate-limit tokens it took ahead for a warm caller
+	// (a quarter of the burst, at most 64) after the caller's last request here, before giving
+	// them back to Redis (default 500ms).
+	ReserveIdle time.Duration
 	// LocalEntries and LocalCallers bound the local layer and the fallback store used while
 	// Redis is down (defaults 10000 credentials and 100000 rate-limit buckets).
 	LocalEntries int
@@ -69,6 +75,7 @@ type Store struct {
 	opts     Options
 	seal     *sealer
 	local    *local
+	reserves *reserves
 	fallback *turn.MemoryICEStore
 	prefix   string // Prefix + KeyID + ":"
 
@@ -78,7 +85,7 @@ type Store struct {
 	failures  atomic.Int64
 
 	stop context.CancelFunc
-	done chan struct{}
+	wg   sync.WaitGroup
 }
 
 var _ turn.ICEStore = (*Store)(nil)
@@ -95,7 +102,7 @@ func New(rdb redis.UniversalClient, o Options) (*Store, error) {
 	if o.KeyID == "" || o.KeySecret.IsZero() {
 		return nil, fmt.Errorf("turnredis: KeyID and KeySecret are required (they namespace and seal what Redis holds)")
 	}
-	for _, d := range []*time.Duration{&o.Timeout, &o.LocalTTL, &o.LeaseTTL, &o.RetryAfter} {
+	for _, d := range []*time.Duration{&o.Timeout, &o.LocalTTL, &o.LeaseTTL, &o.RetryAfter, &o.ReserveIdle} {
 		if *d < 0 {
 			return nil, fmt.Errorf("turnredis: durations must not be negative")
 		}
@@ -108,6 +115,7 @@ func New(rdb redis.UniversalClient, o Options) (*Store, error) {
 	setDefault(&o.LocalTTL, DefaultLocalTTL)
 	setDefault(&o.LeaseTTL, DefaultLeaseTTL)
 	setDefault(&o.RetryAfter, DefaultRetryAfter)
+	setDefault(&o.ReserveIdle, DefaultReserveIdle)
 	setDefault(&o.LocalEntries, DefaultLocalEntries)
 	setDefault(&o.LocalCallers, DefaultLocalCallers)
 	if o.Logger == nil {
@@ -126,12 +134,14 @@ func New(rdb redis.UniversalClient, o Options) (*Store, error) {
 		opts:     o,
 		seal:     seal,
 		local:    newLocal(o.LocalEntries),
+		reserves: newReserves(o.LocalCallers),
 		fallback: turn.NewMemoryICEStore(o.LocalEntries, o.LocalCallers),
 		prefix:   o.Prefix + o.KeyID + ":",
 		stop:     stop,
-		done:     make(chan struct{}),
 	}
+	s.wg.Add(2)
 	go s.listen(ctx)
+	go s.giveBackLoop(ctx)
 	return s, nil
 }
 
@@ -162,10 +172,12 @@ func setDefault[T comparable](v *T, def T) {
 	}
 }
 
-// Close stops the store's drop listener. It does not close the Redis client.
+// Close stops the store's goroutines and gives back the rate-limit tokens it holds. It does not
+// close the Redis client.
 func (s *Store) Close() error {
 	s.stop()
-	<-s.done
+	s.wg.Wait()
+	s.giveBack(context.Background(), time.Time{})
 	return nil
 }
 
@@ -273,7 +285,7 @@ func (s *Store) DropCredential(ctx context.Context, key string) (*turn.ICECreden
 // listen removes credentials dropped on other replicas from the local layer. The client's
 // channel reconnects by itself after an outage.
 func (s *Store) listen(ctx context.Context) {
-	defer close(s.done)
+	defer s.wg.Done()
 	sub := s.rdb.Subscribe(ctx, s.dropChannel())
 	defer sub.Close()
 	ch := sub.Channel()
@@ -368,44 +380,121 @@ func (s *Store) await(ctx context.Context, key, lk string) (*turn.ICECredential,
 	}
 }
 
-// Allow implements turn.ICEStore with GCRA in Redis, on Redis's clock; while Redis is down, with
-// the local buckets on now.
+// Allow implements turn.ICEStore with GCRA in Redis, on Redis's clock. For a caller whose
+// credential is in the local layer a replica takes several tokens at once and spends them on the
+// next hits (see Options.ReserveIdle), so a warm hit makes no round trip. While Redis is down,
+// the local buckets decide on now.
 func (s *Store) Allow(ctx context.Context, key string, lim turn.ICELimit, now time.Time) (time.Duration, error) {
-	return s.gcra(ctx, allowScript, s.prefix+"rate:"+hex.EncodeToString([]byte(key)), lim, now, func() (time.Duration, error) {
+	if err := checkLimit(lim); err != nil {
+		return 0, err
+	}
+	if !s.tryRedis() {
 		return s.fallback.Allow(ctx, key, lim, now)
+	}
+	want := 1
+	if s.local.get(key, s.opts.Now()) != nil {
+		if s.reserves.take(key, lim, now) {
+			return 0, nil
+		}
+		want = reserveSize(lim)
+	}
+	v, err := s.do(ctx, func(ctx context.Context) (any, error) {
+		return takeScript.Run(ctx, s.rdb, []string{s.rateKey(key)}, interval(lim), lim.Burst, want).Int64Slice()
 	})
+	r, _ := v.([]int64)
+	if err != nil || len(r) != 2 {
+		return s.fallback.Allow(ctx, key, lim, now)
+	}
+	if r[1] > 1 && !s.reserves.add(key, lim, int(r[1])-1, now) {
+		s.refund(ctx, key, lim, int(r[1])-1)
+	}
+	return time.Duration(r[0]) * time.Microsecond, nil
 }
 
-// Refund implements turn.ICEStore.
+// Refund implements turn.ICEStore: the token, and any reserve for key, go back.
 func (s *Store) Refund(ctx context.Context, key string, lim turn.ICELimit, now time.Time) error {
-	_, err := s.gcra(ctx, refundScript, s.prefix+"rate:"+hex.EncodeToString([]byte(key)), lim, now, func() (time.Duration, error) {
-		return 0, s.fallback.Refund(ctx, key, lim, now)
+	if err := checkLimit(lim); err != nil {
+		return err
+	}
+	if !s.tryRedis() {
+		return s.fallback.Refund(ctx, key, lim, now)
+	}
+	n := 1
+	if rlim, left := s.reserves.remove(key); rlim == lim {
+		n += left
+	}
+	if err := s.refund(ctx, key, lim, n); err != nil {
+		return s.fallback.Refund(ctx, key, lim, now)
+	}
+	return nil
+}
+
+func (s *Store) refund(ctx context.Context, key string, lim turn.ICELimit, n int) error {
+	_, err := s.do(ctx, func(ctx context.Context) (any, error) {
+		return refundScript.Run(ctx, s.rdb, []string{s.rateKey(key)}, interval(lim), n).Result()
 	})
 	return err
 }
 
-// AllowMint implements turn.ICEStore: one budget for all replicas.
+// AllowMint implements turn.ICEStore: one budget for all replicas, a token at a time.
 func (s *Store) AllowMint(ctx context.Context, lim turn.ICELimit, now time.Time) (time.Duration, error) {
-	return s.gcra(ctx, allowScript, s.prefix+"mint", lim, now, func() (time.Duration, error) {
-		return s.fallback.AllowMint(ctx, lim, now)
-	})
-}
-
-func (s *Store) gcra(ctx context.Context, script *redis.Script, rk string, lim turn.ICELimit, now time.Time, local func() (time.Duration, error)) (time.Duration, error) {
-	if lim.PerSecond <= 0 || math.IsInf(lim.PerSecond, 0) || math.IsNaN(lim.PerSecond) || lim.Burst < 1 {
-		return 0, fmt.Errorf("turnredis: limit %+v: need a finite positive rate and a burst of at least 1", lim)
+	if err := checkLimit(lim); err != nil {
+		return 0, err
 	}
 	if !s.tryRedis() {
-		return local()
+		return s.fallback.AllowMint(ctx, lim, now)
 	}
-	interval := 1e6 / lim.PerSecond // µs per token
 	v, err := s.do(ctx, func(ctx context.Context) (any, error) {
-		return script.Run(ctx, s.rdb, []string{rk}, strconv.FormatFloat(interval, 'f', 3, 64), lim.Burst).Int64()
+		return takeScript.Run(ctx, s.rdb, []string{s.prefix + "mint"}, interval(lim), lim.Burst, 1).Int64Slice()
 	})
-	if err != nil {
-		return local()
+	r, _ := v.([]int64)
+	if err != nil || len(r) != 2 {
+		return s.fallback.AllowMint(ctx, lim, now)
 	}
-	return time.Duration(v.(int64)) * time.Microsecond, nil
+	return time.Duration(r[0]) * time.Microsecond, nil
+}
+
+func checkLimit(lim turn.ICELimit) error {
+	if lim.PerSecond <= 0 || math.IsInf(lim.PerSecond, 0) || math.IsNaN(lim.PerSecond) || lim.Burst < 1 {
+		return fmt.Errorf("turnredis: limit %+v: need a finite positive rate and a burst of at least 1", lim)
+	}
+	return nil
+}
+
+// interval is the µs between two tokens of lim, as the scripts take it.
+func interval(lim turn.ICELimit) string {
+	return strconv.FormatFloat(1e6/lim.PerSecond, 'f', 3, 64)
+}
+
+// giveBackLoop returns idle reserves every ReserveIdle.
+func (s *Store) giveBackLoop(ctx context.Context) {
+	defer s.wg.Done()
+	t := time.NewTicker(s.opts.ReserveIdle)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			s.giveBack(ctx, now.Add(-s.opts.ReserveIdle))
+		}
+	}
+}
+
+// giveBack returns to Redis, in one pipeline, the reserves unused since before (all, with a zero
+// before).
+func (s *Store) giveBack(ctx context.Context, before time.Time) {
+	idle := s.reserves.takeIdle(before)
+	if len(idle) == 0 || !s.tryRedis() {
+		return
+	}
+	s.do(ctx, func(ctx context.Context) (any, error) {
+		p := s.rdb.Pipeline()
+		for _, u := range idle {
+			refundScript.Eval(ctx, p, []string{s.rateKey(u.key)}, interval(u.lim), u.tokens)
+		}
+		return p.Exec(ctx)
+	})
 }
 
 // tryRedis reports whether Redis should be tried now: it is healthy, or its RetryAfter pause
@@ -438,8 +527,13 @@ func (s *Store) do(ctx context.Context, op func(context.Context) (any, error)) (
 	return v, err
 }
 
-func (s *Store) credKey(key string) string { return s.prefix + "cred:" + hex.EncodeToString([]byte(key)) }
-func (s *Store) dropChannel() string      { return s.prefix + "drop" }
+func (s *Store) credKey(key string) string {
+	return s.prefix + "cred:" + hex.EncodeToString([]byte(key))
+}
+func (s *Store) dropChannel() string { return s.prefix + "drop" }
+func (s *Store) rateKey(key string) string {
+	return s.prefix + "rate:" + hex.EncodeToString([]byte(key))
+}
 
 func minTime(a, b time.Time) time.Time {
 	if a.Before(b) {

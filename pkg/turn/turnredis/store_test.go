@@ -88,6 +88,51 @@ func TestLimitsHoldAcrossReplicas(t *testing.T) {
 	}
 }
 
+// A replica takes tokens ahead for a warm caller, so its hits skip Redis; they count against the
+// shared limit at once, and what the caller does not spend there goes back after ReserveIdle.
+func TestReservedTokensCountAndGoBack(t *testing.T) {
+	c := newCluster(t)
+	cfg := turn.ICEHandlerConfig{RatePerMinute: 0.1, Burst: 8}
+	a := c.replica(t, cfg, turnredis.Options{ReserveIdle: 50 * time.Millisecond})
+	b := c.replica(t, cfg, turnredis.Options{ReserveIdle: time.Hour})
+	for range 2 { // the first mints; the second, warm, takes 2 tokens (a quarter of 8)
+		if code, _ := a.get(t, "erin"); code != http.StatusOK {
+			t.Fatal(code)
+		}
+	}
+	calls := a.store.Stats().RedisCalls
+	if code, _ := a.get(t, "erin"); code != http.StatusOK {
+		t.Fatal(code)
+	}
+	if n := a.store.Stats().RedisCalls - calls; n != 0 {
+		t.Errorf("a warm hit on a reserved token made %d Redis calls, want 0", n)
+	}
+	// 3 spent on a, none left in reserve: b gets the other 5, however they are split.
+	ok := 0
+	for range 10 {
+		if code, _ := b.get(t, "erin"); code == http.StatusOK {
+			ok++
+		}
+	}
+	if ok != 5 {
+		t.Errorf("b answered %d, want the 5 left of the burst of 8", ok)
+	}
+
+	// On a fresh caller, a takes 1 token (cold) then 2 (warm) and spends 1 of them: Redis
+	// counts 3 (a TAT 3 intervals of 600s ahead) until a, idle, gives the unspent one back.
+	for range 2 {
+		if code, _ := a.get(t, "frank"); code != http.StatusOK {
+			t.Fatal(code)
+		}
+	}
+	rateKey := turnredis.DefaultPrefix + c.key.ID + ":rate:" + identityKey(t, a, "frank")
+	ahead := func() time.Duration { d, _ := a.rdb.PTTL(context.Background(), rateKey).Result(); return d }
+	eventually(t, "a gives back frank's unspent token", func() bool {
+		d := ahead()
+		return d > 1100*time.Second && d <= 1200*time.Second
+	})
+}
+
 // What Redis holds does not give away a credential: the username and password appear nowhere in
 // it, and the sealed value does not open with another TURN key's secret.
 func TestCredentialsSealedAtRest(t *testing.T) {
