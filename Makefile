@@ -73,6 +73,7 @@ ci: check-generate lint test e2e fuzz
 BENCHCOUNT ?= 6
 bench:
 	cd bench && $(GO) test -run '^$$' -bench . -benchmem -count $(BENCHCOUNT) -timeout 60m . | tee results.txt
+	$(GO) test -run '^$$' -bench 'ServeICEMemory/default' -count 1 -timeout 10m ./cmd/cfturn | tee -a bench/results.txt
 	cd bench && $(GO) run ./report -in results.txt -out ../BENCHMARKS.md
 	@rm -f bench/results.txt
 	@echo "wrote BENCHMARKS.md"

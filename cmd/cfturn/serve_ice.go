@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"time"
@@ -13,72 +16,180 @@ import (
 	"github.com/cfturn/cfturn/pkg/turn"
 )
 
+// serveICEOptions are serve-ice's flags that are not handler fields.
+type serveICEOptions struct {
+	addr        string
+	origins     []string
+	logFormat   string
+	logLevel    string
+	skipCheck   bool
+	maxHeader   int
+	shutdownMax time.Duration
+	examplePage bool
+}
+
 func (a *app) serveICECommand() *cobra.Command {
 	var flags iceFlags
-	var addr, identityHeader string
-	var origins []string
-	var examplePage bool
+	var o serveICEOptions
 	cfg := turn.ICEHandlerConfig{}
 	cmd := &cobra.Command{
 		Use:   "serve-ice --key-id ID [--addr 127.0.0.1:8080]",
 		Short: "Serve fresh ICE credentials to browsers over HTTP",
 		Long: `Serve {"iceServers": [...], "expiresAt": ...} on every GET or POST, minted from one TURN key and
 cached per caller, ready for new RTCPeerConnection. The key's secret comes from CFTURN_KEY_SECRET or
---key-secret-file. Put it behind your authentication and pass the caller's identity in a header
-(--identity-header); without one, callers are told apart by their address. Ctrl-C stops it after
-answering the requests in flight.`,
+--key-secret-file.
+
+Put it behind your authentication and pass the caller's identity in a header your proxy sets
+(--identity-header); never let the browser choose it. Without one, callers are told apart by their
+address, which behind a load balancer is the balancer's.
+
+Limits: --rate/--burst per caller, --mint-rate/--mint-burst for upstream mints in all; see the
+README for what each defends. /healthz answers while the process runs, /readyz while the upstream
+answered its last call, /metrics serves Prometheus metrics. It mints once at start-up so a wrong
+key or an unreachable upstream fails at once (--skip-startup-check to start anyway). Logs go to
+stderr. Ctrl-C stops it after answering the requests in flight.`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			logger, err := newLogger(a.stderr, o.logFormat, o.logLevel)
+			if err != nil {
+				return err
+			}
+			if err := checkServeICEFlags(cmd, &cfg); err != nil {
+				return err
+			}
 			c, secret, err := flags.setup(a)
 			if err != nil {
 				return err
 			}
-			cfg.Client, cfg.KeyID, cfg.KeySecret, cfg.AllowedOrigins = c, flags.keyID, secret, origins
-			if identityHeader != "" {
-				cfg.Identity = func(r *http.Request) string { return r.Header.Get(identityHeader) }
-			}
+			cfg.Client, cfg.KeyID, cfg.KeySecret, cfg.AllowedOrigins, cfg.Logger = c, flags.keyID, secret, o.origins, logger
+			m := newICEMetrics()
+			cfg.OnMint = m.observeMint
 			h, err := turn.NewICEHandler(cfg)
 			if err != nil {
 				return err
 			}
-			var handler http.Handler = h
-			if examplePage {
-				handler = withExamplePage(h)
-				fmt.Fprintf(a.stderr, "cfturn: the example page is at %s on the address below\n", examplePagePath)
+			m.register(h)
+			if !o.skipCheck {
+				if err := h.CheckUpstream(cmd.Context()); err != nil {
+					return fmt.Errorf("start-up mint failed, not serving: %w (check --key-id, the key secret and --ice-base-url, or pass --skip-startup-check)", err)
+				}
 			}
-			return a.serve(cmd.Context(), addr, handler, cfg.RequestTimeout)
+			return a.serveICE(cmd.Context(), o, cfg, h, m)
 		},
 	}
 	flags.register(cmd)
 	f := cmd.Flags()
-	f.StringVar(&addr, "addr", "127.0.0.1:8080", "address to listen on")
-	f.DurationVar(&cfg.TTL, "ttl", 24*time.Hour, "lifetime of minted credentials")
-	f.StringSliceVar(&origins, "allow-origin", nil, "browser origin allowed to call cross-origin (repeatable; * for any)")
-	f.StringVar(&identityHeader, "identity-header", "", "request header naming the caller (default: the remote address)")
-	f.Float64Var(&cfg.RatePerMinute, "rate", 30, "requests per minute per caller (negative: no limit)")
-	f.IntVar(&cfg.Burst, "burst", 10, "requests a caller may make at once")
-	f.DurationVar(&cfg.RequestTimeout, "timeout", 10*time.Second, "time limit for one request")
-	f.BoolVar(&examplePage, "example-page", false, "also serve the browser example page at "+examplePagePath+" (it tests TURN with these credentials)")
+	f.StringVar(&o.addr, "addr", "127.0.0.1:8080", "address to listen on")
+	f.DurationVar(&cfg.TTL, "ttl", turn.DefaultICETTL, "lifetime of minted credentials, 1s to 48h")
+	f.StringSliceVar(&o.origins, "allow-origin", nil, "browser origin scheme://host[:port] allowed to call cross-origin (repeatable; * for any)")
+	f.StringVar(&cfg.IdentityHeader, "identity-header", "", "request header, set by your proxy, naming the caller (default: the remote address)")
+	f.IntVar(&cfg.MaxIdentityBytes, "max-identity-bytes", turn.DefaultICEMaxIdentityBytes, "longest identity accepted; longer ones are answered 400")
+	f.Float64Var(&cfg.RatePerMinute, "rate", turn.DefaultICERatePerMinute, "requests per minute per caller, 0.1 to 1e6 (negative: no limit)")
+	f.IntVar(&cfg.Burst, "burst", turn.DefaultICEBurst, "requests a caller may make at once")
+	f.Float64Var(&cfg.MintsPerSecond, "mint-rate", turn.DefaultICEMintsPerSecond, "upstream mints per second in all, 0.01 to 1e6")
+	f.IntVar(&cfg.MintBurst, "mint-burst", turn.DefaultICEMintBurst, "upstream mints at once in all")
+	f.IntVar(&cfg.MaxInFlight, "max-in-flight", turn.DefaultICEMaxInFlight, "upstream calls in flight at once")
+	f.DurationVar(&cfg.RequestTimeout, "timeout", turn.DefaultICERequestTimeout, "time limit for reading and answering one request (0: the default)")
+	f.BoolVar(&cfg.AllowCredentials, "allow-credentials", false, "send Access-Control-Allow-Credentials, for an identity in a cookie")
+	f.BoolVar(&cfg.POSTOnly, "post-only", false, "refuse GET")
+	f.BoolVar(&cfg.RefuseCrossSiteGET, "refuse-cross-site-get", false, "refuse GETs a browser sent for another site (Sec-Fetch-Site) without CORS")
+	f.BoolVar(&cfg.KeepPort53, "keep-port-53", false, "keep port-53 URLs, which browsers block")
+	f.BoolVar(&o.examplePage, "example-page", false, "also serve the browser example page at "+examplePagePath+" (it tests TURN with these credentials)")
+	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
+	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	f.BoolVar(&o.skipCheck, "skip-startup-check", false, "start without minting once first")
+	o.maxHeader = 64 << 10
+	o.shutdownMax = 30 * time.Second
 	return cmd
 }
 
-// serve runs h on addr until ctx ends, then shuts down gracefully.
-func (a *app) serve(ctx context.Context, addr string, h http.Handler, timeout time.Duration) error {
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return err
+// checkServeICEFlags refuses flag values the handler would take as "use the default": the CLI
+// shows its defaults, so a zero given on purpose is a mistake. --timeout 0 is the exception,
+// documented as the default, as in the library.
+func checkServeICEFlags(cmd *cobra.Command, cfg *turn.ICEHandlerConfig) error {
+	f := cmd.Flags()
+	switch {
+	case f.Changed("ttl") && (cfg.TTL < time.Second || cfg.TTL > turn.MaxICETTL):
+		return usagef("--ttl %v: credentials live 1s to %v (Cloudflare's maximum)", cfg.TTL, turn.MaxICETTL)
+	case f.Changed("rate") && (cfg.RatePerMinute == 0 || math.IsNaN(cfg.RatePerMinute)):
+		return usagef("--rate %v: give requests per minute from 0.1 to 1e6, or a negative number for no limit", cfg.RatePerMinute)
+	case f.Changed("mint-rate") && cfg.MintsPerSecond == 0:
+		return usagef("--mint-rate 0: give mints per second from 0.01 to 1e6")
+	case cfg.RequestTimeout < 0:
+		return usagef("--timeout %v: must not be negative (0 means the default, %v)", cfg.RequestTimeout, turn.DefaultICERequestTimeout)
 	}
+	for _, name := range []string{"burst", "mint-burst", "max-in-flight", "max-identity-bytes"} {
+		if v, _ := f.GetInt(name); v < 1 {
+			return usagef("--%s %d: must be at least 1", name, v)
+		}
+	}
+	if cfg.RequestTimeout == 0 {
+		cfg.RequestTimeout = turn.DefaultICERequestTimeout
+	}
+	return nil
+}
+
+// newLogger returns the server's logger on w.
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, usagef("--log-level %q: use debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, usagef("--log-format %q: use text or json", format)
+}
+
+// serveICE serves the handler with the health, readiness and metrics endpoints beside it.
+func (a *app) serveICE(ctx context.Context, o serveICEOptions, cfg turn.ICEHandlerConfig, h *turn.ICEHandler, m *iceMetrics) error {
+	logger := cfg.Logger
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if err := h.Ready(r.Context()); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	mux.Handle("GET /metrics", m.handler())
+	mux.Handle("/", h)
+	if o.examplePage {
+		mux.Handle(examplePagePath, examplePage())
+		logger.Info("cfturn serve-ice: the example page is on", "path", examplePagePath)
+	}
+	timeout := cfg.RequestTimeout
 	srv := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 5 * time.Second,
+		Handler:           mux,
+		ReadHeaderTimeout: min(5*time.Second, timeout),
 		ReadTimeout:       timeout,
 		WriteTimeout:      timeout + 5*time.Second,
 		IdleTimeout:       time.Minute,
+		MaxHeaderBytes:    o.maxHeader,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
+	l, err := net.Listen("tcp", o.addr)
+	if err != nil {
+		return err
+	}
+	url := "http://" + l.Addr().String() + "/"
+	logger.Info("cfturn serve-ice: serving", "url", url, "read_timeout", srv.ReadTimeout, "request_timeout", timeout,
+		"ttl", cfg.TTL, "mint_rate", cfg.MintsPerSecond, "rate_per_minute", cfg.RatePerMinute)
+	return a.serveOn(ctx, l, srv, url, o.shutdownMax)
+}
+
+// serveOn announces url and runs srv on l until ctx ends, then shuts down gracefully.
+func (a *app) serveOn(ctx context.Context, l net.Listener, srv *http.Server, url string, shutdownMax time.Duration) error {
+	var err error
 	if a.json {
-		err = writeJSON(a.stdout, map[string]string{"url": "http://" + l.Addr().String() + "/"})
+		err = writeJSON(a.stdout, map[string]string{"url": url})
 	} else {
-		_, err = fmt.Fprintf(a.stdout, "cfturn serving ICE credentials on http://%s/ (Ctrl-C to stop)\n", l.Addr())
+		_, err = fmt.Fprintf(a.stdout, "cfturn serving ICE credentials on %s (Ctrl-C to stop)\n", url)
 	}
 	if err != nil {
 		l.Close()
@@ -92,7 +203,7 @@ func (a *app) serve(ctx context.Context, addr string, h http.Handler, timeout ti
 	case <-ctx.Done():
 	}
 	fmt.Fprintln(a.stderr, "cfturn: shutting down")
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), timeout+5*time.Second)
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownMax)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		return err

@@ -1,140 +1,268 @@
 package turn
 
 import (
-	"container/list"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"math"
 	"net"
 	"net/http"
 	"slices"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 )
 
-// ICEHandlerConfig configures an ICEHandler. Zero fields take the documented defaults.
+// Defaults of ICEHandlerConfig. A test checks that the documentation and the code agree.
+const (
+	DefaultICETTL              = 24 * time.Hour
+	DefaultICERefreshFraction  = 0.5
+	DefaultICEMaxIdentityBytes = 256
+	DefaultICERatePerMinute    = 30
+	DefaultICEBurst            = 10
+	DefaultICEMintsPerSecond   = 50 // a tenth of the ~500/s Cloudflare suggests starting at
+	DefaultICEMintBurst        = 100
+	DefaultICEMaxInFlight      = 16
+	DefaultICEMaxIdentities    = 10_000
+	DefaultICEMaxCallers       = 100_000
+	DefaultICERequestTimeout   = 10 * time.Second
+	DefaultICERetryAfterMax    = 60 * time.Second
+)
+
+// ICEHandlerConfig configures an ICEHandler. Zero fields take the documented defaults; NewICEHandler
+// refuses values out of range (NaN and infinities included) with an error that names the field.
 type ICEHandlerConfig struct {
-	Client    *Client // required
+	Client    *Client // required; the handler uses a copy that never retries (see ICEHandler)
 	KeyID     string  // required: the TURN key's uid
 	KeySecret Secret  // required: the TURN key's secret
 
-	// TTL is the lifetime of minted credentials (default 24h).
+	// TTL is the lifetime of minted credentials (default 24h, at most 48h, Cloudflare's maximum).
 	TTL time.Duration
-	// RefreshFraction is the part of TTL after which a cached credential is replaced by a fresh
-	// one (default 0.5): a caller never gets a credential with less than half its life left.
+	// RefreshFraction is the part of TTL, counted from when the mint request was sent, after
+	// which a cached credential is replaced by a new one (default 0.5, above 0, at most 1).
 	RefreshFraction float64
+	// MinRemaining is the least lifetime a credential served from the cache must have left when
+	// its refresh fails ("stale while valid"; default TTL/4). With less left the caller gets the
+	// error instead. It must be below TTL.
+	MinRemaining time.Duration
 
-	// Identity names the caller that credentials are minted and cached for (default: the remote
-	// address's host). Use a header or cookie set by your authentication in front of the handler.
+	// IdentityHeader names the request header that identifies the caller, e.g. "X-User". Set it
+	// only to a header your authenticating proxy sets and overwrites: a browser can send any
+	// header it likes. The CORS preflight allows it. Identity, when set, takes precedence.
+	IdentityHeader string
+	// Identity names the caller that credentials are minted, cached and rate limited for.
+	// Default: IdentityHeader's value, else the remote address's host, which behind a load
+	// balancer or proxy is the balancer's, so all callers would share one limit.
 	Identity func(*http.Request) string
+	// MaxIdentityBytes caps an identity's length (default 256). A longer one is answered 400:
+	// no real identity is that long, and nothing is stored for it.
+	MaxIdentityBytes int
+	// CustomIdentifier, when set, tags each credential with CustomIdentifier(identity) for
+	// Cloudflare's per-user usage analytics. It is off by default because an identity may be
+	// personal data, which this would send to a third party: return a pseudonym, e.g. a keyed
+	// hash, unless you have reason not to.
+	CustomIdentifier func(identity string) string
 	// Authorize, when set, runs before anything is minted; a non-nil error answers 403.
 	Authorize func(*http.Request) error
-	// AllowedOrigins lists the browser origins allowed to call cross-origin ("*" allows any).
-	// A request with an Origin header not in the list is refused with 403.
-	AllowedOrigins []string
 
-	// RatePerMinute and Burst limit each identity's requests (defaults 30 and 10); over the limit
-	// the handler answers 429 with Retry-After. Cached answers count too. A negative
-	// RatePerMinute turns the limit off.
+	// AllowedOrigins lists the browser origins, scheme://host[:port], allowed to call
+	// cross-origin ("*" allows any). A request with an Origin not in the list is refused with 403.
+	AllowedOrigins []string
+	// AllowCredentials sends Access-Control-Allow-Credentials, for an identity kept in a cookie.
+	// It needs explicit origins, not "*".
+	AllowCredentials bool
+	// POSTOnly refuses GET, so a page of another site cannot make the browser fetch credentials
+	// with the user's cookies without a CORS check.
+	POSTOnly bool
+	// RefuseCrossSiteGET refuses a GET that the browser marks as sent by another site
+	// (Sec-Fetch-Site: cross-site or same-site) without an Origin, such as an <img> tag carrying
+	// the user's cookies: it would spend the user's rate limit.
+	RefuseCrossSiteGET bool
+	// KeepPort53 keeps URLs on port 53 in the answer. By default they are dropped: browsers block
+	// port 53, and ICE gathering then hangs without trickle ICE, as Cloudflare notes.
+	KeepPort53 bool
+
+	// RatePerMinute and Burst limit each identity's requests (defaults 30 and 10), cached
+	// answers included; over the limit the handler answers 429 with Retry-After. A negative
+	// RatePerMinute turns the per-identity limit off.
 	RatePerMinute float64
 	Burst         int
-	// MaxInFlight bounds concurrent upstream calls across all identities (default 16).
+	// MintsPerSecond and MintBurst are the handler-wide budget of upstream mints (defaults 50
+	// and 100), however many identities ask: over it a new caller gets 503 with Retry-After.
+	MintsPerSecond float64
+	MintBurst      int
+	// MaxInFlight bounds concurrent upstream calls (default 16). Further mints wait for a slot in
+	// arrival order, within RequestTimeout (then 503); cache hits never wait.
 	MaxInFlight int
-	// MaxIdentities bounds how many identities are remembered, least recently used first out
-	// (default 10000), so memory stays flat however many callers come.
+	// MaxIdentities bounds how many credentials the default store caches (default 10000).
 	MaxIdentities int
-	// RequestTimeout bounds one request, the upstream call included (default 10s).
+	// MaxCallers bounds how many rate-limit buckets the default store keeps (default 100000).
+	// Buckets outlive cache eviction; a bucket is forgotten only once refilled, so no eviction
+	// resets a limit. When the table is full of active callers, new callers get 503.
+	MaxCallers int
+	// RequestTimeout bounds one request, the upstream call included (default 10s). Zero means
+	// the default; there is no "no timeout".
 	RequestTimeout time.Duration
-	// Logger gets one record per upstream failure; it never receives credentials.
+	// RetryAfterMax caps the Retry-After sent to browsers and how long an upstream Retry-After
+	// holds minting off (default 60s).
+	RetryAfterMax time.Duration
+
+	// Store holds the cache and the limits; default NewMemoryICEStore(MaxIdentities, MaxCallers).
+	Store ICEStore
+	// Logger gets one warning per upstream failure and per stale answer, and refusals sampled
+	// to one line per reason per second with a count of the rest; records never hold
+	// credentials or identities.
 	Logger *slog.Logger
+	// OnMint, when set, is called after each upstream call with its duration and its class
+	// ("ok" or what Stats.UpstreamErrors counts), e.g. to feed a latency histogram.
+	OnMint func(took time.Duration, class string)
+	// Now is the clock (default time.Now); tests inject one.
+	Now func() time.Time
 }
 
 // ICEHandler serves fresh ICE credentials to browsers: GET or POST answers
 //
 //	{"iceServers": [...], "expiresAt": <unix seconds>}
 //
-// ready for new RTCPeerConnection. Credentials are minted per caller identity and cached until
-// RefreshFraction of their TTL has passed, so a reconnecting caller costs no upstream call;
-// concurrent requests for one identity share one upstream call; upstream calls in flight and each
-// identity's request rate are bounded. Upstream failures answer 502 or 503 with a JSON error that
-// never holds a secret.
+// ready for new RTCPeerConnection. It faces the open internet, so everything it does is bounded:
 //
-// The handler keeps no state but its cache, so any number of replicas can run behind a load
-// balancer; each replica simply mints for the callers it sees. It is safe for concurrent use.
+//   - Identities: each request is attributed to an identity (see ICEHandlerConfig.Identity) of at
+//     most MaxIdentityBytes, stored only as a 16-byte digest, and nothing is stored for a request
+//     that is refused.
+//   - Cache: credentials are cached per identity, rendered once, until RefreshFraction of their
+//     TTL has passed; a cache hit takes no handler-wide lock and never waits for a mint.
+//   - Limits: a token bucket per identity (whose state outlives cache eviction), and a
+//     handler-wide mint budget that rotating identities or addresses cannot exceed.
+//   - Upstream: one upstream attempt per mint (the client's retries are off inside the handler);
+//     concurrent requests for one identity share it; after a failure no identity mints until the
+//     upstream's Retry-After (or one second) has passed, and then one probe at a time. A refresh
+//     that fails serves the cached credential while it has MinRemaining left.
+//   - Browsers: CORS with the identity header allowed, port-53 URLs dropped, Retry-After clamped.
+//
+// Answers: 400 no or oversized identity, 403 origin or authorisation refused, 405 method, 429
+// identity over its limit, 503 mint budget, busy or failing upstream (all with Retry-After), 502
+// other upstream failures. Error bodies are {"error": "..."} and never hold a secret.
+//
+// It is safe for concurrent use.
 type ICEHandler struct {
-	cfg      ICEHandlerConfig
-	inFlight chan struct{}
+	cfg          ICEHandlerConfig
+	client       *Client // cfg.Client without retries
+	store        ICEStore
+	memory       *MemoryICEStore // the store when it is the default, for Stats
+	callerLimit  ICELimit
+	mintLimit    ICELimit
+	slots        chan struct{}
+	breaker      breaker
+	anyOrigin    bool
+	allowMethods []string
+	allowHeaders []string
 
-	mu      sync.Mutex
-	lru     *list.List // of *identityState, most recent first
-	byID    map[string]*list.Element
-	flights map[string]*flight
-
-	upstream atomic.Int64
-	hits     atomic.Int64
-}
-
-type identityState struct {
-	id         string
-	tokens     float64
-	refilled   time.Time
-	ice        *ICEServers
-	freshUntil time.Time
-}
-
-type flight struct {
-	done chan struct{}
-	ice  *ICEServers
-	err  error
+	mints, hits, stale, inFlight atomic.Int64
+	refused                      [numRefusals]atomic.Int64
+	refusalLog                   [numRefusals]logSample
+	upstreamErrs                 [numClasses]atomic.Int64
 }
 
 // ICEHandlerStats counts what an ICEHandler did.
 type ICEHandlerStats struct {
-	UpstreamCalls int64 // credentials minted from Cloudflare
-	CacheHits     int64 // answers served from the cache
-	Identities    int   // identities currently remembered
+	UpstreamCalls  int64            // upstream mint attempts
+	CacheHits      int64            // answers served fresh from the cache
+	StaleServes    int64            // cached answers served because a refresh failed
+	InFlight       int64            // upstream calls now in flight
+	Refused        map[string]int64 // refused requests by reason, e.g. "rate_limited"
+	UpstreamErrors map[string]int64 // failed upstream calls by class, e.g. "rate_limited"
+	Identities     int              // credentials cached (default store only)
+	Callers        int              // rate-limit buckets kept (default store only)
 }
 
 // NewICEHandler checks cfg and returns a handler.
 func NewICEHandler(cfg ICEHandlerConfig) (*ICEHandler, error) {
-	const op = "ICE handler"
-	if cfg.Client == nil {
-		return nil, invalidArg(op, "Client is nil")
-	}
-	if err := checkICE(&operation{name: op}, cfg.KeyID, cfg.KeySecret); err != nil {
+	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	setDefault(&cfg.TTL, 24*time.Hour)
-	setDefault(&cfg.RefreshFraction, 0.5)
-	setDefault(&cfg.RatePerMinute, 30)
-	setDefault(&cfg.Burst, 10)
-	setDefault(&cfg.MaxInFlight, 16)
-	setDefault(&cfg.MaxIdentities, 10000)
-	setDefault(&cfg.RequestTimeout, 10*time.Second)
+	h := &ICEHandler{
+		cfg:          cfg,
+		client:       withoutRetries(cfg.Client),
+		store:        cfg.Store,
+		callerLimit:  ICELimit{PerSecond: cfg.RatePerMinute / 60, Burst: cfg.Burst},
+		mintLimit:    ICELimit{PerSecond: cfg.MintsPerSecond, Burst: cfg.MintBurst},
+		slots:        make(chan struct{}, cfg.MaxInFlight),
+		allowMethods: []string{"GET, POST, OPTIONS"},
+		allowHeaders: preflightHeaders(cfg.IdentityHeader),
+	}
+	if cfg.POSTOnly {
+		h.allowMethods = []string{"POST, OPTIONS"}
+	}
+	h.anyOrigin = slices.Contains(cfg.AllowedOrigins, "*")
+	if h.store == nil {
+		h.memory = NewMemoryICEStore(cfg.MaxIdentities, cfg.MaxCallers)
+		h.store = h.memory
+	}
+	return h, nil
+}
+
+func (cfg *ICEHandlerConfig) setDefaults() error {
+	const op = "ICE handler"
+	if cfg.Client == nil {
+		return invalidArg(op, "Client is nil")
+	}
+	if err := checkICE(&operation{name: op}, cfg.KeyID, cfg.KeySecret); err != nil {
+		return err
+	}
+	setDefault(&cfg.TTL, DefaultICETTL)
+	setDefault(&cfg.RefreshFraction, DefaultICERefreshFraction)
+	setDefault(&cfg.MinRemaining, cfg.TTL/4)
+	setDefault(&cfg.MaxIdentityBytes, DefaultICEMaxIdentityBytes)
+	setDefault(&cfg.RatePerMinute, DefaultICERatePerMinute)
+	setDefault(&cfg.Burst, DefaultICEBurst)
+	setDefault(&cfg.MintsPerSecond, DefaultICEMintsPerSecond)
+	setDefault(&cfg.MintBurst, DefaultICEMintBurst)
+	setDefault(&cfg.MaxInFlight, DefaultICEMaxInFlight)
+	setDefault(&cfg.MaxIdentities, DefaultICEMaxIdentities)
+	setDefault(&cfg.MaxCallers, DefaultICEMaxCallers)
+	setDefault(&cfg.RequestTimeout, DefaultICERequestTimeout)
+	setDefault(&cfg.RetryAfterMax, DefaultICERetryAfterMax)
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if err := checkTTL(op, cfg.TTL); err != nil {
+		return err
+	}
+	const big = 1_000_000
 	switch {
-	case checkTTL(op, cfg.TTL) != nil:
-		return nil, checkTTL(op, cfg.TTL)
-	case cfg.RefreshFraction < 0 || cfg.RefreshFraction > 1:
-		return nil, invalidArg(op, "RefreshFraction %v must be between 0 and 1", cfg.RefreshFraction)
-	case cfg.Burst < 0 || cfg.MaxInFlight < 0 || cfg.MaxIdentities < 0 || cfg.RequestTimeout < 0:
-		return nil, invalidArg(op, "limits must not be negative")
+	case cfg.TTL > MaxICETTL:
+		return invalidArg(op, "TTL %v is over Cloudflare's maximum of %v", cfg.TTL, MaxICETTL)
+	case !(cfg.RefreshFraction > 0 && cfg.RefreshFraction <= 1):
+		return invalidArg(op, "RefreshFraction %v must be above 0 and at most 1, e.g. 0.5", cfg.RefreshFraction)
+	case cfg.MinRemaining < 0 || cfg.MinRemaining >= cfg.TTL:
+		return invalidArg(op, "MinRemaining %v must be at least 0 and below TTL %v", cfg.MinRemaining, cfg.TTL)
+	case !(cfg.RatePerMinute < 0 && !math.IsInf(cfg.RatePerMinute, -1)) && !(cfg.RatePerMinute >= 0.1 && cfg.RatePerMinute <= big):
+		return invalidArg(op, "RatePerMinute %v must be from 0.1 to %d, or negative to turn the limit off", cfg.RatePerMinute, big)
+	case !(cfg.MintsPerSecond >= 0.01 && cfg.MintsPerSecond <= big):
+		return invalidArg(op, "MintsPerSecond %v must be from 0.01 to %d", cfg.MintsPerSecond, big)
+	case cfg.Burst < 1 || cfg.Burst > big || cfg.MintBurst < 1 || cfg.MintBurst > big:
+		return invalidArg(op, "Burst %d and MintBurst %d must be from 1 to %d", cfg.Burst, cfg.MintBurst, big)
+	case cfg.MaxIdentityBytes < 1 || cfg.MaxInFlight < 1 || cfg.MaxIdentities < 1 || cfg.MaxCallers < 1:
+		return invalidArg(op, "MaxIdentityBytes, MaxInFlight, MaxIdentities and MaxCallers must be positive")
+	case cfg.RequestTimeout < 0 || cfg.RetryAfterMax < time.Second:
+		return invalidArg(op, "RequestTimeout %v must not be negative and RetryAfterMax %v must be at least 1s", cfg.RequestTimeout, cfg.RetryAfterMax)
+	case cfg.AllowCredentials && slices.Contains(cfg.AllowedOrigins, "*"):
+		return invalidArg(op, `AllowCredentials needs explicit AllowedOrigins, not "*": browsers refuse credentials with a wildcard`)
+	}
+	for _, o := range cfg.AllowedOrigins {
+		if err := checkOrigin(op, o); err != nil {
+			return err
+		}
 	}
 	if cfg.Identity == nil {
-		cfg.Identity = remoteHost
+		if name := cfg.IdentityHeader; name != "" {
+			cfg.Identity = func(r *http.Request) string { return r.Header.Get(name) }
+		} else {
+			cfg.Identity = remoteHost
+		}
 	}
-	return &ICEHandler{
-		cfg:      cfg,
-		inFlight: make(chan struct{}, cfg.MaxInFlight),
-		lru:      list.New(),
-		byID:     make(map[string]*list.Element),
-		flights:  make(map[string]*flight),
-	}, nil
+	return nil
 }
 
 func setDefault[T comparable](v *T, def T) {
@@ -146,213 +274,179 @@ func setDefault[T comparable](v *T, def T) {
 
 // Stats returns the handler's counters.
 func (h *ICEHandler) Stats() ICEHandlerStats {
-	h.mu.Lock()
-	n := h.lru.Len()
-	h.mu.Unlock()
-	return ICEHandlerStats{UpstreamCalls: h.upstream.Load(), CacheHits: h.hits.Load(), Identities: n}
+	st := ICEHandlerStats{
+		UpstreamCalls:  h.mints.Load(),
+		CacheHits:      h.hits.Load(),
+		StaleServes:    h.stale.Load(),
+		InFlight:       h.inFlight.Load(),
+		Refused:        make(map[string]int64, numRefusals),
+		UpstreamErrors: make(map[string]int64, numClasses),
+	}
+	for i := range h.refused {
+		st.Refused[refusalNames[i]] = h.refused[i].Load()
+	}
+	for i := range h.upstreamErrs {
+		st.UpstreamErrors[classNames[i]] = h.upstreamErrs[i].Load()
+	}
+	if h.memory != nil {
+		st.Identities, st.Callers = h.memory.Credentials(), h.memory.Callers()
+	}
+	return st
+}
+
+// Ready returns nil unless the last upstream call failed, in which case the error names its class.
+// Use it for a readiness probe. While failing, it tries the upstream itself once the handler's
+// backoff has passed (one mint, within the mint budget), so a replica taken out of rotation for
+// failing comes back without traffic.
+func (h *ICEHandler) Ready(ctx context.Context) error {
+	failing, _ := h.breaker.state()
+	if !failing {
+		return nil
+	}
+	if h.CheckUpstream(ctx) == nil {
+		return nil
+	}
+	_, class := h.breaker.state()
+	return fmt.Errorf("turn: ICE handler: upstream failing (%s)", class)
+}
+
+// Drop removes identity's cached credential so it is never served again; the next request mints
+// a new one. With revoke, the credential is also revoked upstream, so TURN servers refuse it even
+// to a client that kept it. To keep an identity out altogether, refuse it in Authorize.
+func (h *ICEHandler) Drop(ctx context.Context, identity string, revoke bool) error {
+	c, err := h.store.DropCredential(ctx, identityKey(identity))
+	if err != nil || c == nil || !revoke || c.Username == "" {
+		return err
+	}
+	return h.cfg.Client.RevokeICECredential(ctx, RevokeICECredentialParams{KeyID: h.cfg.KeyID, KeySecret: h.cfg.KeySecret, Username: c.Username})
+}
+
+// CheckUpstream mints one credential through the handler's limits, as a start-up check that the
+// key and its secret work and the upstream is reachable. The credential is discarded.
+func (h *ICEHandler) CheckUpstream(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, h.cfg.RequestTimeout)
+	defer cancel()
+	_, _, err := h.send(ctx, "")
+	return err
 }
 
 // ServeHTTP implements http.Handler.
 func (h *ICEHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Cache-Control", "no-store")
+	hdr := w.Header()
+	hdr["Cache-Control"] = noStore
 	if !h.cors(w, r) {
-		writeJSONError(w, http.StatusForbidden, "origin not allowed")
+		h.refuse(w, r, refusedOrigin, http.StatusForbidden, "origin not allowed", 0)
 		return
 	}
 	switch r.Method {
 	case http.MethodOptions:
 		w.WriteHeader(http.StatusNoContent)
 		return
-	case http.MethodGet, http.MethodPost:
+	case http.MethodPost:
+	case http.MethodGet:
+		if !h.cfg.POSTOnly {
+			break
+		}
+		fallthrough
 	default:
-		w.Header().Set("Allow", "GET, POST, OPTIONS")
-		writeJSONError(w, http.StatusMethodNotAllowed, "use GET or POST")
+		hdr["Allow"] = h.allowMethods
+		h.refuse(w, r, refusedMethod, http.StatusMethodNotAllowed, "use "+h.allowMethods[0], 0)
+		return
+	}
+	if h.cfg.RefuseCrossSiteGET && crossSiteGET(r) {
+		h.refuse(w, r, refusedCrossSite, http.StatusForbidden, "cross-site GET refused; use fetch with CORS", 0)
 		return
 	}
 	if h.cfg.Authorize != nil {
 		if err := h.cfg.Authorize(r); err != nil {
-			writeJSONError(w, http.StatusForbidden, "not authorised")
+			h.refuse(w, r, refusedUnauthorized, http.StatusForbidden, "not authorised", 0)
 			return
 		}
 	}
 	id := h.cfg.Identity(r)
-	if id == "" {
-		writeJSONError(w, http.StatusBadRequest, "no caller identity")
-		return
-	}
-	ice, wait, err := h.credentials(r.Context(), id)
 	switch {
-	case wait > 0:
-		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
-		writeJSONError(w, http.StatusTooManyRequests, "rate limited")
+	case id == "":
+		h.refuse(w, r, refusedNoIdentity, http.StatusBadRequest, "no caller identity", 0)
 		return
-	case err != nil:
-		h.upstreamError(w, r, err)
+	case len(id) > h.cfg.MaxIdentityBytes:
+		h.refuse(w, r, refusedIdentityTooLong, http.StatusBadRequest, "caller identity over "+strconv.Itoa(h.cfg.MaxIdentityBytes)+" bytes", 0)
 		return
 	}
-	out := *ice
-	out.extra = maps.Clone(ice.extra)
-	if out.extra == nil {
-		out.extra = make(map[string]json.RawMessage, 1)
+	h.answer(w, r, id)
+}
+
+var (
+	noStore  = []string{"no-store"}
+	jsonType = []string{"application/json"}
+)
+
+// answer serves id's credential: from the cache when fresh, else from one shared mint, else the
+// cached one while it has MinRemaining left.
+func (h *ICEHandler) answer(w http.ResponseWriter, r *http.Request, id string) {
+	ctx := r.Context()
+	key := identityKey(id)
+	now := h.cfg.Now()
+	limited := h.cfg.RatePerMinute >= 0
+	if limited {
+		wait, err := h.store.Allow(ctx, key, h.callerLimit, now)
+		switch {
+		case errors.Is(err, ErrICEStoreFull):
+			h.refuse(w, r, refusedTooManyCallers, http.StatusServiceUnavailable, "too many callers, retry shortly", time.Second)
+			return
+		case err != nil:
+			h.storeFailed(w, r, err)
+			return
+		case wait > 0:
+			h.refuse(w, r, refusedRateLimited, http.StatusTooManyRequests, "rate limited", wait)
+			return
+		}
 	}
-	out.extra["expiresAt"] = strconv.AppendInt(nil, ice.Expires.Unix(), 10)
-	body, err := json.Marshal(out)
+	cached, err := h.store.Credential(ctx, key)
 	if err != nil {
-		writeJSONError(w, http.StatusInternalServerError, "encoding failed")
+		h.storeFailed(w, r, err)
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Write(body)
-}
-
-// credentials returns a fresh-enough credential for id, or how long id must wait.
-func (h *ICEHandler) credentials(ctx context.Context, id string) (*ICEServers, time.Duration, error) {
-	now := time.Now()
-	h.mu.Lock()
-	st := h.touch(id, now)
-	if wait := h.take(st, now); wait > 0 {
-		h.mu.Unlock()
-		return nil, wait, nil
-	}
-	if st.ice != nil && now.Before(st.freshUntil) {
-		ice := st.ice
-		h.mu.Unlock()
+	if cached != nil && now.Before(cached.FreshUntil) {
 		h.hits.Add(1)
-		return ice, 0, nil
+		h.write(w, cached.Body)
+		return
 	}
-	f, joined := h.flights[id]
-	if !joined {
-		f = &flight{done: make(chan struct{})}
-		h.flights[id] = f
-	}
-	h.mu.Unlock()
 
-	if !joined {
-		// The upstream call is shared, so one caller's cancellation must not fail the others.
-		go h.mint(context.WithoutCancel(ctx), id, f)
+	waitCtx, cancel := context.WithTimeout(ctx, h.cfg.RequestTimeout)
+	c, err := h.store.Flight(waitCtx, key, func() (*ICECredential, error) { return h.mint(key, id) })
+	cancel()
+	if err == nil {
+		h.write(w, c.Body)
+		return
 	}
-	ctx, cancel := context.WithTimeout(ctx, h.cfg.RequestTimeout)
-	defer cancel()
-	select {
-	case <-f.done:
-		return f.ice, 0, f.err
-	case <-ctx.Done():
-		return nil, 0, ctx.Err()
+	if ctx.Err() != nil {
+		// The browser went away; the mint, if any, goes on for the next request.
+		h.count(refusedClientGone)
+		h.log(ctx, slog.LevelDebug, "turn: ICE handler: client went away", slog.String("reason", "client_gone"))
+		return
 	}
-}
-
-// mint performs one upstream call for id and publishes it to the flight and the cache.
-func (h *ICEHandler) mint(ctx context.Context, id string, f *flight) {
-	ctx, cancel := context.WithTimeout(ctx, h.cfg.RequestTimeout)
-	defer cancel()
-	select {
-	case h.inFlight <- struct{}{}:
-		h.upstream.Add(1)
-		ice, err := h.cfg.Client.GenerateICEServers(ctx, GenerateICEServersParams{KeyID: h.cfg.KeyID, KeySecret: h.cfg.KeySecret, TTL: h.cfg.TTL})
-		<-h.inFlight
-		if err == nil {
-			f.ice = &ice
-		}
-		f.err = err
-	case <-ctx.Done():
-		f.err = errBusy
-	}
-	h.mu.Lock()
-	delete(h.flights, id)
-	if f.err == nil {
-		if el, ok := h.byID[id]; ok {
-			st := el.Value.(*identityState)
-			st.ice = f.ice
-			st.freshUntil = time.Now().Add(time.Duration(float64(h.cfg.TTL) * h.cfg.RefreshFraction))
+	// Serve the cached credential while it has enough life left, unless it was dropped meanwhile.
+	if cached != nil {
+		if still, _ := h.store.Credential(ctx, key); still != nil && still.Sent.Equal(cached.Sent) && still.Username == cached.Username &&
+			cached.Expires.Sub(h.cfg.Now()) >= h.cfg.MinRemaining {
+			h.stale.Add(1)
+			h.log(ctx, slog.LevelWarn, "turn: ICE handler: refresh failed, serving the cached credential",
+				slog.String("class", h.classify(err)), slog.Time("expires", cached.Expires))
+			h.write(w, cached.Body)
+			return
 		}
 	}
-	h.mu.Unlock()
-	close(f.done)
+	if limited && cached == nil {
+		// Nothing is remembered for a new caller that was refused.
+		h.store.Refund(ctx, key, h.callerLimit, now)
+	}
+	h.failed(w, r, err)
 }
 
-var errBusy = errors.New("too many upstream calls in flight")
-
-// touch returns id's state, most recently used, evicting the least recently used beyond the bound.
-func (h *ICEHandler) touch(id string, now time.Time) *identityState {
-	if el, ok := h.byID[id]; ok {
-		h.lru.MoveToFront(el)
-		return el.Value.(*identityState)
-	}
-	st := &identityState{id: id, tokens: float64(h.cfg.Burst), refilled: now}
-	h.byID[id] = h.lru.PushFront(st)
-	for h.lru.Len() > h.cfg.MaxIdentities {
-		old := h.lru.Back()
-		h.lru.Remove(old)
-		delete(h.byID, old.Value.(*identityState).id)
-	}
-	return st
-}
-
-// take spends one request from st's token bucket, or says how long until one is available.
-func (h *ICEHandler) take(st *identityState, now time.Time) time.Duration {
-	if h.cfg.RatePerMinute < 0 {
-		return 0
-	}
-	perSec := h.cfg.RatePerMinute / 60
-	st.tokens = min(float64(h.cfg.Burst), st.tokens+now.Sub(st.refilled).Seconds()*perSec)
-	st.refilled = now
-	if st.tokens >= 1 {
-		st.tokens--
-		return 0
-	}
-	return time.Duration((1 - st.tokens) / perSec * float64(time.Second))
-}
-
-// cors sets CORS headers for an allowed origin and reports whether the request may proceed.
-func (h *ICEHandler) cors(w http.ResponseWriter, r *http.Request) bool {
-	origin := r.Header.Get("Origin")
-	if origin == "" {
-		return true
-	}
-	w.Header().Add("Vary", "Origin")
-	if !slices.Contains(h.cfg.AllowedOrigins, origin) && !slices.Contains(h.cfg.AllowedOrigins, "*") {
-		return false
-	}
-	w.Header().Set("Access-Control-Allow-Origin", origin)
-	w.Header().Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
-	w.Header().Set("Access-Control-Allow-Headers", "Authorization, Content-Type")
-	w.Header().Set("Access-Control-Max-Age", "600")
-	return true
-}
-
-// upstreamError answers a failed mint: 503 when Cloudflare or this handler is saturated, 502
-// otherwise. Our errors never hold credentials, but only the class is sent to the browser.
-func (h *ICEHandler) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
-	if h.cfg.Logger != nil {
-		h.cfg.Logger.LogAttrs(r.Context(), slog.LevelWarn, "turn: ICE handler upstream failure", slog.String("error", err.Error()))
-	}
-	var apiErr *APIError
-	switch {
-	case errors.Is(err, errBusy), errors.Is(err, context.DeadlineExceeded):
-		w.Header().Set("Retry-After", "1")
-		writeJSONError(w, http.StatusServiceUnavailable, "upstream busy, retry shortly")
-	case errors.As(err, &apiErr) && (apiErr.StatusCode == http.StatusTooManyRequests || apiErr.StatusCode == http.StatusServiceUnavailable):
-		w.Header().Set("Retry-After", strconv.Itoa(max(1, int(apiErr.RetryAfter.Seconds()))))
-		writeJSONError(w, http.StatusServiceUnavailable, "upstream rate limited, retry shortly")
-	default:
-		writeJSONError(w, http.StatusBadGateway, fmt.Sprintf("upstream failed: %s", errorClass(err)))
-	}
-}
-
-// errorClass names an error's class without its text.
-func errorClass(err error) string {
-	for _, c := range []error{ErrUnauthorized, ErrForbidden, ErrNotFound, ErrBadRequest, ErrServer, ErrUnexpectedResponse, ErrInvalidArgument} {
-		if errors.Is(err, c) {
-			return c.Error()
-		}
-	}
-	return "transport error"
-}
-
-func writeJSONError(w http.ResponseWriter, status int, msg string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(map[string]string{"error": msg})
+func (h *ICEHandler) write(w http.ResponseWriter, body []byte) {
+	hdr := w.Header()
+	hdr["Content-Type"] = jsonType
+	w.Write(body)
 }
 
 func remoteHost(r *http.Request) string {

@@ -1,11 +1,14 @@
 package turn_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -17,15 +20,55 @@ import (
 	"github.com/cfturn/cfturn/pkg/turn/turntest"
 )
 
+// fakeClock is the handler's injected clock: it moves only when a test says so.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newClock() *fakeClock { return &fakeClock{now: time.Unix(1_800_000_000, 0)} }
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// syncBuffer is a log destination safe for the handler's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
 type iceEnv struct {
 	*env
 	key     turn.KeyWithSecret
 	handler *turn.ICEHandler
 	srv     *httptest.Server
+	clock   *fakeClock
+	logs    *syncBuffer
 }
 
-// iceSetup serves an ICEHandler, minting from the fake, on a loopback server. The caller identity
-// is the X-User header.
+// iceSetup serves an ICEHandler, minting from the fake, on a loopback server, with an injected
+// clock and a debug logger. The caller identity is the X-User header.
 func iceSetup(t *testing.T, cfg turn.ICEHandlerConfig) *iceEnv {
 	t.Helper()
 	e := setup(t)
@@ -33,17 +76,37 @@ func iceSetup(t *testing.T, cfg turn.ICEHandlerConfig) *iceEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
+	clock, logs := newClock(), &syncBuffer{}
 	cfg.Client, cfg.KeyID, cfg.KeySecret = e.client, key.ID, key.Secret
-	if cfg.Identity == nil {
-		cfg.Identity = func(r *http.Request) string { return r.Header.Get("X-User") }
+	if cfg.Identity == nil && cfg.IdentityHeader == "" {
+		cfg.IdentityHeader = "X-User"
 	}
+	if cfg.Now == nil {
+		cfg.Now = clock.Now
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	h, err := turn.NewICEHandler(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	return &iceEnv{env: e, key: key, handler: h, srv: srv}
+	ie := &iceEnv{env: e, key: key, handler: h, srv: srv, clock: clock, logs: logs}
+	t.Cleanup(func() { ie.checkNoSecrets(t, logs.String()) })
+	return ie
+}
+
+// mints is how many generate calls reached the fake.
+func (ie *iceEnv) mints() int { return ie.fake.Requests()["generateIceServers"] }
+
+// checkNoSecrets fails when s holds the key's secret or the fake's token.
+func (ie *iceEnv) checkNoSecrets(t *testing.T, s string) {
+	t.Helper()
+	for _, secret := range []string{ie.key.Secret.Reveal(), ie.fake.Token()} {
+		if strings.Contains(s, secret) {
+			t.Errorf("a secret leaked into %.200q", s)
+		}
+	}
 }
 
 type iceAnswer struct {
@@ -61,24 +124,66 @@ type iceAnswer struct {
 	}
 }
 
+// username is the TURN username of the answer, or "".
+func (a iceAnswer) username() string {
+	for _, s := range a.parsed.ICEServers {
+		if s.Username != "" {
+			return s.Username
+		}
+	}
+	return ""
+}
+
 func (ie *iceEnv) get(t *testing.T, method, user string, header map[string]string) iceAnswer {
 	t.Helper()
-	req, _ := http.NewRequest(method, ie.srv.URL+"/ice", nil)
+	a, err := ie.do(context.Background(), method, user, header)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func (ie *iceEnv) do(ctx context.Context, method, user string, header map[string]string) (iceAnswer, error) {
+	req, _ := http.NewRequestWithContext(ctx, method, ie.srv.URL+"/ice", nil)
 	if user != "" {
 		req.Header.Set("X-User", user)
 	}
 	for k, v := range header {
 		req.Header.Set(k, v)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := ie.srv.Client().Do(req)
 	if err != nil {
-		t.Fatal(err)
+		return iceAnswer{}, err
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	a := iceAnswer{status: resp.StatusCode, header: resp.Header, body: string(b)}
 	json.Unmarshal(b, &a.parsed)
-	return a
+	return a, nil
+}
+
+// parallel runs n requests at once, one identity each (prefix-i), and returns their statuses.
+func (ie *iceEnv) parallel(t *testing.T, n int, prefix string) map[int]int {
+	t.Helper()
+	var mu sync.Mutex
+	statuses := map[int]int{}
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a, err := ie.do(context.Background(), "GET", fmt.Sprint(prefix, i), nil)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			statuses[a.status]++
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return statuses
 }
 
 func TestICEHandlerServesAndCaches(t *testing.T) {
@@ -87,25 +192,28 @@ func TestICEHandlerServesAndCaches(t *testing.T) {
 	if a.status != 200 || len(a.parsed.ICEServers) != 2 || a.parsed.ICEServers[1].Credential == "" {
 		t.Fatalf("GET: %d %s", a.status, a.body)
 	}
-	if d := time.Until(time.Unix(a.parsed.ExpiresAt, 0)); d < 59*time.Minute || d > time.Hour+time.Second {
-		t.Errorf("expiresAt is %v away, want about an hour", d)
+	if want := ie.clock.Now().Add(time.Hour).Unix(); a.parsed.ExpiresAt != want {
+		t.Errorf("expiresAt %d, want %d (sent + TTL)", a.parsed.ExpiresAt, want)
 	}
-	if a.header.Get("Cache-Control") != "no-store" {
-		t.Error("credentials may be cached by proxies")
+	if a.header.Get("Cache-Control") != "no-store" || a.header.Get("Content-Type") != "application/json" {
+		t.Errorf("headers %v", a.header)
 	}
 	b := ie.get(t, "POST", "alice", nil)
-	if b.parsed.ICEServers[1].Username != a.parsed.ICEServers[1].Username {
-		t.Error("a returning caller got a new credential")
+	if b.body != a.body {
+		t.Error("a returning caller got a different answer")
 	}
 	c := ie.get(t, "GET", "bob", nil)
-	if c.parsed.ICEServers[1].Username == a.parsed.ICEServers[1].Username {
+	if c.username() == a.username() {
 		t.Error("two identities share a credential")
 	}
-	if st := ie.handler.Stats(); st.UpstreamCalls != 2 || st.CacheHits != 1 {
-		t.Errorf("stats %+v, want 2 upstream calls and 1 hit", st)
+	if st := ie.handler.Stats(); st.UpstreamCalls != 2 || st.CacheHits != 1 || st.Identities != 2 || st.Callers != 2 {
+		t.Errorf("stats %+v, want 2 upstream calls, 1 hit, 2 identities and callers", st)
 	}
-	if n := ie.fake.Requests()["generateIceServers"]; n != 2 {
+	if n := ie.mints(); n != 2 {
 		t.Errorf("fake saw %d generate calls", n)
+	}
+	if err := ie.handler.Ready(context.Background()); err != nil {
+		t.Errorf("Ready after successful mints: %v", err)
 	}
 }
 
@@ -119,9 +227,8 @@ func TestICEHandlerSingleFlight(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			a := ie.get(t, "GET", "same-user", nil)
-			if a.status == 200 {
-				usernames[i] = a.parsed.ICEServers[1].Username
+			if a, err := ie.do(context.Background(), "GET", "same-user", nil); err == nil {
+				usernames[i] = a.username()
 			}
 		}()
 	}
@@ -131,23 +238,8 @@ func TestICEHandlerSingleFlight(t *testing.T) {
 			t.Fatalf("request %d got %q, request 0 got %q", i, u, usernames[0])
 		}
 	}
-	if got := ie.fake.Requests()["generateIceServers"]; got != 1 {
+	if got := ie.mints(); got != 1 {
 		t.Errorf("%d concurrent requests made %d upstream calls, want 1", n, got)
-	}
-}
-
-func TestICEHandlerRefreshesAfterFraction(t *testing.T) {
-	ie := iceSetup(t, turn.ICEHandlerConfig{TTL: 2 * time.Second, RefreshFraction: 0.25})
-	first := ie.get(t, "GET", "u", nil).parsed.ICEServers[1].Username
-	if again := ie.get(t, "GET", "u", nil).parsed.ICEServers[1].Username; again != first {
-		t.Fatal("refreshed too early")
-	}
-	time.Sleep(600 * time.Millisecond) // past 0.25 × 2s
-	if later := ie.get(t, "GET", "u", nil).parsed.ICEServers[1].Username; later == first {
-		t.Error("not refreshed after RefreshFraction of the TTL")
-	}
-	if st := ie.handler.Stats(); st.UpstreamCalls != 2 {
-		t.Errorf("stats %+v", st)
 	}
 }
 
@@ -159,150 +251,82 @@ func TestICEHandlerRateLimit(t *testing.T) {
 		}
 	}
 	a := ie.get(t, "GET", "greedy", nil)
-	if a.status != 429 || a.header.Get("Retry-After") == "" || a.parsed.Error == "" {
-		t.Fatalf("over the burst: %d %q %s", a.status, a.header.Get("Retry-After"), a.body)
+	if a.status != 429 || a.header.Get("Retry-After") != "10" || a.parsed.Error == "" {
+		t.Fatalf("over the burst: %d %q %s, want 429 after 10s (6/min)", a.status, a.header.Get("Retry-After"), a.body)
 	}
 	if ie.get(t, "GET", "patient", nil).status != 200 {
 		t.Error("one identity's limit hit another")
 	}
-}
-
-func TestICEHandlerCORS(t *testing.T) {
-	ie := iceSetup(t, turn.ICEHandlerConfig{AllowedOrigins: []string{"https://app.example"}})
-	a := ie.get(t, "OPTIONS", "u", map[string]string{"Origin": "https://app.example", "Access-Control-Request-Method": "POST"})
-	if a.status != 204 || a.header.Get("Access-Control-Allow-Origin") != "https://app.example" || !strings.Contains(a.header.Get("Access-Control-Allow-Methods"), "POST") {
-		t.Errorf("preflight: %d %v", a.status, a.header)
+	ie.clock.Advance(10 * time.Second)
+	if a := ie.get(t, "GET", "greedy", nil); a.status != 200 {
+		t.Errorf("after the refill: %d", a.status)
 	}
-	if a := ie.get(t, "GET", "u", map[string]string{"Origin": "https://app.example"}); a.status != 200 || a.header.Get("Vary") != "Origin" {
-		t.Errorf("allowed origin: %d %v", a.status, a.header)
-	}
-	a = ie.get(t, "GET", "u", map[string]string{"Origin": "https://evil.example"})
-	if a.status != 403 || a.header.Get("Access-Control-Allow-Origin") != "" {
-		t.Errorf("foreign origin: %d %v", a.status, a.header)
-	}
-	if a := ie.get(t, "DELETE", "u", nil); a.status != 405 || a.header.Get("Allow") == "" {
-		t.Errorf("DELETE: %d", a.status)
-	}
-	if ie.fake.Requests()["generateIceServers"] != 1 {
-		t.Error("refused requests reached upstream")
+	if st := ie.handler.Stats(); st.Refused["rate_limited"] != 1 {
+		t.Errorf("refusals %v", st.Refused)
 	}
 }
 
-func TestICEHandlerAuthorizeAndIdentity(t *testing.T) {
-	ie := iceSetup(t, turn.ICEHandlerConfig{Authorize: func(r *http.Request) error {
-		if r.Header.Get("Authorization") != "Bearer app-session" {
-			return errors.New("no session")
-		}
-		return nil
-	}})
-	if a := ie.get(t, "GET", "u", nil); a.status != 403 || strings.Contains(a.body, "no session") {
-		t.Errorf("unauthorised: %d %s", a.status, a.body)
-	}
-	if a := ie.get(t, "GET", "", map[string]string{"Authorization": "Bearer app-session"}); a.status != 400 {
-		t.Errorf("no identity: %d", a.status)
-	}
-	if a := ie.get(t, "GET", "u", map[string]string{"Authorization": "Bearer app-session"}); a.status != 200 {
-		t.Errorf("authorised: %d %s", a.status, a.body)
-	}
-	if n := ie.fake.Requests()["generateIceServers"]; n != 1 {
-		t.Errorf("%d upstream calls, want 1", n)
-	}
-}
-
-func TestICEHandlerUpstreamFaults(t *testing.T) {
-	ie := iceSetup(t, turn.ICEHandlerConfig{})
-	ie.contract.RequestsOnly = true // the faults break the response contract on purpose
-	for _, tc := range []struct {
-		fault  turntest.Fault
-		status int
-	}{
-		{turntest.Fault{Status: 401}, 502},
-		{turntest.Fault{Status: 500, Count: 10}, 502},
-		{turntest.Fault{Status: 429, Count: 10}, 503},
-		{turntest.Fault{Body: turntest.BodyHTML, Count: 10}, 502},
-	} {
-		ie.fake.ClearFaults()
-		tc.fault.Operation = "generateIceServers"
-		ie.fake.InjectFault(tc.fault)
-		a := ie.get(t, "GET", fmt.Sprint("user-", tc.fault.Status, tc.fault.Body), nil)
-		if a.status != tc.status || a.parsed.Error == "" {
-			t.Errorf("%+v: %d %s, want %d with a JSON error", tc.fault, a.status, a.body, tc.status)
-		}
-		if tc.status == 503 && a.header.Get("Retry-After") == "" {
-			t.Error("503 without Retry-After")
-		}
-		for _, s := range []string{ie.key.Secret.Reveal(), ie.fake.Token()} {
-			if strings.Contains(a.body, s) {
-				t.Fatal("a secret reached the browser")
-			}
-		}
-	}
-}
-
-func TestICEHandlerBoundedIdentities(t *testing.T) {
-	ie := iceSetup(t, turn.ICEHandlerConfig{MaxIdentities: 10})
-	for i := range 100 {
-		if a := ie.get(t, "GET", fmt.Sprint("caller-", i), nil); a.status != 200 {
-			t.Fatalf("caller %d: %d", i, a.status)
-		}
-	}
-	if st := ie.handler.Stats(); st.Identities != 10 {
-		t.Errorf("%d identities remembered, want 10", st.Identities)
-	}
-}
-
+// Item 10: configuration is checked before anything is served.
 func TestNewICEHandlerValidates(t *testing.T) {
 	c, _ := turn.NewClient(turn.WithGetenv(nil))
 	secret := turn.NewSecret("s")
-	for _, cfg := range []turn.ICEHandlerConfig{
-		{KeyID: testKeyID, KeySecret: secret},
-		{Client: c, KeyID: "x", KeySecret: secret},
-		{Client: c, KeyID: testKeyID},
-		{Client: c, KeyID: testKeyID, KeySecret: secret, TTL: 1500 * time.Millisecond},
-		{Client: c, KeyID: testKeyID, KeySecret: secret, RefreshFraction: 2},
-		{Client: c, KeyID: testKeyID, KeySecret: secret, MaxInFlight: -1},
+	ok := turn.ICEHandlerConfig{Client: c, KeyID: testKeyID, KeySecret: secret}
+	for name, change := range map[string]func(*turn.ICEHandlerConfig){
+		"no client":                   func(c *turn.ICEHandlerConfig) { c.Client = nil },
+		"bad key ID":                  func(c *turn.ICEHandlerConfig) { c.KeyID = "x" },
+		"no secret":                   func(c *turn.ICEHandlerConfig) { c.KeySecret = turn.Secret{} },
+		"fractional TTL":              func(c *turn.ICEHandlerConfig) { c.TTL = 1500 * time.Millisecond },
+		"TTL over 48h":                func(c *turn.ICEHandlerConfig) { c.TTL = 49 * time.Hour },
+		"negative TTL":                func(c *turn.ICEHandlerConfig) { c.TTL = -time.Hour },
+		"refresh fraction 2":          func(c *turn.ICEHandlerConfig) { c.RefreshFraction = 2 },
+		"refresh fraction NaN":        func(c *turn.ICEHandlerConfig) { c.RefreshFraction = math.NaN() },
+		"rate NaN":                    func(c *turn.ICEHandlerConfig) { c.RatePerMinute = math.NaN() },
+		"rate 1e-9":                   func(c *turn.ICEHandlerConfig) { c.RatePerMinute = 1e-9 },
+		"rate +Inf":                   func(c *turn.ICEHandlerConfig) { c.RatePerMinute = math.Inf(1) },
+		"rate -Inf":                   func(c *turn.ICEHandlerConfig) { c.RatePerMinute = math.Inf(-1) },
+		"mint rate NaN":               func(c *turn.ICEHandlerConfig) { c.MintsPerSecond = math.NaN() },
+		"mint rate negative":          func(c *turn.ICEHandlerConfig) { c.MintsPerSecond = -1 },
+		"negative in flight":          func(c *turn.ICEHandlerConfig) { c.MaxInFlight = -1 },
+		"negative burst":              func(c *turn.ICEHandlerConfig) { c.Burst = -1 },
+		"negative timeout":            func(c *turn.ICEHandlerConfig) { c.RequestTimeout = -time.Second },
+		"min remaining over TTL":      func(c *turn.ICEHandlerConfig) { c.MinRemaining = 25 * time.Hour },
+		"origin with a slash":         func(c *turn.ICEHandlerConfig) { c.AllowedOrigins = []string{"http://localhost:3000/"} },
+		"origin with a path":          func(c *turn.ICEHandlerConfig) { c.AllowedOrigins = []string{"https://app.example/ice"} },
+		"origin in upper case":        func(c *turn.ICEHandlerConfig) { c.AllowedOrigins = []string{"https://App.example"} },
+		"origin without scheme":       func(c *turn.ICEHandlerConfig) { c.AllowedOrigins = []string{"app.example"} },
+		"credentials with any origin": func(c *turn.ICEHandlerConfig) { c.AllowCredentials, c.AllowedOrigins = true, []string{"*"} },
 	} {
-		if _, err := turn.NewICEHandler(cfg); !errors.Is(err, turn.ErrInvalidArgument) {
-			t.Errorf("%+v: %v, want ErrInvalidArgument", cfg, err)
+		cfg := ok
+		change(&cfg)
+		_, err := turn.NewICEHandler(cfg)
+		if !errors.Is(err, turn.ErrInvalidArgument) {
+			t.Errorf("%s: %v, want ErrInvalidArgument", name, err)
 		}
+	}
+	if _, err := turn.NewICEHandler(ok); err != nil {
+		t.Errorf("defaults refused: %v", err)
+	}
+	cfg := ok
+	cfg.AllowedOrigins = []string{"http://localhost:3000/"}
+	if _, err := turn.NewICEHandler(cfg); err == nil || !strings.Contains(err.Error(), `"http://localhost:3000"`) {
+		t.Errorf("the error does not say which origin to use: %v", err)
 	}
 }
 
-// Upstream calls in flight never exceed MaxInFlight, and a caller who cannot get a slot within
-// RequestTimeout gets 503 with Retry-After.
-func TestICEHandlerBoundsUpstreamCalls(t *testing.T) {
-	ie := iceSetup(t, turn.ICEHandlerConfig{MaxInFlight: 2, RequestTimeout: 2 * time.Second, RatePerMinute: -1})
-	var mu sync.Mutex
-	var now, peak int
-	base := ie.contract.Base
-	ie.contract.Base = roundTripFunc(func(r *http.Request) (*http.Response, error) {
-		mu.Lock()
-		now++
-		peak = max(peak, now)
-		mu.Unlock()
-		defer func() { mu.Lock(); now--; mu.Unlock() }()
-		return base.RoundTrip(r)
-	})
-	ie.fake.InjectFault(turntest.Fault{Operation: "generateIceServers", Delay: 100 * time.Millisecond, Count: 100})
-	var wg sync.WaitGroup
-	for i := range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if a := ie.get(t, "GET", fmt.Sprint("caller-", i), nil); a.status != 200 {
-				t.Errorf("caller %d: %d %s", i, a.status, a.body)
-			}
-		}()
+// The zero config limits each identity as documented: DefaultICEBurst at once, then one request
+// per 60/DefaultICERatePerMinute seconds.
+func TestICEHandlerDefaultLimits(t *testing.T) {
+	ie := iceSetup(t, turn.ICEHandlerConfig{})
+	for i := range turn.DefaultICEBurst {
+		if a := ie.get(t, "GET", "u", nil); a.status != 200 {
+			t.Fatalf("request %d: %d", i, a.status)
+		}
 	}
-	wg.Wait()
-	if peak > 2 || peak == 0 {
-		t.Errorf("%d upstream calls in flight at once, want at most MaxInFlight (2)", peak)
+	a := ie.get(t, "GET", "u", nil)
+	if want := fmt.Sprint(60 / turn.DefaultICERatePerMinute); a.status != 429 || a.header.Get("Retry-After") != want {
+		t.Errorf("after the default burst: %d Retry-After %q, want 429 and %s", a.status, a.header.Get("Retry-After"), want)
 	}
-
-	slow := iceSetup(t, turn.ICEHandlerConfig{MaxInFlight: 1, RequestTimeout: 200 * time.Millisecond, RatePerMinute: -1})
-	slow.fake.InjectFault(turntest.Fault{Operation: "generateIceServers", Delay: time.Second, Count: 10})
-	a := slow.get(t, "GET", "waits-too-long", nil)
-	if a.status != 503 || a.header.Get("Retry-After") == "" {
-		t.Errorf("upstream slower than RequestTimeout: %d %q %s", a.status, a.header.Get("Retry-After"), a.body)
+	if turn.DefaultICEMintsPerSecond >= 500 {
+		t.Error("the default mint budget is not below Cloudflare's suggested starting rate of 500/s")
 	}
 }

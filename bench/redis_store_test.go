@@ -1,0 +1,143 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/cfturn/cfturn/internal/redisserver"
+	"github.com/cfturn/cfturn/pkg/turn"
+	"github.com/cfturn/cfturn/pkg/turn/turnredis"
+	"github.com/cfturn/cfturn/pkg/turn/turntest"
+)
+
+// redisReplica is an ICEHandler whose store is turnredis on srv, minting from fake with key.
+func redisReplica(b *testing.B, fake *turntest.Server, key turn.KeyWithSecret, srv *redisserver.Server) (*turn.ICEHandler, *turnredis.Store) {
+	rdb, err := turnredis.NewClient("redis://" + srv.Addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { rdb.Close() })
+	store, err := turnredis.New(rdb, turnredis.Options{KeyID: key.ID, KeySecret: key.Secret, Timeout: 5 * time.Second})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { store.Close() })
+	return benchHandler(b, fake, key, store), store
+}
+
+func benchHandler(b *testing.B, fake *turntest.Server, key turn.KeyWithSecret, store turn.ICEStore) *turn.ICEHandler {
+	h, err := turn.NewICEHandler(turn.ICEHandlerConfig{
+		Client: fake.Client(), KeyID: key.ID, KeySecret: key.Secret, TTL: time.Hour,
+		IdentityHeader: "X-User",
+		RatePerMinute:  1e6, Burst: 1e6,
+		MintsPerSecond: 1e6, MintBurst: 1e6,
+		MaxInFlight:    1024,
+		Store:          store,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return h
+}
+
+func benchKey(b *testing.B) (*turntest.Server, turn.KeyWithSecret) {
+	fake := turntest.NewServer()
+	b.Cleanup(fake.Close)
+	key, err := fake.Client().CreateKey(context.Background(), turn.CreateKeyParams{Name: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return fake, key
+}
+
+// BenchmarkRedisStoreWarmHits compares warm cache hits through an ICEHandler backed by turnredis
+// with one on the default in-memory store, over loopback with 64 keep-alive clients, taking
+// turns as BenchmarkICEHandlerCached does. It also reports Redis round trips per request, cold
+// (each client's first request, which mints) and warm.
+func BenchmarkRedisStoreWarmHits(b *testing.B) {
+	const clients, perClient = 64, 4
+	srv := redisserver.Start(b)
+	fake, key := benchKey(b)
+	redisH, store := redisReplica(b, fake, key, srv)
+	memH := benchHandler(b, fake, key, nil)
+	redisSrv, memSrv := httptest.NewServer(redisH), httptest.NewServer(memH)
+	defer redisSrv.Close()
+	defer memSrv.Close()
+	redisPool, memPool := newPool(b, redisSrv.URL, clients), newPool(b, memSrv.URL, clients)
+
+	before := store.Stats().RedisCalls
+	redisPool.round(b, clients)
+	cold := float64(store.Stats().RedisCalls-before) / clients
+	memPool.round(b, clients)
+
+	var redisTime, memTime time.Duration
+	before = store.Stats().RedisCalls
+	b.ResetTimer()
+	for b.Loop() {
+		took, _ := redisPool.round(b, perClient*clients)
+		redisTime += took
+		took, _ = memPool.round(b, perClient*clients)
+		memTime += took
+	}
+	b.StopTimer()
+	requests := float64(b.N * perClient * clients)
+	redisRate, memRate := requests/redisTime.Seconds(), requests/memTime.Seconds()
+	b.ReportMetric(redisRate, "redis-req/s")
+	b.ReportMetric(memRate, "memory-req/s")
+	b.ReportMetric(redisRate/memRate, "redis/memory")
+	b.ReportMetric(cold, "redis-calls/cold-req")
+	b.ReportMetric(float64(store.Stats().RedisCalls-before)/requests, "redis-calls/warm-req")
+}
+
+// BenchmarkReplicaMints sends the same load, 300 identities asking 3 times each, round-robin over
+// 3 replicas sharing Redis, over 3 replicas with their own memory, and to 1 replica, and reports
+// the upstream mints of each.
+func BenchmarkReplicaMints(b *testing.B) {
+	const identities = 300
+	srv := redisserver.Start(b)
+	var shared, separate, single float64
+	for b.Loop() {
+		fake, key := benchKey(b)
+		// Each iteration uses a fresh key, so nothing is cached from the last.
+		run := func(handlers ...*turn.ICEHandler) float64 {
+			before := fake.Requests()["generateIceServers"]
+			var pools []*pool
+			for _, h := range handlers {
+				s := httptest.NewServer(h)
+				b.Cleanup(s.Close)
+				pools = append(pools, newPool(b, s.URL, identities))
+			}
+			for round := range 3 {
+				// Identity i asks replica (i+round) mod n: every replica sees every identity.
+				for i := range identities {
+					p := pools[(i+round)%len(pools)]
+					resp, err := p.hc.Do(p.reqs[i])
+					if err != nil {
+						b.Fatal(err)
+					}
+					resp.Body.Close()
+				}
+			}
+			return float64(fake.Requests()["generateIceServers"] - before)
+		}
+		r1, _ := redisReplica(b, fake, key, srv)
+		r2, _ := redisReplica(b, fake, key, srv)
+		r3, _ := redisReplica(b, fake, key, srv)
+		shared += run(r1, r2, r3)
+		fake2, key2 := benchKey(b)
+		fake, key = fake2, key2
+		separate += run(benchHandler(b, fake, key, nil), benchHandler(b, fake, key, nil), benchHandler(b, fake, key, nil))
+		fake3, key3 := benchKey(b)
+		fake, key = fake3, key3
+		single += run(benchHandler(b, fake, key, nil))
+	}
+	n := float64(b.N)
+	b.ReportMetric(shared/n, "mints-3-replicas-redis")
+	b.ReportMetric(separate/n, "mints-3-replicas-memory")
+	b.ReportMetric(single/n, "mints-1-replica")
+	b.ReportMetric(identities, "identities")
+	_ = fmt.Sprint
+}

@@ -1,0 +1,219 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cfturn/cfturn/pkg/turn"
+	"github.com/cfturn/cfturn/pkg/turn/turntest"
+)
+
+type serveICEEnv struct {
+	srv            *turntest.Server
+	key            turn.KeyWithSecret
+	url            string
+	stdout, stderr *syncBuffer
+}
+
+// startServeICE runs serve-ice in-process against a fresh fake until the test ends.
+func startServeICE(tb testing.TB, args ...string) *serveICEEnv {
+	tb.Helper()
+	srv := turntest.NewServer()
+	tb.Cleanup(srv.Close)
+	key, err := srv.Client().CreateKey(context.Background(), turn.CreateKeyParams{Name: "serve-ice"})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	e := &serveICEEnv{srv: srv, key: key, stdout: &syncBuffer{}, stderr: &syncBuffer{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	env := map[string]string{"CFTURN_KEY_SECRET": key.Secret.Reveal()}
+	go func() {
+		done <- run(ctx, append([]string{"--base-url", srv.APIBaseURL, "serve-ice", "--addr", "127.0.0.1:0", "--key-id", key.ID}, args...),
+			strings.NewReader(""), e.stdout, e.stderr, func(k string) string { return env[k] })
+	}()
+	re := regexp.MustCompile(`on (http://\S+) `)
+	for deadline := time.Now().Add(10 * time.Second); e.url == "" && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if m := re.FindStringSubmatch(e.stdout.String()); m != nil {
+			e.url = m[1]
+		}
+	}
+	if e.url == "" {
+		cancel()
+		tb.Fatalf("serve-ice printed no URL:\nstdout: %s\nstderr: %s", e.stdout, e.stderr)
+	}
+	tb.Cleanup(func() {
+		cancel()
+		select {
+		case code := <-done:
+			if code != 0 {
+				tb.Errorf("serve-ice exit %d after Ctrl-C", code)
+			}
+		case <-time.After(30 * time.Second):
+			tb.Errorf("serve-ice did not stop")
+		}
+		for _, s := range []string{key.Secret.Reveal(), srv.Token()} {
+			if strings.Contains(e.stderr.String()+e.stdout.String(), s) {
+				tb.Error("a secret reached the output")
+			}
+		}
+	})
+	return e
+}
+
+func (e *serveICEEnv) get(tb testing.TB, path, user string) (int, string) {
+	tb.Helper()
+	req, _ := http.NewRequest("GET", e.url+strings.TrimPrefix(path, "/"), nil)
+	if user != "" {
+		req.Header.Set("X-User", user)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// Item 11: health, readiness, metrics and one JSON log line per upstream failure.
+func TestServeICEOperability(t *testing.T) {
+	e := startServeICE(t, "--identity-header", "X-User", "--log-format", "json")
+	if code, _ := e.get(t, "/healthz", ""); code != 200 {
+		t.Errorf("/healthz: %d", code)
+	}
+	if code, body := e.get(t, "/readyz", ""); code != 200 {
+		t.Errorf("/readyz: %d %s", code, body)
+	}
+	for range 2 {
+		if code, body := e.get(t, "/", "alice"); code != 200 {
+			t.Fatalf("ICE: %d %s", code, body)
+		}
+	}
+	// Two faults: should /readyz come after the one-second backoff, its own probe fails too.
+	e.srv.InjectFault(turntest.Fault{Operation: "generateIceServers", Status: 500, Count: 2})
+	if code, _ := e.get(t, "/", "bob"); code != 502 {
+		t.Errorf("upstream 500: %d", code)
+	}
+	logs := e.stderr.String() // the failure is logged before it is answered
+	_, metrics := e.get(t, "/metrics", "")
+	if code, body := e.get(t, "/readyz", ""); code != 503 || !strings.Contains(body, "server") {
+		t.Errorf("/readyz after a failure: %d %s", code, body)
+	}
+	for _, want := range []string{
+		"cfturn_ice_mints_total 3", // start-up check, alice, bob
+		"cfturn_ice_cache_hits_total 1",
+		`cfturn_ice_upstream_errors_total{class="server"} 1`,
+		`cfturn_ice_refusals_total{reason="upstream_error"} 1`,
+		`cfturn_ice_mint_duration_seconds_count{class="ok"} 2`,
+		"cfturn_ice_upstream_in_flight 0",
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	var failures int
+	sc := bufio.NewScanner(strings.NewReader(logs))
+	for sc.Scan() {
+		var rec map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
+			t.Fatalf("log line is not JSON: %q", sc.Text())
+		}
+		if rec["msg"] == "turn: ICE handler: upstream failure" && rec["class"] == "server" {
+			failures++
+		}
+	}
+	if failures != 1 {
+		t.Errorf("%d upstream failure lines, want 1:\n%s", failures, logs)
+	}
+}
+
+// Item 10: a wrong key secret or an unreachable upstream fails before listening.
+func TestServeICEStartupCheck(t *testing.T) {
+	srv := turntest.NewServer()
+	defer srv.Close()
+	key := createKey(t, srv)
+	for name, env := range map[string]map[string]string{
+		"wrong secret": {"CFTURN_KEY_SECRET": strings.Repeat("0", 64)},
+		"no upstream":  {"CFTURN_KEY_SECRET": key.Secret},
+	} {
+		base := srv.APIBaseURL
+		if name == "no upstream" {
+			l, _ := net.Listen("tcp", "127.0.0.1:0")
+			base = "http://" + l.Addr().String() + "/client/v4"
+			l.Close()
+		}
+		var stdout, stderr syncBuffer
+		code := run(context.Background(), []string{"--base-url", base, "serve-ice", "--addr", "127.0.0.1:0", "--key-id", key.ID},
+			strings.NewReader(""), &stdout, &stderr, func(k string) string { return env[k] })
+		if code != 1 || !strings.Contains(stderr.String(), "start-up mint failed") || strings.Contains(stdout.String(), "http://") {
+			t.Errorf("%s: exit %d\nstdout: %s\nstderr: %s", name, code, stdout.String(), stderr.String())
+		}
+	}
+	// --skip-startup-check starts anyway and reports not ready once a mint fails.
+	e := startServeICE(t, "--skip-startup-check")
+	e.srv.InjectFault(turntest.Fault{Operation: "generateIceServers", Status: 401, Count: 2})
+	if code, _ := e.get(t, "/", ""); code != 502 {
+		t.Errorf("first request: %d", code)
+	}
+	if code, _ := e.get(t, "/readyz", ""); code != 503 {
+		t.Errorf("/readyz: %d", code)
+	}
+}
+
+// Item 10: values that used to start and fail open are refused with exit 2 and a clear message.
+func TestServeICEConfigChecks(t *testing.T) {
+	srv := turntest.NewServer()
+	defer srv.Close()
+	key := createKey(t, srv)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--ttl", "49h"}, "--ttl"},
+		{[]string{"--ttl", "0"}, "--ttl"},
+		{[]string{"--rate", "NaN"}, "--rate"},
+		{[]string{"--rate", "1e-9"}, "RatePerMinute"},
+		{[]string{"--rate", "+Inf"}, "RatePerMinute"},
+		{[]string{"--mint-rate", "NaN"}, "MintsPerSecond"},
+		{[]string{"--burst", "0"}, "--burst"},
+		{[]string{"--timeout", "-1s"}, "--timeout"},
+		{[]string{"--allow-origin", "http://localhost:3000/"}, `"http://localhost:3000"`},
+		{[]string{"--log-format", "xml"}, "--log-format"},
+		{[]string{"--allow-credentials", "--allow-origin", "*"}, "AllowCredentials"},
+	} {
+		r := cfturn(t, srv, map[string]string{"CFTURN_KEY_SECRET": key.Secret}, append([]string{"serve-ice", "--addr", "127.0.0.1:0", "--key-id", key.ID}, tc.args...)...)
+		if r.code != 2 || !strings.Contains(r.stderr, tc.want) || r.stdout != "" {
+			t.Errorf("%v: exit %d, stderr %q, stdout %q; want 2 naming %s", tc.args, r.code, r.stderr, r.stdout, tc.want)
+		}
+	}
+}
+
+// Item 10: --timeout 0 means the default everywhere, and the timeout bounds a half-sent body.
+func TestServeICETimeout(t *testing.T) {
+	e := startServeICE(t, "--timeout", "0")
+	if !strings.Contains(e.stderr.String(), "read_timeout=10s request_timeout=10s") {
+		t.Errorf("--timeout 0 did not mean the default for both:\n%s", e.stderr)
+	}
+	e = startServeICE(t, "--timeout", "300ms")
+	conn, err := net.Dial("tcp", strings.TrimSuffix(strings.TrimPrefix(e.url, "http://"), "/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	io.WriteString(conn, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nhalf")
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	// The server answers (the handler reads no body) and then drops the connection when the
+	// rest of the body does not come within the timeout.
+	if _, err := io.Copy(io.Discard, conn); err != nil {
+		t.Errorf("a half-sent body held the connection: %v", err)
+	}
+}

@@ -1,0 +1,148 @@
+// Package redisserver starts a real redis-server for tests: on a free loopback port, with
+// persistence off, in a temporary directory, stopped when the test ends.
+package redisserver
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Server is a running redis-server.
+type Server struct {
+	Addr string // host:port on loopback
+	dir  string
+	port int
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// Start starts redis-server for tb and stops it in tb.Cleanup. Without a redis-server binary the
+// test is skipped, except under CI (CI set), where it fails: CI installs the server.
+func Start(tb testing.TB) *Server {
+	tb.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		if os.Getenv("CI") != "" {
+			tb.Fatal("redis-server not installed (apt-get install redis-server); .ci/run installs it")
+		}
+		tb.Skip("redis-server not installed: apt-get install redis-server")
+	}
+	s := &Server{dir: tb.TempDir()}
+	if err := s.start(0); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(s.Stop)
+	return s
+}
+
+// start runs redis-server on port (0: a free one) and waits until it answers PING.
+func (s *Server) start(port int) error {
+	for try := 0; ; try++ {
+		p := port
+		if p == 0 {
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				return err
+			}
+			p = l.Addr().(*net.TCPAddr).Port
+			l.Close()
+		}
+		err := s.launch(p)
+		if err == nil {
+			return nil
+		}
+		// The port may have been taken between Close and redis binding it; try another.
+		if port != 0 || try == 4 {
+			return err
+		}
+	}
+}
+
+func (s *Server) launch(port int) error {
+	s.port = port
+	s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	s.cmd = exec.Command("redis-server",
+		"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--dir", s.dir,
+		"--logfile", filepath.Join(s.dir, "redis.log"), "--daemonize", "no")
+	if err := s.cmd.Start(); err != nil {
+		return fmt.Errorf("starting redis-server: %w", err)
+	}
+	s.done = make(chan struct{})
+	go func() { s.cmd.Wait(); close(s.done) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-s.done:
+			return fmt.Errorf("redis-server on port %d exited: %s", port, s.logTail())
+		default:
+		}
+		if ping(s.Addr) == nil {
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	s.Stop()
+	return fmt.Errorf("redis-server on port %d did not answer PING within 20s: %s", port, s.logTail())
+}
+
+// Stop kills the server (as a crash would) and waits for it to exit. It is safe to call twice.
+func (s *Server) Stop() {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	s.cmd.Process.Kill()
+	<-s.done
+}
+
+// Pause stops the server's process (SIGSTOP) without closing its connections, as a hung or
+// overloaded server looks to clients; Resume continues it.
+func (s *Server) Pause() error { return s.cmd.Process.Signal(syscall.SIGSTOP) }
+
+// Resume continues a paused server.
+func (s *Server) Resume() error { return s.cmd.Process.Signal(syscall.SIGCONT) }
+
+// Restart starts the server again on the same port, empty (persistence is off).
+func (s *Server) Restart() error {
+	s.Stop()
+	return s.launch(s.port)
+}
+
+func (s *Server) logTail() string {
+	b, _ := os.ReadFile(filepath.Join(s.dir, "redis.log"))
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return strings.Join(lines[max(0, len(lines)-5):], "\n")
+}
+
+func ping(addr string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(time.Second))
+	if _, err := c.Write([]byte("PING\r\n")); err != nil {
+		return err
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return err
+	}
+	if !strings.HasPrefix(line, "+PONG") {
+		return errors.New("unexpected answer to PING: " + strings.TrimSpace(line))
+	}
+	return nil
+}

@@ -1,0 +1,133 @@
+package turn
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"math"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+)
+
+// Reasons a request is refused, the label values of Stats.Refused.
+const (
+	refusedOrigin = iota
+	refusedMethod
+	refusedCrossSite
+	refusedUnauthorized
+	refusedNoIdentity
+	refusedIdentityTooLong
+	refusedRateLimited
+	refusedTooManyCallers
+	refusedMintBudget
+	refusedUpstreamBusy
+	refusedUpstreamDown
+	refusedUpstreamError
+	refusedStoreError
+	refusedClientGone
+	numRefusals
+)
+
+var refusalNames = [numRefusals]string{
+	"origin", "method", "cross_site", "unauthorized", "no_identity", "identity_too_long", "rate_limited",
+	"too_many_callers", "mint_budget", "upstream_busy", "upstream_down", "upstream_error", "store_error", "client_gone",
+}
+
+func (h *ICEHandler) count(reason int) { h.refused[reason].Add(1) }
+
+func (h *ICEHandler) log(ctx context.Context, level slog.Level, msg string, args ...any) {
+	if h.cfg.Logger != nil {
+		h.cfg.Logger.Log(ctx, level, msg, args...)
+	}
+}
+
+// refuse answers a refused request and logs it: 4xx at info and 5xx at warn level, at most one
+// line per reason per second with the number of refusals left unlogged since, because under
+// attack there is one refusal per attacking request. The metrics count every one.
+func (h *ICEHandler) refuse(w http.ResponseWriter, r *http.Request, reason, status int, msg string, retryAfter time.Duration) {
+	h.count(reason)
+	if h.cfg.Logger != nil {
+		h.logRefusal(r.Context(), reason, status)
+	}
+	if retryAfter > 0 {
+		w.Header().Set("Retry-After", h.retryAfter(retryAfter))
+	}
+	writeJSONError(w, status, msg)
+}
+
+func (h *ICEHandler) logRefusal(ctx context.Context, reason, status int) {
+	sample := &h.refusalLog[reason]
+	now := h.cfg.Now().UnixNano()
+	last := sample.last.Load()
+	if now-last < int64(time.Second) || !sample.last.CompareAndSwap(last, now) {
+		sample.suppressed.Add(1)
+		return
+	}
+	level := slog.LevelInfo
+	if status >= 500 {
+		level = slog.LevelWarn
+	}
+	h.cfg.Logger.Log(ctx, level, "turn: ICE handler: refused", "reason", refusalNames[reason], "status", status,
+		"unlogged_since", sample.suppressed.Swap(0))
+}
+
+// logSample limits refusal logging to one line per reason per second.
+type logSample struct{ last, suppressed atomic.Int64 }
+
+// retryAfter renders d for browsers: whole seconds, at least 1, at most RetryAfterMax.
+func (h *ICEHandler) retryAfter(d time.Duration) string {
+	secs := math.Ceil(min(d, h.cfg.RetryAfterMax).Seconds())
+	return strconv.Itoa(max(1, int(secs)))
+}
+
+// failed answers a mint that did not produce a credential.
+func (h *ICEHandler) failed(w http.ResponseWriter, r *http.Request, err error) {
+	var budget errBudget
+	var down errUpstreamDown
+	var apiErr *APIError
+	switch {
+	case errors.As(err, &budget):
+		h.refuse(w, r, refusedMintBudget, http.StatusServiceUnavailable, "mint budget spent, retry shortly", budget.wait)
+	case errors.Is(err, errBusy):
+		h.refuse(w, r, refusedUpstreamBusy, http.StatusServiceUnavailable, "upstream busy, retry shortly", time.Second)
+	case errors.As(err, &down):
+		h.refuse(w, r, refusedUpstreamDown, http.StatusServiceUnavailable, "upstream unavailable, retry shortly", down.wait)
+	case errors.Is(err, context.DeadlineExceeded):
+		h.refuse(w, r, refusedUpstreamError, http.StatusServiceUnavailable, "upstream slow, retry shortly", time.Second)
+	case errors.As(err, &apiErr) && (apiErr.StatusCode == http.StatusTooManyRequests || apiErr.StatusCode == http.StatusServiceUnavailable):
+		h.refuse(w, r, refusedUpstreamError, http.StatusServiceUnavailable, "upstream rate limited, retry shortly", max(time.Second, apiErr.RetryAfter))
+	default:
+		// Only the class reaches the browser; the log line was written by the mint.
+		h.refuse(w, r, refusedUpstreamError, http.StatusBadGateway, "upstream failed: "+errorClass(err), 0)
+	}
+}
+
+// storeFailed answers a request the store could not serve.
+func (h *ICEHandler) storeFailed(w http.ResponseWriter, r *http.Request, err error) {
+	h.log(r.Context(), slog.LevelWarn, "turn: ICE handler: store failed", "error", err.Error())
+	h.refuse(w, r, refusedStoreError, http.StatusServiceUnavailable, "temporarily unavailable, retry shortly", time.Second)
+}
+
+// classify names why a mint did not produce a credential, for logs.
+func (h *ICEHandler) classify(err error) string {
+	var budget errBudget
+	var down errUpstreamDown
+	switch {
+	case errors.As(err, &budget):
+		return "mint_budget"
+	case errors.Is(err, errBusy):
+		return "upstream_busy"
+	case errors.As(err, &down):
+		return "upstream_down"
+	}
+	return errorClass(err)
+}
+
+func writeJSONError(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(map[string]string{"error": msg})
+}

@@ -1,0 +1,115 @@
+package turn
+
+import (
+	"errors"
+	"math"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// bucket is a token bucket as a value: no goroutine, no clock of its own; callers pass the time,
+// so tests drive it with an injected clock.
+type bucket struct {
+	tokens float64
+	at     time.Time
+}
+
+// refill brings the bucket up to now.
+func (b *bucket) refill(lim ICELimit, now time.Time) {
+	if elapsed := now.Sub(b.at); elapsed > 0 {
+		b.tokens = min(float64(lim.Burst), b.tokens+elapsed.Seconds()*lim.PerSecond)
+		b.at = now
+	}
+}
+
+// take spends one token, or returns how long until one is available.
+func (b *bucket) take(lim ICELimit, now time.Time) time.Duration {
+	b.refill(lim, now)
+	if b.tokens >= 1 {
+		b.tokens--
+		return 0
+	}
+	// The limits are checked at construction, so this is finite and at least a nanosecond.
+	return max(time.Nanosecond, time.Duration(math.Ceil((1-b.tokens)/lim.PerSecond*float64(time.Second))))
+}
+
+func (b *bucket) refund(lim ICELimit, now time.Time) {
+	b.refill(lim, now)
+	b.tokens = min(float64(lim.Burst), b.tokens+1)
+}
+
+func (b *bucket) full(lim ICELimit, now time.Time) bool {
+	b.refill(lim, now)
+	return b.tokens >= float64(lim.Burst)
+}
+
+// breaker remembers a failing upstream for all callers: after a failure no mint is sent until
+// the backoff (the upstream's Retry-After, clamped) has passed, and then only one probe at a time
+// until one succeeds.
+type breaker struct {
+	mu        sync.Mutex
+	failing   bool
+	probing   bool
+	downUntil time.Time
+	lastClass string
+}
+
+// errUpstreamDown refuses a mint while the upstream is remembered as failing.
+type errUpstreamDown struct{ wait time.Duration }
+
+func (e errUpstreamDown) Error() string { return "upstream failing recently; not asking again yet" }
+
+// allow reports whether a mint may be sent now.
+func (br *breaker) allow(now time.Time) error {
+	br.mu.Lock()
+	defer br.mu.Unlock()
+	switch {
+	case !br.failing:
+		return nil
+	case now.Before(br.downUntil):
+		return errUpstreamDown{br.downUntil.Sub(now)}
+	case br.probing:
+		return errUpstreamDown{time.Second}
+	}
+	br.probing = true
+	return nil
+}
+
+// done records a mint's outcome; backoff is how long to hold off after a failure.
+func (br *breaker) done(now time.Time, err error, backoff time.Duration) {
+	br.mu.Lock()
+	defer br.mu.Unlock()
+	br.probing = false
+	if err == nil {
+		br.failing = false
+		return
+	}
+	br.failing, br.lastClass = true, errorClass(err)
+	br.downUntil = now.Add(backoff)
+}
+
+// state returns whether the upstream is failing and the class of the last failure.
+func (br *breaker) state() (bool, string) {
+	br.mu.Lock()
+	defer br.mu.Unlock()
+	return br.failing, br.lastClass
+}
+
+// upstreamBackoff is how long the handler holds off after err: the upstream's Retry-After on 429
+// and 503, else one second; never less than a second nor more than ceiling.
+func upstreamBackoff(err error, ceiling time.Duration) time.Duration {
+	var apiErr *APIError
+	d := time.Second
+	if errors.As(err, &apiErr) && (apiErr.StatusCode == http.StatusTooManyRequests || apiErr.StatusCode == http.StatusServiceUnavailable) && apiErr.RetryAfter > d {
+		d = apiErr.RetryAfter
+	}
+	return min(d, ceiling)
+}
+
+// cancelProbe gives up a probe that was allowed but not sent.
+func (br *breaker) cancelProbe() {
+	br.mu.Lock()
+	br.probing = false
+	br.mu.Unlock()
+}

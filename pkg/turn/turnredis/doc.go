@@ -1,0 +1,37 @@
+// Package turnredis lets several turn.ICEHandler replicas share one view through Redis: the
+// cached credential of each identity, one mint per identity per refresh window across all
+// replicas, the per-identity rate limits and the handler-wide mint budget.
+//
+//	rdb, err := turnredis.NewClient(os.Getenv("CFTURN_REDIS_URL")) // redis:// or rediss://
+//	store, err := turnredis.New(rdb, turnredis.Options{KeyID: keyID, KeySecret: secret})
+//	defer store.Close()
+//	h, err := turn.NewICEHandler(turn.ICEHandlerConfig{..., Store: store})
+//
+// # What Redis holds
+//
+// Per identity (as a 16-byte digest, never the identity itself): the credential, sealed with
+// AES-256-GCM under a key derived by HKDF-SHA256 from the TURN key's secret, expiring with the
+// credential; a GCRA limiter value, expiring when the caller's bucket is full again; and, while a
+// mint runs, a lease (SET NX with LeaseTTL). One more GCRA value holds the mint budget. Read
+// access to Redis alone yields no usable TURN credential.
+//
+// # Cost per request
+//
+// A warm hit (the identity's credential is in this replica's local layer, for LocalTTL) makes
+// no round trip: the replica takes a quarter of the caller's burst (1 to 64 tokens) from Redis at
+// once and spends them on the next hits, giving back what is unspent after ReserveIdle. Tokens
+// are only ever taken from Redis, so the limits hold exactly across replicas; a reserve can make
+// another replica refuse a caller up to that many requests early. A cold request costs the
+// limiter script and one GET; the replica that mints adds SET NX (the lease), the mint-budget
+// script, SET and PEXPIREAT of the sealed credential, and the lease release; replicas waiting on
+// another's mint poll GET and EXISTS in one pipeline, from 10ms to 200ms apart.
+//
+// # When Redis fails
+//
+// Each operation is bounded by Options.Timeout. A failure switches the replica to its local
+// state (logged once; Healthy reports false) and Redis is tried again after RetryAfter. On local
+// state each replica caches, mints and limits on its own: a caller spread over N replicas can get
+// up to N credentials and N times its rate limit, and the mint budget becomes N times its value,
+// as without Redis. Browsers are never failed for it. When Redis answers again the replicas use
+// it again; what they minted meanwhile is not copied back.
+package turnredis

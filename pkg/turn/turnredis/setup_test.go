@@ -1,0 +1,162 @@
+package turnredis_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cfturn/cfturn/internal/redisserver"
+	"github.com/cfturn/cfturn/pkg/turn"
+	"github.com/cfturn/cfturn/pkg/turn/turnredis"
+	"github.com/cfturn/cfturn/pkg/turn/turntest"
+	"github.com/redis/go-redis/v9"
+)
+
+// cluster is one fake Cloudflare, one real redis-server and the TURN key the replicas share.
+type cluster struct {
+	fake  *turntest.Server
+	redis *redisserver.Server
+	key   turn.KeyWithSecret
+	logs  *syncBuffer
+}
+
+func newCluster(t *testing.T) *cluster {
+	t.Helper()
+	fake := turntest.NewServer()
+	t.Cleanup(fake.Close)
+	key, err := fake.Client().CreateKey(context.Background(), turn.CreateKeyParams{Name: "replicas"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &cluster{fake: fake, redis: redisserver.Start(t), key: key, logs: &syncBuffer{}}
+	t.Cleanup(func() {
+		if s := c.logs.String(); bytes.Contains([]byte(s), []byte(key.Secret.Reveal())) {
+			t.Errorf("the key secret reached the logs")
+		}
+	})
+	return c
+}
+
+// replica is one ICEHandler with its own Redis-backed store, served on loopback.
+type replica struct {
+	store   *turnredis.Store
+	handler *turn.ICEHandler
+	srv     *httptest.Server
+	rdb     *redis.Client
+}
+
+func (c *cluster) replica(t *testing.T, cfg turn.ICEHandlerConfig, o turnredis.Options) *replica {
+	t.Helper()
+	rdb, err := turnredis.NewClient("redis://" + c.redis.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rdb.Close() })
+	var store *turnredis.Store
+	o.KeyID, o.KeySecret = c.key.ID, c.key.Secret
+	if o.Timeout == 0 {
+		// Generous for a loaded 2-core machine under -race; TestRedisSlow covers a short one.
+		o.Timeout = 5 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = newLogger(c.logs)
+	}
+	store, err = turnredis.New(rdb, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	cfg.Client, cfg.KeyID, cfg.KeySecret, cfg.Store = c.fake.Client(), c.key.ID, c.key.Secret, store
+	if cfg.IdentityHeader == "" {
+		cfg.IdentityHeader = "X-User"
+	}
+	cfg.Logger = newLogger(c.logs)
+	h, err := turn.NewICEHandler(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return &replica{store: store, handler: h, srv: srv, rdb: rdb}
+}
+
+// get asks r for user's credentials and returns the status and body.
+func (r *replica) get(t *testing.T, user string) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, r.srv.URL, nil)
+	req.Header.Set("X-User", user)
+	res, err := r.srv.Client().Do(req)
+	if err != nil {
+		t.Errorf("GET as %s: %v", user, err)
+		return 0, nil
+	}
+	defer res.Body.Close()
+	var b bytes.Buffer
+	b.ReadFrom(res.Body)
+	return res.StatusCode, b.Bytes()
+}
+
+func (c *cluster) mints() int { return c.fake.Requests()["generateIceServers"] }
+
+// eventually polls cond every 10ms for up to 20s.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatalf("timed out waiting until %s", what)
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// identityKey is the hex of the store key the handler uses for identity: the first 16 bytes of
+// its SHA-256 (the handler never hands identities themselves to a store).
+func identityKey(t *testing.T, _ *replica, identity string) string {
+	t.Helper()
+	sum := sha256.Sum256([]byte(identity))
+	return hex.EncodeToString(sum[:16])
+}
+
+func hexDecode(s string) (string, error) {
+	b, err := hex.DecodeString(s)
+	return string(b), err
+}
+
+// username is the TURN username in an ICEHandler answer.
+func username(t *testing.T, body []byte) string {
+	t.Helper()
+	var ice turn.ICEServers
+	if err := ice.UnmarshalJSON(body); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range ice.Servers {
+		if s.Username != "" {
+			return s.Username
+		}
+	}
+	t.Fatalf("no TURN username in %s", body)
+	return ""
+}

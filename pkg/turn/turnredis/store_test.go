@@ -1,0 +1,387 @@
+package turnredis_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cfturn/cfturn/pkg/turn"
+	"github.com/cfturn/cfturn/pkg/turn/turnredis"
+	"github.com/cfturn/cfturn/pkg/turn/turntest"
+	"github.com/redis/go-redis/v9"
+)
+
+// Three replicas share one Redis; requests for 300 identities go round-robin over them, three
+// rounds, each round concurrent. Every identity is minted once, whichever replica it reaches.
+func TestReplicasMintOncePerIdentity(t *testing.T) {
+	c := newCluster(t)
+	cfg := turn.ICEHandlerConfig{RatePerMinute: -1, MintsPerSecond: 10000, MintBurst: 1000, MaxInFlight: 512}
+	replicas := []*replica{c.replica(t, cfg, turnredis.Options{}), c.replica(t, cfg, turnredis.Options{}), c.replica(t, cfg, turnredis.Options{})}
+	// A slow upstream makes the replicas' flights for one identity overlap.
+	c.fake.InjectFault(turntest.Fault{Operation: "generateIceServers", Delay: 50 * time.Millisecond, Count: 300})
+
+	bodies := make(map[string]map[string]bool)
+	var mu sync.Mutex
+	for round := range 3 {
+		var wg sync.WaitGroup
+		for i := range 300 {
+			user := fmt.Sprintf("user-%d", i)
+			r := replicas[(i+round)%3]
+			wg.Go(func() {
+				code, body := r.get(t, user)
+				if code != http.StatusOK {
+					t.Errorf("round %d %s: %d %s", round, user, code, body)
+					return
+				}
+				mu.Lock()
+				if bodies[user] == nil {
+					bodies[user] = map[string]bool{}
+				}
+				bodies[user][string(body)] = true
+				mu.Unlock()
+			})
+		}
+		wg.Wait()
+	}
+	if n := c.mints(); n != 300 {
+		t.Errorf("%d upstream mints for 300 identities on 3 replicas, want 300", n)
+	}
+	for user, b := range bodies {
+		if len(b) != 1 {
+			t.Errorf("%s got %d different credentials, want 1", user, len(b))
+		}
+	}
+}
+
+// The per-identity limit and the handler-wide mint budget hold across replicas: a caller who
+// spreads requests over three replicas gets one burst, not three; rotating identities over three
+// replicas gets one mint budget.
+func TestLimitsHoldAcrossReplicas(t *testing.T) {
+	c := newCluster(t)
+	cfg := turn.ICEHandlerConfig{RatePerMinute: 0.1, Burst: 5, MintsPerSecond: 0.01, MintBurst: 20}
+	replicas := []*replica{c.replica(t, cfg, turnredis.Options{}), c.replica(t, cfg, turnredis.Options{}), c.replica(t, cfg, turnredis.Options{})}
+
+	ok := 0
+	for i := range 30 {
+		if code, _ := replicas[i%3].get(t, "mallory"); code == http.StatusOK {
+			ok++
+		}
+	}
+	if ok != 5 {
+		t.Errorf("one identity over 3 replicas: %d answers, want the burst of 5", ok)
+	}
+
+	ok = 0
+	for i := range 90 {
+		if code, _ := replicas[i%3].get(t, fmt.Sprintf("rotating-%d", i)); code == http.StatusOK {
+			ok++
+		}
+	}
+	// mallory's one mint came out of the same budget of 20.
+	if ok != 19 || c.mints() != 20 {
+		t.Errorf("rotating identities over 3 replicas: %d answers, %d mints; want 19 and the budget of 20", ok, c.mints())
+	}
+}
+
+// A replica takes tokens ahead for a warm caller, so its hits skip Redis; they count against the
+// shared limit at once, and what the caller does not spend there goes back after ReserveIdle.
+func TestReservedTokensCountAndGoBack(t *testing.T) {
+	c := newCluster(t)
+	cfg := turn.ICEHandlerConfig{RatePerMinute: 0.1, Burst: 8}
+	a := c.replica(t, cfg, turnredis.Options{ReserveIdle: 50 * time.Millisecond})
+	b := c.replica(t, cfg, turnredis.Options{ReserveIdle: time.Hour})
+	for range 2 { // the first mints; the second, warm, takes 2 tokens (a quarter of 8)
+		if code, _ := a.get(t, "erin"); code != http.StatusOK {
+			t.Fatal(code)
+		}
+	}
+	calls := a.store.Stats().RedisCalls
+	if code, _ := a.get(t, "erin"); code != http.StatusOK {
+		t.Fatal(code)
+	}
+	if n := a.store.Stats().RedisCalls - calls; n != 0 {
+		t.Errorf("a warm hit on a reserved token made %d Redis calls, want 0", n)
+	}
+	// 3 spent on a, none left in reserve: b gets the other 5, however they are split.
+	ok := 0
+	for range 10 {
+		if code, _ := b.get(t, "erin"); code == http.StatusOK {
+			ok++
+		}
+	}
+	if ok != 5 {
+		t.Errorf("b answered %d, want the 5 left of the burst of 8", ok)
+	}
+
+	// On a fresh caller, a takes 1 token (cold) then 2 (warm) and spends 1 of them: Redis
+	// counts 3 (a TAT 3 intervals of 600s ahead) until a, idle, gives the unspent one back.
+	for range 2 {
+		if code, _ := a.get(t, "frank"); code != http.StatusOK {
+			t.Fatal(code)
+		}
+	}
+	rateKey := turnredis.DefaultPrefix + c.key.ID + ":rate:" + identityKey(t, a, "frank")
+	ahead := func() time.Duration { d, _ := a.rdb.PTTL(context.Background(), rateKey).Result(); return d }
+	eventually(t, "a gives back frank's unspent token", func() bool {
+		d := ahead()
+		return d > 1100*time.Second && d <= 1200*time.Second
+	})
+}
+
+// What Redis holds does not give away a credential: the username and password appear nowhere in
+// it, and the sealed value does not open with another TURN key's secret.
+func TestCredentialsSealedAtRest(t *testing.T) {
+	c := newCluster(t)
+	r := c.replica(t, turn.ICEHandlerConfig{}, turnredis.Options{})
+	code, body := r.get(t, "alice")
+	if code != http.StatusOK {
+		t.Fatalf("%d %s", code, body)
+	}
+	var ice turn.ICEServers
+	if err := ice.UnmarshalJSON(body); err != nil {
+		t.Fatal(err)
+	}
+	var secrets []string
+	for _, s := range ice.Servers {
+		if s.Username != "" {
+			secrets = append(secrets, s.Username, s.Credential.Reveal())
+		}
+	}
+	if len(secrets) == 0 {
+		t.Fatalf("no TURN credential in %s", body)
+	}
+
+	ctx := context.Background()
+	keys, err := r.rdb.Keys(ctx, "*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var creds []string
+	for _, k := range keys {
+		for _, s := range append(secrets, c.key.Secret.Reveal(), "alice") {
+			if strings.Contains(k, s) {
+				t.Errorf("Redis key %q holds a secret or the identity", k)
+			}
+		}
+		if typ, _ := r.rdb.Type(ctx, k).Result(); typ != "string" {
+			continue
+		}
+		v, _ := r.rdb.Get(ctx, k).Bytes()
+		for _, s := range secrets {
+			if bytes.Contains(v, []byte(s)) {
+				t.Errorf("Redis value of %q holds a credential in the clear", k)
+			}
+		}
+		if strings.Contains(k, ":cred:") {
+			creds = append(creds, k)
+			ttl, _ := r.rdb.PTTL(ctx, k).Result()
+			if ttl <= 0 || ttl > 24*time.Hour {
+				t.Errorf("credential %q expires in %v, want with the credential (24h)", k, ttl)
+			}
+		}
+	}
+	if len(creds) != 1 {
+		t.Fatalf("%d sealed credentials in Redis (%q), want 1", len(creds), keys)
+	}
+
+	// Another TURN key's store, reading the same Redis key, finds nothing it can open.
+	other, err := turnredis.New(r.rdb, turnredis.Options{KeyID: c.key.ID, KeySecret: turn.NewSecret(strings.Repeat("x", 64))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	id := strings.TrimPrefix(creds[0], turnredis.DefaultPrefix+c.key.ID+":cred:")
+	key, _ := hexDecode(id)
+	if got, err := other.Credential(ctx, key); got != nil || err != nil {
+		t.Errorf("a store with another secret opened the credential: %v %v", got, err)
+	}
+}
+
+// Dropping an identity on one replica stops every replica serving it, and it is minted anew.
+func TestDropReachesEveryReplica(t *testing.T) {
+	c := newCluster(t)
+	a := c.replica(t, turn.ICEHandlerConfig{}, turnredis.Options{LocalTTL: time.Hour})
+	b := c.replica(t, turn.ICEHandlerConfig{}, turnredis.Options{LocalTTL: time.Hour})
+	_, first := a.get(t, "bob")
+	if _, fromB := b.get(t, "bob"); !bytes.Equal(first, fromB) {
+		t.Fatal("replica b did not share a's credential")
+	}
+	if err := a.handler.Drop(context.Background(), "bob", true); err != nil {
+		t.Fatal(err)
+	}
+	// b learns of the drop through Redis's channel; its local layer would otherwise keep it an hour.
+	eventually(t, "replica b stops serving the dropped credential", func() bool {
+		_, body := b.get(t, "bob")
+		return !bytes.Equal(body, first)
+	})
+	if n := c.mints(); n != 2 {
+		t.Errorf("%d mints, want 2 (the first and one after the drop)", n)
+	}
+	if !c.fake.Revoked(username(t, first)) {
+		t.Errorf("the dropped credential was not revoked upstream")
+	}
+}
+
+// A replica that dies holding a mint lease holds that identity's minting off only until the
+// lease expires.
+func TestCrashedMinterLeaseExpires(t *testing.T) {
+	c := newCluster(t)
+	r := c.replica(t, turn.ICEHandlerConfig{}, turnredis.Options{LeaseTTL: 500 * time.Millisecond})
+	// Another replica took the lease for "carol" and crashed.
+	key := identityKey(t, r, "carol")
+	if err := r.rdb.Set(context.Background(), turnredis.DefaultPrefix+c.key.ID+":lease:"+key, "crashed", 500*time.Millisecond).Err(); err != nil {
+		t.Fatal(err)
+	}
+	code, _ := r.get(t, "carol")
+	if code != http.StatusServiceUnavailable && code != http.StatusBadGateway {
+		t.Errorf("while the dead replica's lease holds: %d, want 503 or 502", code)
+	}
+	eventually(t, "carol is minted after the lease expired", func() bool {
+		code, _ := r.get(t, "carol")
+		return code == http.StatusOK
+	})
+	if n := c.mints(); n != 1 {
+		t.Errorf("%d mints, want 1", n)
+	}
+}
+
+// Redis dying mid-run fails no browser: every answer is 200 or an honest 429/503 while it is down,
+// the outage is logged once, and when it is back the replicas use it again without a restart.
+func TestRedisDownAndBack(t *testing.T) {
+	c := newCluster(t)
+	cfg := turn.ICEHandlerConfig{RatePerMinute: -1, MintsPerSecond: 10000, MintBurst: 1000}
+	o := turnredis.Options{RetryAfter: 100 * time.Millisecond}
+	replicas := []*replica{c.replica(t, cfg, o), c.replica(t, cfg, o), c.replica(t, cfg, o)}
+
+	ask := func(round int, n int) (codes map[int]int) {
+		codes = map[int]int{}
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for i := range n {
+			r := replicas[(i+round)%3]
+			wg.Go(func() {
+				code, body := r.get(t, fmt.Sprintf("user-%d", i))
+				if code != http.StatusOK && code != http.StatusTooManyRequests && code != http.StatusServiceUnavailable {
+					t.Errorf("round %d: %d %s", round, code, body)
+				}
+				mu.Lock()
+				codes[code]++
+				mu.Unlock()
+			})
+		}
+		wg.Wait()
+		return codes
+	}
+	if codes := ask(0, 100); codes[http.StatusOK] != 100 {
+		t.Fatalf("with Redis up: %v", codes)
+	}
+	c.redis.Stop()
+	for round := 1; round <= 3; round++ {
+		codes := ask(round, 150) // 100 cached identities and 50 new ones
+		if codes[http.StatusOK] < 100 {
+			t.Errorf("Redis down, round %d: %v; want the cached identities served", round, codes)
+		}
+	}
+	for _, r := range replicas {
+		if r.store.Healthy() {
+			t.Error("a replica reports Redis healthy while it is down")
+		}
+	}
+	if n := strings.Count(c.logs.String(), "Redis unavailable"); n < 1 || n > 3 {
+		t.Errorf("%d 'Redis unavailable' records from 3 replicas, want one each at most", n)
+	}
+
+	if err := c.redis.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "every replica uses Redis again", func() bool {
+		ask(4, 10)
+		for _, r := range replicas {
+			if !r.store.Healthy() {
+				return false
+			}
+		}
+		return true
+	})
+	// Converged: a new identity minted on one replica is served by the others without a mint.
+	before := c.mints()
+	if code, _ := replicas[0].get(t, "after-restart"); code != http.StatusOK {
+		t.Fatal(code)
+	}
+	replicas[1].get(t, "after-restart")
+	replicas[2].get(t, "after-restart")
+	if n := c.mints() - before; n != 1 {
+		t.Errorf("after Redis came back: %d mints for one identity on 3 replicas, want 1", n)
+	}
+	if n := strings.Count(c.logs.String(), "Redis is back"); n != 3 {
+		t.Errorf("%d 'Redis is back' records, want one per replica", n)
+	}
+}
+
+// A Redis that hangs costs a request at most Timeout, after which the replica answers from local
+// state without waiting on Redis again until RetryAfter has passed.
+func TestRedisSlow(t *testing.T) {
+	c := newCluster(t)
+	r := c.replica(t, turn.ICEHandlerConfig{RatePerMinute: -1}, turnredis.Options{Timeout: 100 * time.Millisecond, RetryAfter: time.Hour, LocalTTL: time.Nanosecond})
+	if code, _ := r.get(t, "dave"); code != http.StatusOK {
+		t.Fatal(code)
+	}
+	if err := c.redis.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	defer c.redis.Resume()
+	start := time.Now()
+	for range 20 {
+		if code, body := r.get(t, "dave"); code != http.StatusOK {
+			t.Fatalf("Redis hung: %d %s", code, body)
+		}
+	}
+	// One operation waits out the timeout; the others skip Redis. The bound is loose for a
+	// loaded machine, but 20 requests each waiting on Redis would take 2s or more.
+	if took := time.Since(start); took > 1500*time.Millisecond {
+		t.Errorf("20 requests took %v with Redis hung", took)
+	}
+	if r.store.Healthy() {
+		t.Error("Healthy while Redis hangs")
+	}
+	st := r.store.Stats()
+	if st.RedisFailures < 1 {
+		t.Errorf("stats %+v: want the timeout counted", st)
+	}
+}
+
+func TestNewChecksOptions(t *testing.T) {
+	rdb, err := turnredis.NewClient("redis://127.0.0.1:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rdb.Close()
+	for _, tc := range []struct {
+		o    turnredis.Options
+		want string
+	}{
+		{turnredis.Options{}, "KeyID and KeySecret are required"},
+		{turnredis.Options{KeyID: "k", KeySecret: turn.NewSecret("s"), Timeout: -1}, "must not be negative"},
+		{turnredis.Options{KeyID: "k", KeySecret: turn.NewSecret("s"), LocalEntries: -1}, "must not be negative"},
+	} {
+		if _, err := turnredis.New(rdb, tc.o); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: %v, want %q", tc.o, err, tc.want)
+		}
+	}
+	if _, err := turnredis.New(nil, turnredis.Options{KeyID: "k", KeySecret: turn.NewSecret("s")}); err == nil {
+		t.Error("a nil client was accepted")
+	}
+	plain := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	defer plain.Close()
+	if _, err := turnredis.New(plain, turnredis.Options{KeyID: "k", KeySecret: turn.NewSecret("s")}); err == nil || !strings.Contains(err.Error(), "ContextTimeoutEnabled") {
+		t.Errorf("a client without context timeouts: %v", err)
+	}
+	if _, err := turnredis.NewClient("redis://user:hunter2@[::1"); err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("a bad URL: %v; want an error that does not quote the password", err)
+	}
+}
