@@ -71,7 +71,8 @@ type iceEnv struct {
 // clock and a debug logger. The caller identity is the X-User header.
 func iceSetup(t *testing.T, cfg turn.ICEHandlerConfig) *iceEnv {
 	t.Helper()
-	e := setup(t)
+	// The older URL set, with port-53 URLs, so that what the handler filters is there to filter.
+	e := setupFake(t, turntest.New(turntest.WithLegacyICEURLs()))
 	key, err := e.client.CreateKey(context.Background(), turn.CreateKeyParams{Name: "ice-handler"})
 	if err != nil {
 		t.Fatal(err)
@@ -269,7 +270,7 @@ func TestICEHandlerRateLimit(t *testing.T) {
 // Item 10: configuration is checked before anything is served.
 func TestNewICEHandlerValidates(t *testing.T) {
 	c, _ := turn.NewClient(turn.WithGetenv(nil))
-	secret := turn.NewSecret("s")
+	secret := turn.NewSecret(strings.Repeat("s", 64))
 	ok := turn.ICEHandlerConfig{Client: c, KeyID: testKeyID, KeySecret: secret}
 	for name, change := range map[string]func(*turn.ICEHandlerConfig){
 		"no client":                   func(c *turn.ICEHandlerConfig) { c.Client = nil },

@@ -27,7 +27,12 @@ type env struct {
 // fast retries. Extra options are applied last.
 func setup(t *testing.T, opts ...turn.Option) *env {
 	t.Helper()
-	fake := turntest.New()
+	return setupFake(t, turntest.New(), opts...)
+}
+
+// setupFake is setup with a fake made with options of its own.
+func setupFake(t *testing.T, fake *turntest.Fake, opts ...turn.Option) *env {
+	t.Helper()
 	ts := httptest.NewServer(http.StripPrefix(prefix, fake.Handler()))
 	t.Cleanup(ts.Close)
 	e := &env{
