@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cfturn/cfturn/pkg/turn"
+	"github.com/cfturn/cfturn/pkg/turn/turnredis"
 )
 
 // serveICEOptions are serve-ice's flags that are not handler fields.
@@ -26,6 +27,8 @@ type serveICEOptions struct {
 	maxHeader   int
 	shutdownMax time.Duration
 	examplePage bool
+	redisURL    string
+	store       *turnredis.Store // set when Redis is in use
 }
 
 func (a *app) serveICECommand() *cobra.Command {
@@ -45,9 +48,11 @@ address, which behind a load balancer is the balancer's.
 
 Limits: --rate/--burst per caller, --mint-rate/--mint-burst for upstream mints in all; see the
 README for what each defends. /healthz answers while the process runs, /readyz while the upstream
-answered its last call, /metrics serves Prometheus metrics. It mints once at start-up so a wrong
-key or an unreachable upstream fails at once (--skip-startup-check to start anyway). Logs go to
-stderr. Ctrl-C stops it after answering the requests in flight.`,
+answered its last call, /metrics serves Prometheus metrics. Several replicas share their cache and
+limits through Redis with --redis-url or CFTURN_REDIS_URL; if Redis fails, each goes on alone. It
+mints once at start-up so a wrong key or an unreachable upstream fails at once
+(--skip-startup-check to start anyway). Logs go to stderr. Ctrl-C stops it after answering the
+requests in flight.`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			logger, err := newLogger(a.stderr, o.logFormat, o.logLevel)
@@ -62,6 +67,14 @@ stderr. Ctrl-C stops it after answering the requests in flight.`,
 				return err
 			}
 			cfg.Client, cfg.KeyID, cfg.KeySecret, cfg.AllowedOrigins, cfg.Logger = c, flags.keyID, secret, o.origins, logger
+			store, closeStore, err := a.sharedStore(o.redisURL, flags.keyID, secret, logger)
+			if err != nil {
+				return err
+			}
+			defer closeStore()
+			if store != nil {
+				cfg.Store, o.store = store, store
+			}
 			m := newICEMetrics()
 			cfg.OnMint = m.observeMint
 			h, err := turn.NewICEHandler(cfg)
@@ -69,6 +82,9 @@ stderr. Ctrl-C stops it after answering the requests in flight.`,
 				return err
 			}
 			m.register(h)
+			if store != nil {
+				m.reg.MustRegister(newRedisCollector(store))
+			}
 			if !o.skipCheck {
 				if err := h.CheckUpstream(cmd.Context()); err != nil {
 					return fmt.Errorf("start-up mint failed, not serving: %w (check --key-id, the key secret and --ice-base-url, or pass --skip-startup-check)", err)
@@ -95,6 +111,7 @@ stderr. Ctrl-C stops it after answering the requests in flight.`,
 	f.BoolVar(&cfg.RefuseCrossSiteGET, "refuse-cross-site-get", false, "refuse GETs a browser sent for another site (Sec-Fetch-Site) without CORS")
 	f.BoolVar(&cfg.KeepPort53, "keep-port-53", false, "keep port-53 URLs, which browsers block")
 	f.BoolVar(&o.examplePage, "example-page", false, "also serve the browser example page at "+examplePagePath+" (it tests TURN with these credentials)")
+	f.StringVar(&o.redisURL, "redis-url", "", "share cache and limits with other replicas through Redis: redis://[user@]host:port/db or rediss:// (default $"+redisURLEnv+"; put a password there, not here)")
 	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.BoolVar(&o.skipCheck, "skip-startup-check", false, "start without minting once first")
@@ -151,11 +168,19 @@ func (a *app) serveICE(ctx context.Context, o serveICEOptions, cfg turn.ICEHandl
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		// Redis being down never makes a replica unready: it serves on local state.
+		redisState := ""
+		if o.store != nil {
+			redisState = "; redis: up"
+			if !o.store.Healthy() {
+				redisState = "; redis: down, serving on local state"
+			}
+		}
 		if err := h.Ready(r.Context()); err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			http.Error(w, err.Error()+redisState, http.StatusServiceUnavailable)
 			return
 		}
-		fmt.Fprintln(w, "ready")
+		fmt.Fprintln(w, "ready"+redisState)
 	})
 	mux.Handle("GET /metrics", m.handler())
 	mux.Handle("/", h)

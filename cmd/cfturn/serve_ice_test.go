@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"regexp"
@@ -32,10 +33,18 @@ func startServeICE(tb testing.TB, args ...string) *serveICEEnv {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	return startServeICEOn(tb, srv, key, nil, args...)
+}
+
+// startServeICEOn runs serve-ice in-process against srv with key, and env besides the key's
+// secret, until the test ends.
+func startServeICEOn(tb testing.TB, srv *turntest.Server, key turn.KeyWithSecret, extraEnv map[string]string, args ...string) *serveICEEnv {
+	tb.Helper()
 	e := &serveICEEnv{srv: srv, key: key, stdout: &syncBuffer{}, stderr: &syncBuffer{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	env := map[string]string{"CFTURN_KEY_SECRET": key.Secret.Reveal()}
+	maps.Copy(env, extraEnv)
 	go func() {
 		done <- run(ctx, append([]string{"--base-url", srv.APIBaseURL, "serve-ice", "--addr", "127.0.0.1:0", "--key-id", key.ID}, args...),
 			strings.NewReader(""), e.stdout, e.stderr, func(k string) string { return env[k] })

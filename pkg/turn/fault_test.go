@@ -110,7 +110,7 @@ func faultRows(redirect string) []faultRow {
 		{
 			// The per-attempt timeout leaves room for a normal answer on a loaded machine under the
 			// race detector; the fault's delay is far past it.
-			name: "slow server past the timeout", fault: turntest.Fault{Delay: 10 * time.Second},
+			name: "slow server past the timeout", fault: turntest.Fault{Delay: 4 * time.Second},
 			opts:  []turn.Option{turn.WithTimeout(time.Second)},
 			other: retried, create: outcome{context.DeadlineExceeded, 1}, except: goneOnRetry,
 		},

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/url"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/cfturn/cfturn/pkg/turn"
+	"github.com/cfturn/cfturn/pkg/turn/turnredis"
+)
+
+// redisURLEnv names the environment variable serve-ice reads the Redis URL from, so that a
+// password in it is not on the command line for ps to show.
+const redisURLEnv = "CFTURN_REDIS_URL"
+
+// sharedStore connects serve-ice to Redis when --redis-url or CFTURN_REDIS_URL names one, and
+// returns the store and a function that closes it; with neither, it returns nil (the handler's
+// in-memory store). Redis being down at start is not an error: the replica starts on local state
+// and joins the others when Redis answers.
+func (a *app) sharedStore(flagURL string, keyID string, secret turn.Secret, logger *slog.Logger) (*turnredis.Store, func(), error) {
+	raw, from := flagURL, "--redis-url"
+	if raw == "" {
+		raw, from = a.getenv(redisURLEnv), redisURLEnv
+	}
+	if raw == "" {
+		return nil, func() {}, nil
+	}
+	if u, err := url.Parse(raw); err == nil && from == "--redis-url" {
+		if _, hasPassword := u.User.Password(); hasPassword {
+			logger.Warn("cfturn serve-ice: --redis-url holds a password, which ps shows to every user; set " + redisURLEnv + " instead")
+		}
+	}
+	rdb, err := turnredis.NewClient(raw)
+	if err != nil {
+		return nil, nil, usagef("%s: %v", from, err)
+	}
+	// go-redis logs connection failures itself; the store logs each change of state once.
+	redis.SetLogger(quietRedisLogger{logger})
+	store, err := turnredis.New(rdb, turnredis.Options{KeyID: keyID, KeySecret: secret, Logger: logger})
+	if err != nil {
+		rdb.Close()
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), turnredis.DefaultTimeout*4)
+	defer cancel()
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		logger.Warn("cfturn serve-ice: Redis does not answer; starting on local state, shared state resumes when it does", "error", err.Error())
+	} else {
+		logger.Info("cfturn serve-ice: sharing cache and limits through Redis", "addr", rdb.Options().Addr, "tls", rdb.Options().TLSConfig != nil)
+	}
+	return store, func() { store.Close(); rdb.Close() }, nil
+}
+
+// quietRedisLogger sends go-redis's own messages to the debug level.
+type quietRedisLogger struct{ l *slog.Logger }
+
+func (q quietRedisLogger) Printf(ctx context.Context, format string, v ...any) {
+	q.l.DebugContext(ctx, "go-redis: "+fmt.Sprintf(format, v...))
+}
+
+// redisCollector exposes the store's state to Prometheus.
+type redisCollector struct {
+	s                   *turnredis.Store
+	up, calls, failures *prometheus.Desc
+}
+
+func newRedisCollector(s *turnredis.Store) *redisCollector {
+	return &redisCollector{
+		s:        s,
+		up:       prometheus.NewDesc("cfturn_redis_up", "1 while Redis answered its last call, 0 while this replica runs on local state.", nil, nil),
+		calls:    prometheus.NewDesc("cfturn_redis_calls_total", "Round trips to Redis.", nil, nil),
+		failures: prometheus.NewDesc("cfturn_redis_failures_total", "Redis calls that failed or timed out.", nil, nil),
+	}
+}
+
+func (c *redisCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.up
+	ch <- c.calls
+	ch <- c.failures
+}
+
+func (c *redisCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.s.Stats()
+	up := 0.0
+	if st.Healthy {
+		up = 1
+	}
+	ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, up)
+	ch <- prometheus.MustNewConstMetric(c.calls, prometheus.CounterValue, float64(st.RedisCalls))
+	ch <- prometheus.MustNewConstMetric(c.failures, prometheus.CounterValue, float64(st.RedisFailures))
+}

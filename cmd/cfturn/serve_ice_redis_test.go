@@ -1,0 +1,67 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/cfturn/cfturn/internal/redisserver"
+	"github.com/cfturn/cfturn/pkg/turn"
+	"github.com/cfturn/cfturn/pkg/turn/turntest"
+)
+
+// Two serve-ice replicas given CFTURN_REDIS_URL share one credential per caller; with Redis gone
+// they go on answering, stay ready, and say so on /readyz and /metrics.
+func TestServeICERedis(t *testing.T) {
+	rs := redisserver.Start(t)
+	srv := turntest.NewServer(turntest.WithoutRelay())
+	t.Cleanup(srv.Close)
+	key, err := srv.Client().CreateKey(context.Background(), turn.CreateKeyParams{Name: "replicas"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{redisURLEnv: "redis://" + rs.Addr}
+	a := startServeICEOn(t, srv, key, env, "--identity-header", "X-User")
+	b := startServeICEOn(t, srv, key, nil, "--identity-header", "X-User", "--redis-url", "redis://"+rs.Addr)
+
+	codeA, bodyA := a.get(t, "/", "alice")
+	codeB, bodyB := b.get(t, "/", "alice")
+	if codeA != 200 || codeB != 200 || bodyA != bodyB {
+		t.Errorf("replicas did not share alice's credential: %d %d\n%s\n%s", codeA, codeB, bodyA, bodyB)
+	}
+	if n := srv.Requests()["generateIceServers"]; n != 3 {
+		t.Errorf("%d mints, want 3 (one start-up check per replica, one for alice)", n)
+	}
+	if code, body := a.get(t, "/readyz", ""); code != 200 || !strings.Contains(body, "redis: up") {
+		t.Errorf("/readyz with Redis: %d %q", code, body)
+	}
+	if _, metrics := b.get(t, "/metrics", ""); !strings.Contains(metrics, "cfturn_redis_up 1") {
+		t.Error("/metrics lacks cfturn_redis_up 1")
+	}
+
+	rs.Stop()
+	if code, body := a.get(t, "/", "carol"); code != 200 {
+		t.Errorf("with Redis down: %d %s", code, body)
+	}
+	if code, body := a.get(t, "/readyz", ""); code != 200 || !strings.Contains(body, "redis: down") {
+		t.Errorf("/readyz with Redis down: %d %q, want ready and saying Redis is down", code, body)
+	}
+	if _, metrics := a.get(t, "/metrics", ""); !strings.Contains(metrics, "cfturn_redis_up 0") {
+		t.Error("/metrics lacks cfturn_redis_up 0")
+	}
+	if n := strings.Count(a.stderr.String(), "Redis unavailable"); n != 1 {
+		t.Errorf("%d 'Redis unavailable' log lines, want 1:\n%s", n, a.stderr)
+	}
+}
+
+func TestServeICERedisURLRefused(t *testing.T) {
+	srv := turntest.NewServer(turntest.WithoutRelay())
+	defer srv.Close()
+	key := createKey(t, srv)
+	r := cfturn(t, srv, map[string]string{"CFTURN_KEY_SECRET": key.Secret, redisURLEnv: "redis://user:hunter2@[::1"},
+		"serve-ice", "--addr", "127.0.0.1:0", "--key-id", key.ID)
+	r.check(t, 2)
+	if !strings.Contains(r.stderr, redisURLEnv) || strings.Contains(r.stderr, "hunter2") {
+		t.Errorf("stderr %q: want the variable named and the password not shown", r.stderr)
+	}
+}
