@@ -12,7 +12,7 @@ FUZZ_TARGETS := FuzzDecodeEnvelope:120000x FuzzValidateIDs:150000x FuzzValidateT
 	FuzzExcerptHidesSecret:40000x
 FUZZTIME  ?=
 
-.PHONY: all generate check-generate lint test e2e e2e-deps fuzz demo ci bench
+.PHONY: all generate check-generate lint test deps fuzz demo ci bench
 
 all: ci
 
@@ -33,24 +33,28 @@ lint:
 	cd bench && $(GO) vet ./...
 	cd e2e && $(GO) vet ./...
 
-## test: every test, with the race detector (the README's test command); bench/ is a module of its
-## own, whose tests check the official Cloudflare SDK against the fake
+## test: every test of the three modules, with the race detector (the README's test command).
+## bench/ is a module of its own whose tests check the official Cloudflare SDK against the fake;
+## e2e/ holds the WebRTC and browser tests (pion/webrtc, chromedp) through the fake's TURN relay.
+## Tests that need redis-server or Chromium skip without them, except under CI (CI set), where
+## they fail: `make deps` installs both.
 test:
 	$(GO) test -race -count=1 ./...
 	cd bench && $(GO) test -race -count=1 ./...
-
-## e2e: the data plane end to end (e2e/ is a module of its own, for pion/webrtc and chromedp):
-## two pion peers through the fake's TURN relay, and headless Chromium through examples/browser.
-## The browser test skips without Chromium unless CI is set; `make e2e-deps` installs it.
-e2e:
 	cd e2e && $(GO) test -race -count=1 ./...
 
-## e2e-deps: install Debian's chromium-headless-shell when no Chromium is found (needs root)
-e2e-deps:
-	@if [ -n "$$CFTURN_CHROMIUM" ] || command -v chromium-headless-shell >/dev/null 2>&1 || command -v chromium >/dev/null 2>&1; then \
-		echo "e2e-deps: Chromium found"; \
-	else \
-		apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium-headless-shell; \
+## deps: install with apt what the tests start (redis-server, chromium-headless-shell) and what the
+## README's snippets use (curl, jq), each only when missing (needs root)
+DEB_DEPS := redis-server:redis-server chromium-headless-shell:chromium-headless-shell curl:curl jq:jq
+deps:
+	@missing=""; for d in $(DEB_DEPS); do \
+		cmd=$${d%%:*}; pkg=$${d#*:}; \
+		if [ "$$cmd" = chromium-headless-shell ] && { [ -n "$$CFTURN_CHROMIUM" ] || command -v chromium >/dev/null 2>&1; }; then continue; fi; \
+		command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; \
+	done; \
+	if [ -z "$$missing" ]; then echo "deps: all installed"; else \
+		echo "deps: installing$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
 ## fuzz: run each fuzz target for its execution budget (or FUZZTIME); a finding fails and leaves
@@ -67,7 +71,7 @@ demo:
 	$(GO) run ./cmd/cfturn demo
 
 ## ci: everything CI checks
-ci: check-generate lint test e2e fuzz
+ci: check-generate lint test fuzz demo
 
 ## bench: benchmarks against the floor and the official SDK; writes BENCHMARKS.md
 BENCHCOUNT ?= 6

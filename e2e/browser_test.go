@@ -37,7 +37,7 @@ func needChromium(t *testing.T) string {
 	p := chromiumPath()
 	if p == "" {
 		if os.Getenv("CI") != "" {
-			t.Fatal("CI is set and no Chromium was found: install chromium-headless-shell (make e2e-deps) or set CFTURN_CHROMIUM")
+			t.Fatal("CI is set and no Chromium was found: install chromium-headless-shell (make deps) or set CFTURN_CHROMIUM")
 		}
 		t.Skip("no Chromium (install chromium-headless-shell or set CFTURN_CHROMIUM); skipped outside CI")
 	}

@@ -87,7 +87,10 @@ func TestReadmeSnippets(t *testing.T) {
 	}
 	for _, tool := range []string{"bash", "curl", "jq"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("the README's snippets use %s, which is not installed", tool)
+			if os.Getenv("CI") != "" {
+				t.Fatalf("the README's snippets use %s, which is not installed: make deps installs it", tool)
+			}
+			t.Skipf("the README's snippets use %s, which is not installed (make deps)", tool)
 		}
 	}
 	snippets := readmeSnippets(t)
