@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"fmt"
 	"net/http/httptest"
 	"testing"
 	"time"
@@ -34,8 +33,8 @@ func benchHandler(b *testing.B, fake *turntest.Server, key turn.KeyWithSecret, s
 		IdentityHeader: "X-User",
 		RatePerMinute:  1e6, Burst: 1e6,
 		MintsPerSecond: 1e6, MintBurst: 1e6,
-		MaxInFlight:    1024,
-		Store:          store,
+		MaxInFlight: 1024,
+		Store:       store,
 	})
 	if err != nil {
 		b.Fatal(err)
@@ -93,51 +92,48 @@ func BenchmarkRedisStoreWarmHits(b *testing.B) {
 }
 
 // BenchmarkReplicaMints sends the same load, 300 identities asking 3 times each, round-robin over
-// 3 replicas sharing Redis, over 3 replicas with their own memory, and to 1 replica, and reports
-// the upstream mints of each.
+// 3 replicas sharing Redis, over 3 replicas with their own memory, and to 1 replica, each against
+// a fresh key, and reports the upstream mints of each.
 func BenchmarkReplicaMints(b *testing.B) {
 	const identities = 300
 	srv := redisserver.Start(b)
-	var shared, separate, single float64
-	for b.Loop() {
+	// mints runs the load over the handlers newReplica makes and counts the upstream calls.
+	mints := func(replicas int, newReplica func(*turntest.Server, turn.KeyWithSecret) *turn.ICEHandler) float64 {
 		fake, key := benchKey(b)
-		// Each iteration uses a fresh key, so nothing is cached from the last.
-		run := func(handlers ...*turn.ICEHandler) float64 {
-			before := fake.Requests()["generateIceServers"]
-			var pools []*pool
-			for _, h := range handlers {
-				s := httptest.NewServer(h)
-				b.Cleanup(s.Close)
-				pools = append(pools, newPool(b, s.URL, identities))
-			}
-			for round := range 3 {
-				// Identity i asks replica (i+round) mod n: every replica sees every identity.
-				for i := range identities {
-					p := pools[(i+round)%len(pools)]
-					resp, err := p.hc.Do(p.reqs[i])
-					if err != nil {
-						b.Fatal(err)
-					}
-					resp.Body.Close()
-				}
-			}
-			return float64(fake.Requests()["generateIceServers"] - before)
+		var pools []*pool
+		for range replicas {
+			s := httptest.NewServer(newReplica(fake, key))
+			b.Cleanup(s.Close)
+			pools = append(pools, newPool(b, s.URL, identities))
 		}
-		r1, _ := redisReplica(b, fake, key, srv)
-		r2, _ := redisReplica(b, fake, key, srv)
-		r3, _ := redisReplica(b, fake, key, srv)
-		shared += run(r1, r2, r3)
-		fake2, key2 := benchKey(b)
-		fake, key = fake2, key2
-		separate += run(benchHandler(b, fake, key, nil), benchHandler(b, fake, key, nil), benchHandler(b, fake, key, nil))
-		fake3, key3 := benchKey(b)
-		fake, key = fake3, key3
-		single += run(benchHandler(b, fake, key, nil))
+		for round := range 3 {
+			for i := range identities { // identity i asks replica (i+round) mod n
+				p := pools[(i+round)%len(pools)]
+				resp, err := p.hc.Do(p.reqs[i])
+				if err != nil {
+					b.Fatal(err)
+				}
+				resp.Body.Close()
+			}
+		}
+		return float64(fake.Requests()["generateIceServers"])
+	}
+	shared := func(fake *turntest.Server, key turn.KeyWithSecret) *turn.ICEHandler {
+		h, _ := redisReplica(b, fake, key, srv)
+		return h
+	}
+	memory := func(fake *turntest.Server, key turn.KeyWithSecret) *turn.ICEHandler {
+		return benchHandler(b, fake, key, nil)
+	}
+	var withRedis, without, single float64
+	for b.Loop() {
+		withRedis += mints(3, shared)
+		without += mints(3, memory)
+		single += mints(1, memory)
 	}
 	n := float64(b.N)
-	b.ReportMetric(shared/n, "mints-3-replicas-redis")
-	b.ReportMetric(separate/n, "mints-3-replicas-memory")
+	b.ReportMetric(withRedis/n, "mints-3-replicas-redis")
+	b.ReportMetric(without/n, "mints-3-replicas-memory")
 	b.ReportMetric(single/n, "mints-1-replica")
 	b.ReportMetric(identities, "identities")
-	_ = fmt.Sprint
 }
