@@ -1,6 +1,7 @@
 package turnredis
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -110,14 +111,14 @@ func New(rdb redis.UniversalClient, o Options) (*Store, error) {
 	if o.LocalEntries < 0 || o.LocalCallers < 0 {
 		return nil, fmt.Errorf("turnredis: LocalEntries and LocalCallers must not be negative")
 	}
-	setDefault(&o.Prefix, DefaultPrefix)
-	setDefault(&o.Timeout, DefaultTimeout)
-	setDefault(&o.LocalTTL, DefaultLocalTTL)
-	setDefault(&o.LeaseTTL, DefaultLeaseTTL)
-	setDefault(&o.RetryAfter, DefaultRetryAfter)
-	setDefault(&o.ReserveIdle, DefaultReserveIdle)
-	setDefault(&o.LocalEntries, DefaultLocalEntries)
-	setDefault(&o.LocalCallers, DefaultLocalCallers)
+	o.Prefix = cmp.Or(o.Prefix, DefaultPrefix)
+	o.Timeout = cmp.Or(o.Timeout, DefaultTimeout)
+	o.LocalTTL = cmp.Or(o.LocalTTL, DefaultLocalTTL)
+	o.LeaseTTL = cmp.Or(o.LeaseTTL, DefaultLeaseTTL)
+	o.RetryAfter = cmp.Or(o.RetryAfter, DefaultRetryAfter)
+	o.ReserveIdle = cmp.Or(o.ReserveIdle, DefaultReserveIdle)
+	o.LocalEntries = cmp.Or(o.LocalEntries, DefaultLocalEntries)
+	o.LocalCallers = cmp.Or(o.LocalCallers, DefaultLocalCallers)
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -163,13 +164,6 @@ func NewClient(url string) (*redis.Client, error) {
 // redactURLError drops the URL from a parse error, since the URL may hold a password.
 func redactURLError(err error, url string) string {
 	return strings.ReplaceAll(err.Error(), url, "<url>")
-}
-
-func setDefault[T comparable](v *T, def T) {
-	var zero T
-	if *v == zero {
-		*v = def
-	}
 }
 
 // Close stops the store's goroutines and gives back the rate-limit tokens it holds. It does not
