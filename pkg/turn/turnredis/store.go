@@ -103,13 +103,11 @@ func New(rdb redis.UniversalClient, o Options) (*Store, error) {
 	if o.KeyID == "" || o.KeySecret.IsZero() {
 		return nil, fmt.Errorf("turnredis: KeyID and KeySecret are required (they namespace and seal what Redis holds)")
 	}
-	for _, d := range []*time.Duration{&o.Timeout, &o.LocalTTL, &o.LeaseTTL, &o.RetryAfter, &o.ReserveIdle} {
-		if *d < 0 {
-			return nil, fmt.Errorf("turnredis: durations must not be negative")
+	for name, v := range map[string]int64{"Timeout": int64(o.Timeout), "LocalTTL": int64(o.LocalTTL), "LeaseTTL": int64(o.LeaseTTL),
+		"RetryAfter": int64(o.RetryAfter), "ReserveIdle": int64(o.ReserveIdle), "LocalEntries": int64(o.LocalEntries), "LocalCallers": int64(o.LocalCallers)} {
+		if v < 0 {
+			return nil, fmt.Errorf("turnredis: Options.%s must not be negative (0 means the default)", name)
 		}
-	}
-	if o.LocalEntries < 0 || o.LocalCallers < 0 {
-		return nil, fmt.Errorf("turnredis: LocalEntries and LocalCallers must not be negative")
 	}
 	o.Prefix = cmp.Or(o.Prefix, DefaultPrefix)
 	o.Timeout = cmp.Or(o.Timeout, DefaultTimeout)

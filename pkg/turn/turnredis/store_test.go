@@ -366,8 +366,8 @@ func TestNewChecksOptions(t *testing.T) {
 		want string
 	}{
 		{turnredis.Options{}, "KeyID and KeySecret are required"},
-		{turnredis.Options{KeyID: "k", KeySecret: turn.NewSecret("s"), Timeout: -1}, "must not be negative"},
-		{turnredis.Options{KeyID: "k", KeySecret: turn.NewSecret("s"), LocalEntries: -1}, "must not be negative"},
+		{turnredis.Options{KeyID: "k", KeySecret: turn.NewSecret("s"), Timeout: -1}, "Options.Timeout must not be negative"},
+		{turnredis.Options{KeyID: "k", KeySecret: turn.NewSecret("s"), LocalEntries: -1}, "Options.LocalEntries must not be negative"},
 	} {
 		if _, err := turnredis.New(rdb, tc.o); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: %v, want %q", tc.o, err, tc.want)
