@@ -144,7 +144,9 @@ type ICEHandlerConfig struct {
 // identity over its limit, 503 mint budget, busy or failing upstream (all with Retry-After), 502
 // other upstream failures. Error bodies are {"error": "..."} and never hold a secret.
 //
-// It is safe for concurrent use.
+// Its state lives in ICEHandlerConfig.Store, by default in this process: behind a load balancer
+// without sticky sessions, each replica caches and limits on its own, so the limits apply per
+// replica. It is safe for concurrent use.
 type ICEHandler struct {
 	cfg          ICEHandlerConfig
 	client       *Client // cfg.Client without retries
