@@ -81,6 +81,7 @@ var cliWording = strings.NewReplacer(
 	"e.g. 24*time.Hour", "e.g. --ttl 24h",
 	"as listed by ListKeys", "as listed by cfturn keys list",
 	"returned once by CreateKey", "printed once by cfturn keys create",
+	"invalid argument: custom identifier", "invalid argument: --custom-identifier",
 )
 
 // errorLine is err as the one line cfturn prints after "cfturn: ": without a library package's

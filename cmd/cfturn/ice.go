@@ -86,19 +86,22 @@ func readSecretFile(path string, w io.Writer) (string, error) {
 func (a *app) iceCommand() *cobra.Command {
 	var flags iceFlags
 	var ttl time.Duration
+	var customIdentifier string
 	cmd := &cobra.Command{
-		Use:   "ice-servers --key-id ID [--ttl 24h]",
+		Use:   "ice-servers --key-id ID [--ttl 24h] [--custom-identifier TAG]",
 		Short: "Mint short-lived ICE credentials and print the iceServers JSON",
 		Long: `Mint short-lived ICE credentials from a TURN key and print {"iceServers": [...]}, the
 configuration a browser passes to new RTCPeerConnection. The key's secret comes from
-CFTURN_KEY_SECRET or --key-secret-file.`,
+CFTURN_KEY_SECRET or --key-secret-file. --custom-identifier tags the credential for Cloudflare's
+per-user usage analytics and abuse monitoring (it is not a secret: no email addresses or tokens).`,
 		Args: a.subcommands,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, secret, err := flags.setup(a)
 			if err != nil {
 				return err
 			}
-			ice, err := c.GenerateICEServers(cmd.Context(), turn.GenerateICEServersParams{KeyID: flags.keyID, KeySecret: secret, TTL: ttl})
+			ice, err := c.GenerateICEServers(cmd.Context(), turn.GenerateICEServersParams{
+				KeyID: flags.keyID, KeySecret: secret, TTL: ttl, CustomIdentifier: customIdentifier})
 			if err != nil {
 				return err
 			}
@@ -106,7 +109,8 @@ CFTURN_KEY_SECRET or --key-secret-file.`,
 		},
 	}
 	flags.register(cmd)
-	cmd.Flags().DurationVar(&ttl, "ttl", 24*time.Hour, "how long the credentials live, in whole seconds (e.g. 10m, 24h)")
+	cmd.Flags().DurationVar(&ttl, "ttl", 24*time.Hour, "how long the credentials live, in whole seconds (e.g. 10m, 24h; at most 48h)")
+	cmd.Flags().StringVar(&customIdentifier, "custom-identifier", "", "tag for Cloudflare's per-user usage analytics, e.g. user4523958")
 	cmd.AddCommand(a.iceRevoke())
 	return cmd
 }

@@ -177,7 +177,7 @@ func TestICECommands(t *testing.T) {
 	key := createKey(t, srv)
 	env := map[string]string{"CFTURN_KEY_SECRET": key.Secret}
 
-	r := cfturn(t, srv, env, "ice-servers", "--key-id", key.ID, "--ttl", "10m")
+	r := cfturn(t, srv, env, "ice-servers", "--key-id", key.ID, "--ttl", "10m", "--custom-identifier", "user4523958")
 	r.check(t, 0)
 	var ice struct {
 		ICEServers []struct {
@@ -188,6 +188,9 @@ func TestICECommands(t *testing.T) {
 	}
 	if err := json.Unmarshal([]byte(r.stdout), &ice); err != nil || len(ice.ICEServers) != 2 || ice.ICEServers[1].Credential == "" {
 		t.Fatalf("ice-servers: %v\n%s", err, r.stdout)
+	}
+	if tag, _ := srv.CustomIdentifier(ice.ICEServers[1].Username); tag != "user4523958" {
+		t.Errorf("--custom-identifier reached the fake as %q", tag)
 	}
 
 	secretFile := filepath.Join(t.TempDir(), "s")
@@ -210,6 +213,8 @@ func TestICECommands(t *testing.T) {
 		{env, []string{"ice-servers", "--key-id", key.ID, "--ttl", "soon"}, "invalid argument \"soon\""},
 		{env, []string{"ice-servers", "--key-id", "short"}, "key ID is 5 characters long"},
 		{env, []string{"ice-servers", "--key-id", key.ID, "--key-secret", "x"}, "unknown flag: --key-secret"},
+		{env, []string{"ice-servers", "--key-id", key.ID, "--ttl", "49h"}, "48h"},
+		{env, []string{"ice-servers", "--key-id", key.ID, "--custom-identifier", "a\nb"}, "--custom-identifier"},
 	} {
 		r := cfturn(t, srv, tc.env, tc.args...)
 		r.check(t, 2)

@@ -233,3 +233,24 @@ func TestICECredentialRedacts(t *testing.T) {
 		}
 	}
 }
+
+// Item 9: the handler tags credentials with a function of the identity only when asked.
+func TestICEHandlerCustomIdentifier(t *testing.T) {
+	for _, tc := range []struct {
+		cfg  turn.ICEHandlerConfig
+		want string
+	}{
+		{turn.ICEHandlerConfig{}, ""},
+		{turn.ICEHandlerConfig{CustomIdentifier: func(id string) string { return "tag-" + id }}, "tag-alice"},
+	} {
+		ie := iceSetup(t, tc.cfg)
+		a := ie.get(t, "GET", "alice", nil)
+		if a.status != 200 || len(a.parsed.ICEServers) != 2 {
+			t.Fatalf("%d %s", a.status, a.body)
+		}
+		got, ok := ie.fake.CustomIdentifier(a.parsed.ICEServers[1].Username)
+		if !ok || got != tc.want {
+			t.Errorf("customIdentifier %q (credential known: %v), want %q", got, ok, tc.want)
+		}
+	}
+}
