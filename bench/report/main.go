@@ -1,12 +1,16 @@
 // Command report turns `go test -bench` output of the bench module into BENCHMARKS.md: medians of
 // every benchmark, the ratios against the floor and the SDK, the sizes of minimal programs built
-// with each library, and the ICE handler's throughput. Run it through `make bench`.
+// with each library, the ICE handler's throughput and memory, and the Redis-backed store against the
+// in-memory one. Sections of the old report marked as measured by hand are kept. Run it through
+// `make bench`.
 package main
 
 import (
 	"bufio"
+	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,6 +27,7 @@ const (
 	loopbackTarget = 1.1  // cfturn ÷ floor, time, over loopback
 	sizeTarget     = 1.3  // cfturn ÷ floor, binary size
 	iceHitTarget   = 0.95 // ICEHandler cache hits ÷ bare handler, requests per second
+	redisHitTarget = 0.9  // Redis-backed ICEHandler warm hits ÷ in-memory ones, requests per second
 )
 
 type sample struct {
@@ -30,6 +35,7 @@ type sample struct {
 	peakHeap, retainedHeap                           []float64
 	iceReqPerSec, bareReqPerSec, iceOverBare         []float64
 	controlOverBare                                  []float64
+	units                                            map[string][]float64 // every metric by its unit
 }
 
 func main() {
@@ -138,8 +144,58 @@ func run(in, out string) error {
 			"callers send; nothing is stored for a refused request.\n\n"+
 			"| peak heap MB | retained heap MB after GC |\n|---:|---:|\n| %.1f | %.1f |\n", median(m.peakHeap), median(m.retainedHeap))
 	}
+	if h, m := samples["RedisStoreWarmHits"], samples["ReplicaMints"]; h != nil && m != nil {
+		ratio := median(h.units["redis/memory"])
+		fmt.Fprintf(&b, "\n## Several replicas through Redis\n\n"+
+			"`BenchmarkRedisStoreWarmHits`: warm cache hits of 64 keep-alive clients through an ICEHandler on `turnredis` (a real\n"+
+			"redis-server on loopback) against one on the in-memory store, taking turns within each op; and the Redis round trips\n"+
+			"per request, cold (the request that mints) and warm.\n\n"+
+			"| Redis-backed req/s | in-memory req/s | Redis ÷ memory | range over runs | Redis calls per cold request | per warm request | target |\n"+
+			"|---:|---:|---:|---:|---:|---:|---|\n| %.0f | %.0f | %.2f | %.2f–%.2f | %.1f | %.3f | ≥%.1f: %s |\n",
+			median(h.units["redis-req/s"]), median(h.units["memory-req/s"]), ratio, slices.Min(h.units["redis/memory"]), slices.Max(h.units["redis/memory"]),
+			median(h.units["redis-calls/cold-req"]), median(h.units["redis-calls/warm-req"]), redisHitTarget, verdict(ratio >= redisHitTarget))
+		fmt.Fprintf(&b, "\n`BenchmarkReplicaMints`: %.0f identities each ask 3 times, round-robin over the replicas, against a fresh key.\n\n"+
+			"| replicas | store | upstream mints |\n|---:|---|---:|\n| 1 | memory | %.0f |\n| 3 | memory each | %.0f |\n| 3 | Redis, shared | %.0f |\n",
+			median(m.units["identities"]), median(m.units["mints-1-replica"]), median(m.units["mints-3-replicas-memory"]), median(m.units["mints-3-replicas-redis"]))
+	}
 	b.WriteString(notes)
+	kept, err := keptSections(out)
+	if err != nil {
+		return err
+	}
+	b.WriteString(kept)
 	return os.WriteFile(out, []byte(b.String()), 0o644)
+}
+
+// keptSections returns the sections of the report at path that were measured by hand, not by this
+// command: each runs from a line starting "<!-- section:" to one starting "<!-- end section", and
+// is carried over as it is.
+func keptSections(path string) (string, error) {
+	old, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	var kept strings.Builder
+	in := false
+	for line := range strings.Lines(string(old)) {
+		if strings.HasPrefix(line, "<!-- section:") {
+			in = true
+			kept.WriteString("\n")
+		}
+		if in {
+			kept.WriteString(line)
+		}
+		if strings.HasPrefix(line, "<!-- end section") {
+			in = false
+		}
+	}
+	if in {
+		return "", fmt.Errorf("%s: a section is not closed by <!-- end section -->", path)
+	}
+	return kept.String(), nil
 }
 
 const notes = `
@@ -197,7 +253,7 @@ func parse(path string) (map[string]*sample, string, error) {
 		}
 		s := out[name]
 		if s == nil {
-			s = &sample{}
+			s = &sample{units: map[string][]float64{}}
 			out[name] = s
 		}
 		for i := 2; i+1 < len(fields); i += 2 {
@@ -205,6 +261,7 @@ func parse(path string) (map[string]*sample, string, error) {
 			if err != nil {
 				continue
 			}
+			s.units[fields[i+1]] = append(s.units[fields[i+1]], v)
 			switch fields[i+1] {
 			case "ns/op":
 				s.ns = append(s.ns, v)
