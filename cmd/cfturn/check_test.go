@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cfturn/cfturn/internal/syncbuf"
 	"github.com/cfturn/cfturn/pkg/turn/turntest"
 )
 
@@ -139,7 +140,7 @@ func TestDemoShowsTheDataPlane(t *testing.T) {
 
 func TestServeFakeRelay(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	out := &syncBuffer{}
+	out := &syncbuf.Buffer{}
 	done := make(chan int)
 	go func() {
 		done <- run(ctx, []string{"serve-fake", "--json", "--addr", "127.0.0.1:0"}, strings.NewReader(""), out, io.Discard, func(string) string { return "" })
@@ -152,7 +153,7 @@ func TestServeFakeRelay(t *testing.T) {
 	stop(t, "serve-fake", cancel, done)
 
 	ctx, cancel = context.WithCancel(context.Background())
-	text := &syncBuffer{}
+	text := &syncbuf.Buffer{}
 	go func() {
 		done <- run(ctx, []string{"serve-fake", "--addr", "127.0.0.1:0", "--no-relay"}, strings.NewReader(""), text, io.Discard, func(string) string { return "" })
 	}()
@@ -179,7 +180,7 @@ func TestServeICEExamplePage(t *testing.T) {
 	}
 	for _, withPage := range []bool{true, false} {
 		ctx, cancel := context.WithCancel(context.Background())
-		out := &syncBuffer{}
+		out := &syncbuf.Buffer{}
 		done := make(chan int)
 		args := []string{"--base-url", srv.APIBaseURL, "serve-ice", "--addr", "127.0.0.1:0", "--key-id", key.ID}
 		if withPage {
@@ -209,7 +210,7 @@ func TestCheckTLSAgainstServeFake(t *testing.T) {
 	dir := t.TempDir()
 	pem := filepath.Join(dir, "relay.pem")
 	ctx, cancel := context.WithCancel(context.Background())
-	out := &syncBuffer{}
+	out := &syncbuf.Buffer{}
 	done := make(chan int)
 	go func() {
 		done <- run(ctx, []string{"serve-fake", "--json", "--addr", "127.0.0.1:0", "--token", "tls-token", "--relay-tls", "--relay-cert-out", pem},

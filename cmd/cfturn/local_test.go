@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cfturn/cfturn/internal/syncbuf"
 	"github.com/cfturn/cfturn/pkg/turn/turntest"
 )
 
@@ -101,7 +102,7 @@ func TestServeFakeEnvironment(t *testing.T) {
 		{map[string]string{"CLOUDFLARE_API_TOKEN": "real-cloudflare-token"}, nil, "", ""},
 	} {
 		ctx, cancel := context.WithCancel(context.Background())
-		out := &syncBuffer{}
+		out := &syncbuf.Buffer{}
 		done := make(chan int)
 		go func() {
 			done <- run(ctx, append([]string{"serve-fake", "--json", "--addr", "127.0.0.1:0"}, tc.args...), strings.NewReader(""), out, io.Discard,

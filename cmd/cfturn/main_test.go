@@ -10,10 +10,10 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/cfturn/cfturn/internal/syncbuf"
 	"github.com/cfturn/cfturn/pkg/turn/turntest"
 )
 
@@ -308,7 +308,7 @@ func TestDemo(t *testing.T) {
 
 func TestServeFake(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	out := &syncBuffer{}
+	out := &syncbuf.Buffer{}
 	done := make(chan int)
 	go func() {
 		done <- run(ctx, []string{"serve-fake", "--json", "--addr", "127.0.0.1:0", "--token", "fake-token"}, strings.NewReader(""), out, io.Discard, func(string) string { return "" })
@@ -334,7 +334,7 @@ func TestServeFake(t *testing.T) {
 
 	// Without --json it tells a person what to export and run.
 	ctx, cancel = context.WithCancel(context.Background())
-	text := &syncBuffer{}
+	text := &syncbuf.Buffer{}
 	go func() {
 		done <- run(ctx, []string{"serve-fake", "--addr", "127.0.0.1:0", "--token", "t0ken"}, strings.NewReader(""), text, io.Discard, func(string) string { return "" })
 	}()
@@ -346,7 +346,7 @@ func TestServeFake(t *testing.T) {
 }
 
 // waitFor waits up to 30s (a loaded CI machine under -race) for pattern to appear in out and returns its first group.
-func waitFor(t *testing.T, out *syncBuffer, pattern string) string {
+func waitFor(t *testing.T, out *syncbuf.Buffer, pattern string) string {
 	t.Helper()
 	re := regexp.MustCompile(pattern)
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
@@ -364,7 +364,7 @@ func TestServeICE(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	out := &syncBuffer{}
+	out := &syncbuf.Buffer{}
 	env := map[string]string{"CFTURN_KEY_SECRET": key.Secret, "CLOUDFLARE_ACCOUNT_ID": srv.AccountID()}
 	done := make(chan int)
 	go func() {
@@ -408,23 +408,6 @@ func stop(t *testing.T, name string, cancel context.CancelFunc, done <-chan int)
 	case <-time.After(10 * time.Second):
 		t.Fatalf("%s did not stop", name)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestConfirm(t *testing.T) {

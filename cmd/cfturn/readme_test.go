@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cfturn/cfturn/internal/syncbuf"
 )
 
 const readmePath = "../../README.md"
@@ -133,7 +135,7 @@ func TestReadmeSnippets(t *testing.T) {
 		}
 		cmd := exec.CommandContext(ctx, "bash", "-c", "set -euo pipefail\n"+code)
 		cmd.Dir, cmd.Env = work, env
-		out := &syncBuffer{}
+		out := &syncbuf.Buffer{}
 		cmd.Stdout, cmd.Stderr = out, out
 		ran++
 		if s.serves == "" {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cfturn/cfturn/internal/syncbuf"
 	"github.com/cfturn/cfturn/pkg/turn"
 	"github.com/cfturn/cfturn/pkg/turn/turntest"
 )
@@ -21,7 +22,7 @@ type serveICEEnv struct {
 	srv            *turntest.Server
 	key            turn.KeyWithSecret
 	url            string
-	stdout, stderr *syncBuffer
+	stdout, stderr *syncbuf.Buffer
 }
 
 // startServeICE runs serve-ice in-process against a fresh fake until the test ends.
@@ -40,7 +41,7 @@ func startServeICE(tb testing.TB, args ...string) *serveICEEnv {
 // secret, until the test ends.
 func startServeICEOn(tb testing.TB, srv *turntest.Server, key turn.KeyWithSecret, extraEnv map[string]string, args ...string) *serveICEEnv {
 	tb.Helper()
-	e := &serveICEEnv{srv: srv, key: key, stdout: &syncBuffer{}, stderr: &syncBuffer{}}
+	e := &serveICEEnv{srv: srv, key: key, stdout: &syncbuf.Buffer{}, stderr: &syncbuf.Buffer{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	env := map[string]string{"CFTURN_KEY_SECRET": key.Secret.Reveal()}
@@ -160,7 +161,7 @@ func TestServeICEStartupCheck(t *testing.T) {
 			base = "http://" + l.Addr().String() + "/client/v4"
 			l.Close()
 		}
-		var stdout, stderr syncBuffer
+		var stdout, stderr syncbuf.Buffer
 		code := run(context.Background(), []string{"--base-url", base, "serve-ice", "--addr", "127.0.0.1:0", "--key-id", key.ID},
 			strings.NewReader(""), &stdout, &stderr, func(k string) string { return env[k] })
 		if code != 1 || !strings.Contains(stderr.String(), "start-up mint failed") || strings.Contains(stdout.String(), "http://") {

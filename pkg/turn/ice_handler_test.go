@@ -1,7 +1,6 @@
 package turn_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cfturn/cfturn/internal/syncbuf"
 	"github.com/cfturn/cfturn/pkg/turn"
 	"github.com/cfturn/cfturn/pkg/turn/turntest"
 )
@@ -40,31 +40,13 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// syncBuffer is a log destination safe for the handler's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type iceEnv struct {
 	*env
 	key     turn.KeyWithSecret
 	handler *turn.ICEHandler
 	srv     *httptest.Server
 	clock   *fakeClock
-	logs    *syncBuffer
+	logs    *syncbuf.Buffer
 }
 
 // iceSetup serves an ICEHandler, minting from the fake, on a loopback server, with an injected
@@ -77,7 +59,7 @@ func iceSetup(t *testing.T, cfg turn.ICEHandlerConfig) *iceEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clock, logs := newClock(), &syncBuffer{}
+	clock, logs := newClock(), &syncbuf.Buffer{}
 	cfg.Client, cfg.KeyID, cfg.KeySecret = e.client, key.ID, key.Secret
 	if cfg.Identity == nil && cfg.IdentityHeader == "" {
 		cfg.IdentityHeader = "X-User"

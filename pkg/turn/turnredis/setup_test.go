@@ -7,11 +7,11 @@ import (
 	"encoding/hex"
 	"net/http"
 	"net/http/httptest"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/cfturn/cfturn/internal/redisserver"
+	"github.com/cfturn/cfturn/internal/syncbuf"
 	"github.com/cfturn/cfturn/pkg/turn"
 	"github.com/cfturn/cfturn/pkg/turn/turnredis"
 	"github.com/cfturn/cfturn/pkg/turn/turntest"
@@ -23,7 +23,7 @@ type cluster struct {
 	fake  *turntest.Server
 	redis *redisserver.Server
 	key   turn.KeyWithSecret
-	logs  *syncBuffer
+	logs  *syncbuf.Buffer
 }
 
 func newCluster(t *testing.T) *cluster {
@@ -34,7 +34,7 @@ func newCluster(t *testing.T) *cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &cluster{fake: fake, redis: redisserver.Start(t), key: key, logs: &syncBuffer{}}
+	c := &cluster{fake: fake, redis: redisserver.Start(t), key: key, logs: &syncbuf.Buffer{}}
 	t.Cleanup(func() {
 		if s := c.logs.String(); bytes.Contains([]byte(s), []byte(key.Secret.Reveal())) {
 			t.Errorf("the key secret reached the logs")
@@ -113,23 +113,6 @@ func eventually(t *testing.T, what string, cond func() bool) {
 		}
 	}
 	t.Fatalf("timed out waiting until %s", what)
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // identityKey is the hex of the store key the handler uses for identity: the first 16 bytes of

@@ -17,6 +17,7 @@ import (
 	"github.com/pion/stun/v4"
 	pionturn "github.com/pion/turn/v5"
 
+	"github.com/cfturn/cfturn/internal/syncbuf"
 	"github.com/cfturn/cfturn/pkg/turn"
 	"github.com/cfturn/cfturn/pkg/turn/turntest"
 )
@@ -223,27 +224,9 @@ func TestRelayCarriesTrafficOverEveryTransport(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a bytes.Buffer that the relay's goroutines can log to.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func TestRelayRefusesDeadCredentials(t *testing.T) {
 	clock := &fakeClock{now: time.Now()}
-	var logs lockedBuffer
+	var logs syncbuf.Buffer
 	srv := turntest.NewServer(turntest.WithClock(clock.Now), turntest.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 	t.Cleanup(srv.Close)
 	ctx := context.Background()
