@@ -28,6 +28,7 @@ type serveICEOptions struct {
 	shutdownMax time.Duration
 	examplePage bool
 	redisURL    string
+	redisCA     string
 	store       *turnredis.Store // set when Redis is in use
 }
 
@@ -67,7 +68,7 @@ requests in flight.`,
 				return err
 			}
 			cfg.Client, cfg.KeyID, cfg.KeySecret, cfg.AllowedOrigins, cfg.Logger = c, flags.keyID, secret, o.origins, logger
-			store, closeStore, err := a.sharedStore(o.redisURL, flags.keyID, secret, logger)
+			store, closeStore, err := a.sharedStore(o.redisURL, o.redisCA, flags.keyID, secret, logger)
 			if err != nil {
 				return err
 			}
@@ -112,6 +113,7 @@ requests in flight.`,
 	f.BoolVar(&cfg.KeepPort53, "keep-port-53", false, "keep port-53 URLs, which browsers block")
 	f.BoolVar(&o.examplePage, "example-page", false, "also serve the browser example page at "+examplePagePath+" (it tests TURN with these credentials)")
 	f.StringVar(&o.redisURL, "redis-url", "", "share cache and limits with other replicas through Redis: redis://[user@]host:port/db or rediss:// (default $"+redisURLEnv+"; put a password there, not here)")
+	f.StringVar(&o.redisCA, "redis-ca-file", "", "PEM certificate(s) to trust for a rediss:// Redis, besides the system's")
 	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.BoolVar(&o.skipCheck, "skip-startup-check", false, "start without minting once first")

@@ -21,12 +21,15 @@ const redisURLEnv = "CFTURN_REDIS_URL"
 // returns the store and a function that closes it; with neither, it returns nil (the handler's
 // in-memory store). Redis being down at start is not an error: the replica starts on local state
 // and joins the others when Redis answers.
-func (a *app) sharedStore(flagURL string, keyID string, secret turn.Secret, logger *slog.Logger) (*turnredis.Store, func(), error) {
+func (a *app) sharedStore(flagURL, caFile string, keyID string, secret turn.Secret, logger *slog.Logger) (*turnredis.Store, func(), error) {
 	raw, from := flagURL, "--redis-url"
 	if raw == "" {
 		raw, from = a.getenv(redisURLEnv), redisURLEnv
 	}
 	if raw == "" {
+		if caFile != "" {
+			return nil, nil, usagef("--redis-ca-file needs a rediss:// URL in --redis-url or %s", redisURLEnv)
+		}
 		return nil, func() {}, nil
 	}
 	if u, err := url.Parse(raw); err == nil && from == "--redis-url" {
@@ -34,7 +37,11 @@ func (a *app) sharedStore(flagURL string, keyID string, secret turn.Secret, logg
 			logger.Warn("cfturn serve-ice: --redis-url holds a password, which ps shows to every user; set " + redisURLEnv + " instead")
 		}
 	}
-	rdb, err := turnredis.NewClient(raw)
+	var configure []func(*redis.Options) error
+	if caFile != "" {
+		configure = append(configure, turnredis.TrustCA(caFile))
+	}
+	rdb, err := turnredis.NewClient(raw, configure...)
 	if err != nil {
 		return nil, nil, usagef("%s: %v", from, err)
 	}

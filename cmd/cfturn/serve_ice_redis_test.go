@@ -65,3 +65,41 @@ func TestServeICERedisURLRefused(t *testing.T) {
 		t.Errorf("stderr %q: want the variable named and the password not shown", r.stderr)
 	}
 }
+
+// rediss:// works with a private CA given by --redis-ca-file; without it the certificate is not
+// trusted, and the replica serves on local state instead of failing.
+func TestServeICERedisTLS(t *testing.T) {
+	rs := redisserver.StartTLS(t)
+	srv := turntest.NewServer(turntest.WithoutRelay())
+	t.Cleanup(srv.Close)
+	key, err := srv.Client().CreateKey(context.Background(), turn.CreateKeyParams{Name: "tls"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "rediss://" + rs.Addr
+	a := startServeICEOn(t, srv, key, map[string]string{redisURLEnv: url}, "--identity-header", "X-User", "--redis-ca-file", rs.CAFile)
+	b := startServeICEOn(t, srv, key, map[string]string{redisURLEnv: url}, "--identity-header", "X-User", "--redis-ca-file", rs.CAFile)
+	_, bodyA := a.get(t, "/", "alice")
+	_, bodyB := b.get(t, "/", "alice")
+	if bodyA != bodyB {
+		t.Error("replicas on TLS Redis did not share alice's credential")
+	}
+	if code, body := a.get(t, "/readyz", ""); code != 200 || !strings.Contains(body, "redis: up") {
+		t.Errorf("/readyz: %d %q", code, body)
+	}
+
+	untrusted := startServeICEOn(t, srv, key, map[string]string{redisURLEnv: url}, "--identity-header", "X-User")
+	if code, _ := untrusted.get(t, "/", "bob"); code != 200 {
+		t.Errorf("untrusted certificate: %d, want the request served on local state", code)
+	}
+	if _, body := untrusted.get(t, "/readyz", ""); !strings.Contains(body, "redis: down") {
+		t.Errorf("/readyz with an untrusted certificate: %q", body)
+	}
+
+	r := cfturn(t, srv, map[string]string{"CFTURN_KEY_SECRET": key.Secret.Reveal(), redisURLEnv: "redis://" + rs.Addr},
+		"serve-ice", "--addr", "127.0.0.1:0", "--key-id", key.ID, "--redis-ca-file", rs.CAFile)
+	r.check(t, 2)
+	if !strings.Contains(r.stderr, "rediss://") {
+		t.Errorf("a CA file with a plain redis:// URL: %q", r.stderr)
+	}
+}

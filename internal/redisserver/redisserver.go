@@ -5,8 +5,15 @@ package redisserver
 import (
 	"bufio"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -20,16 +27,29 @@ import (
 
 // Server is a running redis-server.
 type Server struct {
-	Addr string // host:port on loopback
-	dir  string
-	port int
-	cmd  *exec.Cmd
-	done chan struct{}
+	Addr   string // host:port on loopback
+	CAFile string // with StartTLS: the PEM certificate to trust (self-signed, for 127.0.0.1)
+	dir    string
+	port   int
+	tls    []string // redis-server's TLS arguments, with StartTLS
+	cmd    *exec.Cmd
+	done   chan struct{}
 }
 
 // Start starts redis-server for tb and stops it in tb.Cleanup. Without a redis-server binary the
 // test is skipped, except under CI (CI set), where it fails: CI installs the server.
 func Start(tb testing.TB) *Server {
+	tb.Helper()
+	return start(tb, false)
+}
+
+// StartTLS is Start with TLS only: clients connect with rediss:// and must trust CAFile.
+func StartTLS(tb testing.TB) *Server {
+	tb.Helper()
+	return start(tb, true)
+}
+
+func start(tb testing.TB, withTLS bool) *Server {
 	tb.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		if os.Getenv("CI") != "" {
@@ -38,11 +58,53 @@ func Start(tb testing.TB) *Server {
 		tb.Skip("redis-server not installed: apt-get install redis-server")
 	}
 	s := &Server{dir: tb.TempDir()}
+	if withTLS {
+		if err := s.makeCert(); err != nil {
+			tb.Fatal(err)
+		}
+	}
 	if err := s.start(0); err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(s.Stop)
 	return s
+}
+
+// makeCert writes a self-signed certificate for 127.0.0.1 and its key, valid for a day.
+func (s *Server) makeCert() error {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "cfturn test redis"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return err
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return err
+	}
+	s.CAFile = filepath.Join(s.dir, "cert.pem")
+	keyFile := filepath.Join(s.dir, "key.pem")
+	if err := os.WriteFile(s.CAFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		return err
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		return err
+	}
+	s.tls = []string{"--tls-cert-file", s.CAFile, "--tls-key-file", keyFile, "--tls-ca-cert-file", s.CAFile, "--tls-auth-clients", "no"}
+	return nil
 }
 
 // start runs redis-server on port (0: a free one) and waits until it answers PING.
@@ -71,10 +133,13 @@ func (s *Server) start(port int) error {
 func (s *Server) launch(port int) error {
 	s.port = port
 	s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	s.cmd = exec.Command("redis-server",
-		"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", s.dir,
-		"--logfile", filepath.Join(s.dir, "redis.log"), "--daemonize", "no")
+	ports := []string{"--port", strconv.Itoa(port)}
+	if s.tls != nil {
+		ports = append([]string{"--port", "0", "--tls-port", strconv.Itoa(port)}, s.tls...)
+	}
+	s.cmd = exec.Command("redis-server", append(ports,
+		"--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", s.dir,
+		"--logfile", filepath.Join(s.dir, "redis.log"), "--daemonize", "no")...)
 	if err := s.cmd.Start(); err != nil {
 		return fmt.Errorf("starting redis-server: %w", err)
 	}
@@ -87,7 +152,7 @@ func (s *Server) launch(port int) error {
 			return fmt.Errorf("redis-server on port %d exited: %s", port, s.logTail())
 		default:
 		}
-		if ping(s.Addr) == nil {
+		if s.answers() {
 			return nil
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -122,6 +187,19 @@ func (s *Server) logTail() string {
 	b, _ := os.ReadFile(filepath.Join(s.dir, "redis.log"))
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
 	return strings.Join(lines[max(0, len(lines)-5):], "\n")
+}
+
+// answers reports whether the server is up: PING in plain text, or a TCP connection with TLS
+// (the TLS handshake and PING then happen in the tests' own clients).
+func (s *Server) answers() bool {
+	if s.tls != nil {
+		c, err := net.DialTimeout("tcp", s.Addr, time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	}
+	return ping(s.Addr) == nil
 }
 
 func ping(addr string) error {

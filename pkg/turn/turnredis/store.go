@@ -4,11 +4,13 @@ import (
 	"cmp"
 	"context"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -147,16 +149,44 @@ func New(rdb redis.UniversalClient, o Options) (*Store, error) {
 // NewClient returns a Redis client for url (redis://[user:password@]host:port/db, or rediss://
 // for TLS, as redis.ParseURL reads it) set up for a Store: operations bounded by their context,
 // so by Options.Timeout (the client's own retries, which replace connections broken by a Redis
-// restart, happen inside that bound). Errors never quote the
-// URL, which may hold a password.
-func NewClient(url string) (*redis.Client, error) {
+// restart, happen inside that bound). configure, when given, adjusts the options before the
+// client is made, e.g. to trust a private CA. Errors never quote the URL, which may hold a
+// password.
+func NewClient(url string, configure ...func(*redis.Options) error) (*redis.Client, error) {
 	o, err := redis.ParseURL(url)
 	if err != nil {
 		return nil, fmt.Errorf("turnredis: the Redis URL is not valid (want redis://[user:password@]host:port/db or rediss://...): %s", redactURLError(err, url))
 	}
 	o.ContextTimeoutEnabled = true
 	o.DialTimeout = min(o.DialTimeout, time.Second)
+	for _, f := range configure {
+		if err := f(o); err != nil {
+			return nil, err
+		}
+	}
 	return redis.NewClient(o), nil
+}
+
+// TrustCA makes a rediss:// client trust the PEM certificates in caFile besides the system's.
+func TrustCA(caFile string) func(*redis.Options) error {
+	return func(o *redis.Options) error {
+		if o.TLSConfig == nil {
+			return fmt.Errorf("turnredis: a CA file is for TLS: use a rediss:// URL")
+		}
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return fmt.Errorf("turnredis: reading the CA file: %w", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return fmt.Errorf("turnredis: %s holds no PEM certificate", caFile)
+		}
+		o.TLSConfig.RootCAs = pool
+		return nil
+	}
 }
 
 // redactURLError drops the URL from a parse error, since the URL may hold a password.
