@@ -91,7 +91,7 @@ func (h *ICEHandler) failed(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.As(err, &budget):
 		h.refuse(w, r, refusedMintBudget, http.StatusServiceUnavailable, "mint budget spent, retry shortly", budget.wait)
-	case errors.Is(err, errBusy):
+	case errors.Is(err, errBusy), errors.Is(err, ErrICEStoreBusy):
 		h.refuse(w, r, refusedUpstreamBusy, http.StatusServiceUnavailable, "upstream busy, retry shortly", time.Second)
 	case errors.As(err, &down):
 		h.refuse(w, r, refusedUpstreamDown, http.StatusServiceUnavailable, "upstream unavailable, retry shortly", down.wait)

@@ -317,10 +317,11 @@ func (h *ICEHandler) Ready(ctx context.Context) error {
 // to a client that kept it. To keep an identity out altogether, refuse it in Authorize.
 func (h *ICEHandler) Drop(ctx context.Context, identity string, revoke bool) error {
 	c, err := h.store.DropCredential(ctx, identityKey(identity))
-	if err != nil || c == nil || !revoke || c.Username == "" {
+	if c == nil || !revoke || c.Username == "" {
 		return err
 	}
-	return h.cfg.Client.RevokeICECredential(ctx, RevokeICECredentialParams{KeyID: h.cfg.KeyID, KeySecret: h.cfg.KeySecret, Username: c.Username})
+	// Revoke even when the store reported trouble: the credential it returned is known.
+	return errors.Join(err, h.cfg.Client.RevokeICECredential(ctx, RevokeICECredentialParams{KeyID: h.cfg.KeyID, KeySecret: h.cfg.KeySecret, Username: c.Username}))
 }
 
 // CheckUpstream mints one credential through the handler's limits, as a start-up check that the

@@ -48,6 +48,11 @@ type ICEStore interface {
 // ErrICEStoreFull is returned by ICEStore.Allow when the limiter table cannot take another caller.
 var ErrICEStoreFull = errors.New("turn: ICE store: limiter table full")
 
+// ErrICEStoreBusy is returned (wrapped) by ICEStore.Flight when the identity's credential is being
+// minted elsewhere and is not ready, or that mint has just failed: the handler answers 503 with a
+// one-second Retry-After, and makes no upstream call of its own.
+var ErrICEStoreBusy = errors.New("turn: ICE store: a mint for this caller is running or just failed elsewhere")
+
 // ICELimit is a token bucket: Burst requests at once, refilled at PerSecond.
 type ICELimit struct {
 	PerSecond float64

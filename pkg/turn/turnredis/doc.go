@@ -9,27 +9,31 @@
 //
 // # What Redis holds
 //
-// Per identity (as a 16-byte digest, never the identity itself): the credential, sealed with
-// AES-256-GCM under a key derived by HKDF-SHA256 from the TURN key's secret, expiring with the
-// credential; a GCRA limiter value, expiring when the caller's bucket is full again; and, while a
-// mint runs, a lease (SET NX with LeaseTTL). One more GCRA value holds the mint budget. Read
-// access to Redis alone yields no usable TURN credential.
+// Per identity, under a name that is an HMAC of the identity's digest (so guessed identities
+// cannot be checked against Redis): the credential, sealed with AES-256-GCM under a key derived
+// by HKDF-SHA256 from the TURN key's secret, expiring with the credential; a GCRA limiter value,
+// expiring when the caller's bucket is full again; and, while a mint runs, a lease (SET NX,
+// LeaseTTL, renewed by the minter while it mints) or for a second after a failed mint the mark
+// "failed". One more GCRA value holds the mint budget. Read access to Redis alone yields no
+// usable TURN credential.
 //
 // # Cost per request
 //
-// A warm hit (the identity's credential is in this replica's local layer, for LocalTTL) makes
-// no round trip: the replica takes a quarter of the caller's burst (1 to 64 tokens) from Redis at
-// once and spends them on the next hits, giving back what is unspent after ReserveIdle. Tokens
-// are only ever taken from Redis, so the limits hold exactly across replicas; a reserve can make
-// another replica refuse a caller up to that many requests early. A cold request costs the
-// limiter script and one GET; the replica that mints adds SET NX (the lease), the mint-budget
-// script, SET and PEXPIREAT of the sealed credential, and the lease release; replicas waiting on
-// another's mint poll GET and EXISTS in one pipeline, from 10ms to 200ms apart.
+// A warm hit (the identity's credential is in this replica's local layer, for LocalTTL) spends
+// rate-limit tokens the replica took ahead from Redis: a quarter of the caller's burst at once
+// (1 to 64), given back when unspent after ReserveIdle. With the default burst of 10 that is one
+// Redis call every second warm hit; with a burst of 256 or more, one every 64. Tokens are only
+// ever taken from Redis, so limits hold exactly across replicas; a reserve can make another
+// replica refuse a caller that many requests early. A cold request costs the limiter script and
+// one GET; the replica that mints adds one pipeline (lease, credential, lease holder), the
+// mint-budget script (skipped while the budget is known to be spent), one SET with expiry and the
+// lease release; replicas waiting on another's mint repeat the pipeline from 10ms to 200ms apart.
 //
 // # When Redis fails
 //
 // Each operation is bounded by Options.Timeout. A failure switches the replica to its local
-// state (logged once; Healthy reports false) and Redis is tried again after RetryAfter. On local
+// state (logged once; Healthy reports false, and pings Redis itself when nothing else has for
+// RetryAfter) and Redis is tried again after RetryAfter. On local
 // state each replica caches, mints and limits on its own: a caller spread over N replicas can get
 // up to N credentials and N times its rate limit, and the mint budget becomes N times its value,
 // as without Redis. Browsers are never failed for it. When Redis answers again the replicas use

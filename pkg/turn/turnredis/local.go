@@ -53,7 +53,7 @@ func (l *local) get(key string, now time.Time) *turn.ICECredential {
 	return e.c
 }
 
-func (l *local) put(key string, c *turn.ICECredential, until time.Time) {
+func (l *local) put(key string, c *turn.ICECredential, until, now time.Time) {
 	sh := l.shard(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -62,7 +62,7 @@ func (l *local) put(key string, c *turn.ICECredential, until time.Time) {
 		// else an arbitrary one.
 		evicted := false
 		for k, e := range sh.entries {
-			if !time.Now().Before(e.until) {
+			if !now.Before(e.until) {
 				delete(sh.entries, k)
 				evicted = true
 			}

@@ -51,3 +51,19 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 `)
+
+// renewScript extends a mint lease by ARGV[2] ms if this replica (ARGV[1]) still holds it.
+var renewScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+`)
+
+// failScript turns this replica's lease (ARGV[1]) into the "failed" mark for ARGV[2] ms.
+var failScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('SET', KEYS[1], 'failed', 'PX', ARGV[2])
+end
+return 0
+`)

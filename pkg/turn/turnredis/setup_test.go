@@ -3,8 +3,6 @@ package turnredis_test
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -115,17 +113,10 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	t.Fatalf("timed out waiting until %s", what)
 }
 
-// identityKey is the hex of the store key the handler uses for identity: the first 16 bytes of
-// its SHA-256 (the handler never hands identities themselves to a store).
-func identityKey(t *testing.T, _ *replica, identity string) string {
+// identityKey is the name the Redis keys of identity end in on r's store.
+func identityKey(t *testing.T, r *replica, identity string) string {
 	t.Helper()
-	sum := sha256.Sum256([]byte(identity))
-	return hex.EncodeToString(sum[:16])
-}
-
-func hexDecode(s string) (string, error) {
-	b, err := hex.DecodeString(s)
-	return string(b), err
+	return turnredis.RedisName(r.store, identity)
 }
 
 // username is the TURN username in an ICEHandler answer.

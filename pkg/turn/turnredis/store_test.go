@@ -3,6 +3,7 @@ package turnredis_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"net/http"
 	"strings"
@@ -16,8 +17,9 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Three replicas share one Redis; requests for 300 identities go round-robin over them, three
-// rounds, each round concurrent. Every identity is minted once, whichever replica it reaches.
+// Three replicas share one Redis; 300 identities ask for credentials three rounds over, and in
+// every round each identity asks all three replicas at the same moment. Every identity is minted
+// once and gets one credential, whichever replica answers.
 func TestReplicasMintOncePerIdentity(t *testing.T) {
 	c := newCluster(t)
 	cfg := turn.ICEHandlerConfig{RatePerMinute: -1, MintsPerSecond: 10000, MintBurst: 1000, MaxInFlight: 512}
@@ -31,20 +33,21 @@ func TestReplicasMintOncePerIdentity(t *testing.T) {
 		var wg sync.WaitGroup
 		for i := range 300 {
 			user := fmt.Sprintf("user-%d", i)
-			r := replicas[(i+round)%3]
-			wg.Go(func() {
-				code, body := r.get(t, user)
-				if code != http.StatusOK {
-					t.Errorf("round %d %s: %d %s", round, user, code, body)
-					return
-				}
-				mu.Lock()
-				if bodies[user] == nil {
-					bodies[user] = map[string]bool{}
-				}
-				bodies[user][string(body)] = true
-				mu.Unlock()
-			})
+			for _, r := range replicas {
+				wg.Go(func() {
+					code, body := r.get(t, user)
+					if code != http.StatusOK {
+						t.Errorf("round %d %s: %d %s", round, user, code, body)
+						return
+					}
+					mu.Lock()
+					if bodies[user] == nil {
+						bodies[user] = map[string]bool{}
+					}
+					bodies[user][string(body)] = true
+					mu.Unlock()
+				})
+			}
 		}
 		wg.Wait()
 	}
@@ -195,10 +198,16 @@ func TestCredentialsSealedAtRest(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer other.Close()
-	id := strings.TrimPrefix(creds[0], turnredis.DefaultPrefix+c.key.ID+":cred:")
-	key, _ := hexDecode(id)
-	if got, err := other.Credential(ctx, key); got != nil || err != nil {
-		t.Errorf("a store with another secret opened the credential: %v %v", got, err)
+	if creds[0] != turnredis.DefaultPrefix+c.key.ID+":cred:"+identityKey(t, r, "alice") {
+		t.Errorf("credential key %q", creds[0])
+	}
+	// The same identity has another name under another secret, and the value does not open.
+	if name := turnredis.RedisName(other, "alice"); strings.HasSuffix(creds[0], name) {
+		t.Error("key names do not depend on the secret: identities could be guessed from them")
+	}
+	sum := sha256.Sum256([]byte("alice"))
+	if got, err := other.Credential(ctx, string(sum[:16])); got != nil || err != nil {
+		t.Errorf("a store with another secret found the credential: %v %v", got, err)
 	}
 }
 
@@ -228,26 +237,53 @@ func TestDropReachesEveryReplica(t *testing.T) {
 }
 
 // A replica that dies holding a mint lease holds that identity's minting off only until the
-// lease expires.
+// lease expires: a caller waiting on it is then minted for at once.
 func TestCrashedMinterLeaseExpires(t *testing.T) {
 	c := newCluster(t)
 	r := c.replica(t, turn.ICEHandlerConfig{}, turnredis.Options{LeaseTTL: 500 * time.Millisecond})
-	// Another replica took the lease for "carol" and crashed.
-	key := identityKey(t, r, "carol")
-	if err := r.rdb.Set(context.Background(), turnredis.DefaultPrefix+c.key.ID+":lease:"+key, "crashed", 500*time.Millisecond).Err(); err != nil {
+	// Another replica took the lease for "carol" and crashed: nobody renews it.
+	lease := turnredis.DefaultPrefix + c.key.ID + ":lease:" + identityKey(t, r, "carol")
+	if err := r.rdb.Set(context.Background(), lease, "crashed", 500*time.Millisecond).Err(); err != nil {
 		t.Fatal(err)
 	}
-	code, _ := r.get(t, "carol")
-	if code != http.StatusServiceUnavailable && code != http.StatusBadGateway {
-		t.Errorf("while the dead replica's lease holds: %d, want 503 or 502", code)
+	start := time.Now()
+	if code, body := r.get(t, "carol"); code != http.StatusOK {
+		t.Fatalf("%d %s", code, body)
 	}
-	eventually(t, "carol is minted after the lease expired", func() bool {
-		code, _ := r.get(t, "carol")
-		return code == http.StatusOK
-	})
+	if took := time.Since(start); took < 400*time.Millisecond {
+		t.Errorf("answered after %v, before the dead replica's lease expired", took)
+	}
 	if n := c.mints(); n != 1 {
 		t.Errorf("%d mints, want 1", n)
 	}
+}
+
+// A mint that fails leaves a mark: replicas waiting for it answer 503 instead of minting in turn,
+// and the identity is minted again once the mark is gone.
+func TestFailedMintIsNotRepeatedByWaiters(t *testing.T) {
+	c := newCluster(t)
+	cfg := turn.ICEHandlerConfig{RatePerMinute: -1}
+	a, b := c.replica(t, cfg, turnredis.Options{}), c.replica(t, cfg, turnredis.Options{})
+	c.fake.InjectFault(turntest.Fault{Operation: "generateIceServers", Status: 500, Delay: 300 * time.Millisecond})
+	codes := make(chan int, 2)
+	go func() { code, _ := a.get(t, "dan"); codes <- code }()
+	eventually(t, "a holds dan's lease", func() bool {
+		n, _ := a.rdb.Exists(context.Background(), turnredis.DefaultPrefix+c.key.ID+":lease:"+identityKey(t, a, "dan")).Result()
+		return n == 1
+	})
+	go func() { code, _ := b.get(t, "dan"); codes <- code }()
+	for range 2 {
+		if code := <-codes; code != http.StatusBadGateway && code != http.StatusServiceUnavailable {
+			t.Errorf("during the failed mint: %d, want 502 (the minter) or 503 (the waiter)", code)
+		}
+	}
+	if n := c.mints(); n != 1 {
+		t.Errorf("%d upstream calls, want the failed one only", n)
+	}
+	eventually(t, "dan is minted once the mark is gone", func() bool {
+		code, _ := b.get(t, "dan")
+		return code == http.StatusOK
+	})
 }
 
 // Redis dying mid-run fails no browser: every answer is 200 or an honest 429/503 while it is down,
@@ -381,7 +417,29 @@ func TestNewChecksOptions(t *testing.T) {
 	if _, err := turnredis.New(plain, turnredis.Options{KeyID: "k", KeySecret: turn.NewSecret("s")}); err == nil || !strings.Contains(err.Error(), "ContextTimeoutEnabled") {
 		t.Errorf("a client without context timeouts: %v", err)
 	}
-	if _, err := turnredis.NewClient("redis://user:hunter2@[::1"); err == nil || strings.Contains(err.Error(), "hunter2") {
-		t.Errorf("a bad URL: %v; want an error that does not quote the password", err)
+	for _, url := range []string{"redis://user:hunter2@[::1", "redis://default:hunter2@127.0.0.1:6379/0\n",
+		`redis://default:hun"ter2@127.0.0.1:6379/0` + "\x00", `redis://default:hunter2\@127.0.0.1:x/0`, "http://:hunter2@h:1"} {
+		if _, err := turnredis.NewClient(url); err == nil || strings.Contains(err.Error(), "hunter2") || strings.Contains(err.Error(), "ter2") {
+			t.Errorf("%q: %v; want an error that does not quote the password", url, err)
+		}
+	}
+}
+
+// A drop while Redis is down says it reached this replica only, and still revokes the credential
+// upstream, so TURN servers refuse it wherever it is served from.
+func TestDropDuringOutage(t *testing.T) {
+	c := newCluster(t)
+	r := c.replica(t, turn.ICEHandlerConfig{}, turnredis.Options{})
+	_, body := r.get(t, "erin")
+	c.redis.Stop()
+	err := r.handler.Drop(context.Background(), "erin", true)
+	if err == nil || !strings.Contains(err.Error(), "this replica only") {
+		t.Errorf("Drop with Redis down: %v, want it to say the drop reached this replica only", err)
+	}
+	if !c.fake.Revoked(username(t, body)) {
+		t.Error("the credential was not revoked upstream")
+	}
+	if _, again := r.get(t, "erin"); bytes.Equal(again, body) {
+		t.Error("this replica serves the dropped credential")
 	}
 }

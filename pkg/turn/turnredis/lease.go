@@ -1,0 +1,134 @@
+package turnredis
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/cfturn/cfturn/pkg/turn"
+)
+
+// leaseFailed is the value a minter leaves in its lease when its mint failed: replicas waiting
+// for it answer "retry shortly" for failMark instead of minting in turn, which would multiply
+// upstream calls by the number of replicas while the upstream fails.
+const (
+	leaseFailed = "failed"
+	failMark    = time.Second
+)
+
+// Flight implements turn.ICEStore. Within a replica one mint per identity runs at a time; across
+// replicas a lease in Redis (SET NX) elects one minter and the others wait for its credential to
+// appear. The minter renews its lease while it mints, so a slow mint keeps it; a minter that
+// crashes stops renewing, and its lease expires after LeaseTTL. A mint that fails leaves a mark
+// for one second, during which the identity's waiters get turn.ErrICEStoreBusy.
+func (s *Store) Flight(ctx context.Context, key string, mint func() (*turn.ICECredential, error)) (*turn.ICECredential, error) {
+	return s.fallback.Flight(ctx, key, func() (*turn.ICECredential, error) { return s.leased(key, mint) })
+}
+
+func (s *Store) leased(key string, mint func() (*turn.ICECredential, error)) (*turn.ICECredential, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.LeaseTTL+s.opts.Timeout)
+	defer cancel()
+	lk, rk := s.leaseKey(key), s.credKey(key)
+	token := rand.Text()
+	for pause := 10 * time.Millisecond; ; pause = min(2*pause, 200*time.Millisecond) {
+		if !s.tryRedis() {
+			return mint()
+		}
+		// One round trip: take the lease if free, and read the credential and the lease.
+		var took bool
+		var cred []byte
+		var holder string
+		_, err := s.do(ctx, func(ctx context.Context) (any, error) {
+			p := s.rdb.Pipeline()
+			setNX := p.SetNX(ctx, lk, token, s.opts.LeaseTTL)
+			get := p.Get(ctx, rk)
+			held := p.Get(ctx, lk)
+			if _, err := p.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+				return nil, err
+			}
+			took = setNX.Val()
+			cred, _ = get.Bytes()
+			holder = held.Val()
+			return nil, nil
+		})
+		if err != nil {
+			// Redis failed mid-flight: mint here rather than fail the browser.
+			return mint()
+		}
+		// Whoever holds the lease, a credential that is fresh is the answer: another replica
+		// may have finished minting between this replica's miss and now.
+		if c := s.fresh(key, rk, cred); c != nil {
+			if took {
+				s.release(lk, token)
+			}
+			return c, nil
+		}
+		switch {
+		case took:
+			return s.mintLeased(key, lk, token, mint)
+		case holder == leaseFailed:
+			return nil, fmt.Errorf("turnredis: %w", turn.ErrICEStoreBusy)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("turnredis: waiting for another replica's mint: %w", turn.ErrICEStoreBusy)
+		case <-time.After(pause):
+		}
+	}
+}
+
+// fresh opens cred, read from rk, and returns it if it is still fresh.
+func (s *Store) fresh(key, rk string, cred []byte) *turn.ICECredential {
+	if cred == nil {
+		return nil
+	}
+	now := s.opts.Now()
+	c, err := s.seal.open(rk, cred)
+	if err != nil || !now.Before(c.FreshUntil) {
+		return nil
+	}
+	s.remember(key, c, now)
+	return c
+}
+
+// mintLeased runs mint while renewing the lease, then releases it, or marks it failed.
+func (s *Store) mintLeased(key, lk, token string, mint func() (*turn.ICECredential, error)) (*turn.ICECredential, error) {
+	done := make(chan struct{})
+	renewed := make(chan struct{})
+	go func() {
+		defer close(renewed)
+		t := time.NewTicker(s.opts.LeaseTTL / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				s.do(context.Background(), func(ctx context.Context) (any, error) {
+					return renewScript.Run(ctx, s.rdb, []string{lk}, token, s.opts.LeaseTTL.Milliseconds()).Result()
+				})
+			}
+		}
+	}()
+	c, err := mint() // mint stores the credential (SetCredential) before the lease goes
+	close(done)
+	<-renewed
+	if err != nil {
+		s.do(context.Background(), func(ctx context.Context) (any, error) {
+			return failScript.Run(ctx, s.rdb, []string{lk}, token, failMark.Milliseconds()).Result()
+		})
+		return nil, err
+	}
+	s.release(lk, token)
+	return c, nil
+}
+
+func (s *Store) release(lk, token string) {
+	s.do(context.Background(), func(ctx context.Context) (any, error) {
+		return releaseScript.Run(ctx, s.rdb, []string{lk}, token).Result()
+	})
+}
