@@ -316,8 +316,16 @@ func TestRedisDownAndBack(t *testing.T) {
 	if codes := ask(0, 100); codes[http.StatusOK] != 100 {
 		t.Fatalf("with Redis up: %v", codes)
 	}
+	// Kill Redis in the middle of a round, once its new identities have started minting.
+	c.fake.InjectFault(turntest.Fault{Operation: "generateIceServers", Delay: 20 * time.Millisecond, Count: 50})
+	mid := make(chan map[int]int)
+	go func() { mid <- ask(1, 150) }()
+	eventually(t, "the round is minting", func() bool { return c.mints() > 110 })
 	c.redis.Stop()
-	for round := 1; round <= 3; round++ {
+	if codes := <-mid; codes[http.StatusOK] < 100 {
+		t.Errorf("Redis killed mid-round: %v; want the cached identities served", codes)
+	}
+	for round := 2; round <= 3; round++ {
 		codes := ask(round, 150) // 100 cached identities and 50 new ones
 		if codes[http.StatusOK] < 100 {
 			t.Errorf("Redis down, round %d: %v; want the cached identities served", round, codes)
