@@ -178,9 +178,11 @@ func TestBaseURLMessages(t *testing.T) {
 		{[]string{"--base-url", "ftp://me:hunter2@x/", "keys", "list"}, 2, `--base-url "ftp://me:xxxxx@x/" is not`},
 		{[]string{"--base-url", srv.URL, "keys", "list"}, 1, "(hint: --base-url " + srv.URL + " probably lacks /client/v4; the key API root is e.g. " + srv.URL + "/client/v4)"},
 		{[]string{"--base-url", srv.URL + "/", "keys", "get", strings.Repeat("a", 32)}, 1, "probably lacks /client/v4"},
+		// An ICE call would otherwise go to Cloudflare, with the key's secret.
+		{[]string{"--base-url", srv.URL, "ice-servers", "--key-id", strings.Repeat("a", 32)}, 2, "pass --ice-base-url too"},
 	} {
 		var stdout, stderr strings.Builder
-		env := map[string]string{"CLOUDFLARE_API_TOKEN": srv.Token(), "CLOUDFLARE_ACCOUNT_ID": srv.AccountID()}
+		env := map[string]string{"CLOUDFLARE_API_TOKEN": srv.Token(), "CLOUDFLARE_ACCOUNT_ID": srv.AccountID(), "CFTURN_KEY_SECRET": strings.Repeat("k", 64)}
 		code := run(context.Background(), tc.args, strings.NewReader(""), &stdout, &stderr, func(k string) string { return env[k] })
 		r := result{code, stdout.String(), stderr.String()}
 		r.check(t, tc.code)

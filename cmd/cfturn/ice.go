@@ -30,6 +30,11 @@ func (f *iceFlags) setup(a *app) (*turn.Client, turn.Secret, error) {
 	if err != nil {
 		return nil, turn.Secret{}, err
 	}
+	// Without this, the ICE call would go to Cloudflare with the key's secret while the user
+	// meant another server.
+	if a.baseURL != "" && a.iceBaseURL == "" && !strings.HasSuffix(strings.TrimSuffix(a.baseURL, "/"), "/client/v4") {
+		return nil, turn.Secret{}, usagef("--base-url %s does not end in /client/v4, so the ICE API's root cannot be derived from it: pass --ice-base-url too (for cfturn serve-fake: http://HOST:PORT/v1)", printable(a.baseURL))
+	}
 	c, err := a.client()
 	return c, secret, err
 }

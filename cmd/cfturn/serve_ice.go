@@ -9,8 +9,10 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/netip"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"github.com/cfturn/cfturn/pkg/turn"
@@ -29,6 +31,8 @@ type serveICEOptions struct {
 	examplePage bool
 	redisURL    string
 	redisCA     string
+	hosts       []string
+	maxConns    int
 	store       *turnredis.Store // set when Redis is in use
 }
 
@@ -86,11 +90,6 @@ requests in flight.`,
 			if store != nil {
 				m.reg.MustRegister(newRedisCollector(store))
 			}
-			if !o.skipCheck {
-				if err := h.CheckUpstream(cmd.Context()); err != nil {
-					return fmt.Errorf("start-up mint failed, not serving: %w (check --key-id, the key secret and --ice-base-url, or pass --skip-startup-check)", err)
-				}
-			}
 			return a.serveICE(cmd.Context(), o, cfg, h, m)
 		},
 	}
@@ -114,6 +113,8 @@ requests in flight.`,
 	f.BoolVar(&o.examplePage, "example-page", false, "also serve the browser example page at "+examplePagePath+" (it tests TURN with these credentials)")
 	f.StringVar(&o.redisURL, "redis-url", "", "share cache and limits with other replicas through Redis: redis://[user@]host:port/db or rediss:// (default $"+redisURLEnv+"; put a password there, not here)")
 	f.StringVar(&o.redisCA, "redis-ca-file", "", "PEM certificate(s) to trust for a rediss:// Redis, besides the system's")
+	f.StringSliceVar(&o.hosts, "allowed-host", nil, "Host header to answer (repeatable); default on a loopback address: localhost, 127.0.0.1, ::1 only (against DNS rebinding), else any")
+	f.IntVar(&o.maxConns, "max-conns", 10000, "connections open at once; more are closed at once")
 	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.BoolVar(&o.skipCheck, "skip-startup-check", false, "start without minting once first")
@@ -137,7 +138,7 @@ func checkServeICEFlags(cmd *cobra.Command, cfg *turn.ICEHandlerConfig) error {
 	case cfg.RequestTimeout < 0:
 		return usagef("--timeout %v: must not be negative (0 means the default, %v)", cfg.RequestTimeout, turn.DefaultICERequestTimeout)
 	}
-	for _, name := range []string{"burst", "mint-burst", "max-in-flight", "max-identity-bytes"} {
+	for _, name := range []string{"burst", "mint-burst", "max-in-flight", "max-identity-bytes", "max-conns"} {
 		if v, _ := f.GetInt(name); v < 1 {
 			return usagef("--%s %d: must be at least 1", name, v)
 		}
@@ -185,29 +186,44 @@ func (a *app) serveICE(ctx context.Context, o serveICEOptions, cfg turn.ICEHandl
 		fmt.Fprintln(w, "ready"+redisState)
 	})
 	mux.Handle("GET /metrics", m.handler())
-	mux.Handle("/", h)
+	mux.Handle("/{$}", h) // credentials at the root only: a browser's /favicon.ico mints nothing
 	if o.examplePage {
 		mux.Handle(examplePagePath, examplePage())
 		logger.Info("cfturn serve-ice: the example page is on", "path", examplePagePath)
 	}
 	timeout := cfg.RequestTimeout
-	srv := &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: min(5*time.Second, timeout),
-		ReadTimeout:       timeout,
-		WriteTimeout:      timeout + 5*time.Second,
-		IdleTimeout:       time.Minute,
-		MaxHeaderBytes:    o.maxHeader,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-	}
 	l, err := net.Listen("tcp", o.addr)
 	if err != nil {
 		return err
 	}
+	hosts := o.hosts
+	if ap, err := netip.ParseAddrPort(l.Addr().String()); err == nil && ap.Addr().IsLoopback() && len(hosts) == 0 {
+		hosts = loopbackHosts
+	}
+	// The port is taken before the start-up mint, so a port in use costs no credential.
+	if !o.skipCheck {
+		if err := h.CheckUpstream(ctx); err != nil {
+			l.Close()
+			return fmt.Errorf("start-up mint failed, not serving: %w (check --key-id, the key secret and --ice-base-url, or pass --skip-startup-check)", err)
+		}
+	}
+	limited := limitConns(l, o.maxConns)
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "cfturn_serve_connections_refused_total", Help: "Connections closed at once because --max-conns were open.",
+	}, func() float64 { return float64(limited.refused.Load()) }))
+	srv := &http.Server{
+		Handler:           hostGuard(mux, hosts, logger),
+		ReadHeaderTimeout: min(5*time.Second, timeout),
+		ReadTimeout:       timeout,
+		WriteTimeout:      timeout + 5*time.Second,
+		IdleTimeout:       15 * time.Second,
+		MaxHeaderBytes:    o.maxHeader,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
 	url := "http://" + l.Addr().String() + "/"
-	logger.Info("cfturn serve-ice: serving", "url", url, "read_timeout", srv.ReadTimeout, "request_timeout", timeout,
-		"ttl", cfg.TTL, "mint_rate", cfg.MintsPerSecond, "rate_per_minute", cfg.RatePerMinute)
-	return a.serveOn(ctx, l, srv, url, o.shutdownMax)
+	logger.Info("cfturn serve-ice: serving", "url", url, "read_timeout", srv.ReadTimeout.String(), "request_timeout", timeout.String(),
+		"ttl", cfg.TTL.String(), "mint_rate", cfg.MintsPerSecond, "rate_per_minute", cfg.RatePerMinute)
+	return a.serveOn(ctx, limited, srv, url, o.shutdownMax)
 }
 
 // serveOn announces url and runs srv on l until ctx ends, then shuts down gracefully.

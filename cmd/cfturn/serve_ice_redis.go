@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
@@ -55,11 +56,28 @@ func (a *app) sharedStore(flagURL, caFile string, keyID string, secret turn.Secr
 	ctx, cancel := context.WithTimeout(context.Background(), turnredis.DefaultTimeout*4)
 	defer cancel()
 	if err := rdb.Ping(ctx).Err(); err != nil {
+		// A refused password or certificate will not get better by waiting: say so now.
+		if msg := err.Error(); misconfigured(msg) {
+			store.Close()
+			rdb.Close()
+			return nil, nil, usagef("%s: Redis refused this replica: %s (check the user and password in the URL, and --redis-ca-file for rediss://)", from, msg)
+		}
 		logger.Warn("cfturn serve-ice: Redis does not answer; starting on local state, shared state resumes when it does", "error", err.Error())
 	} else {
 		logger.Info("cfturn serve-ice: sharing cache and limits through Redis", "addr", rdb.Options().Addr, "tls", rdb.Options().TLSConfig != nil)
 	}
 	return store, func() { store.Close(); rdb.Close() }, nil
+}
+
+// misconfigured reports a Redis error that is the replica's configuration, not an outage: a wrong
+// password or user, a missing permission, an untrusted certificate.
+func misconfigured(msg string) bool {
+	for _, m := range []string{"WRONGPASS", "NOAUTH", "NOPERM", "invalid username-password", "x509:", "tls: "} {
+		if strings.Contains(msg, m) {
+			return true
+		}
+	}
+	return false
 }
 
 // quietRedisLogger sends go-redis's own messages to the debug level.

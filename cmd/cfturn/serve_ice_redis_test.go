@@ -4,9 +4,11 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cfturn/cfturn/internal/redisserver"
 	"github.com/cfturn/cfturn/pkg/turn"
+	"github.com/cfturn/cfturn/pkg/turn/turnredis"
 	"github.com/cfturn/cfturn/pkg/turn/turntest"
 )
 
@@ -88,18 +90,44 @@ func TestServeICERedisTLS(t *testing.T) {
 		t.Errorf("/readyz: %d %q", code, body)
 	}
 
-	untrusted := startServeICEOn(t, srv, key, map[string]string{redisURLEnv: url}, "--identity-header", "X-User")
-	if code, _ := untrusted.get(t, "/", "bob"); code != 200 {
-		t.Errorf("untrusted certificate: %d, want the request served on local state", code)
-	}
-	if _, body := untrusted.get(t, "/readyz", ""); !strings.Contains(body, "redis: down") {
-		t.Errorf("/readyz with an untrusted certificate: %q", body)
+	// An untrusted certificate is configuration, not an outage: refused at start.
+	r := cfturn(t, srv, map[string]string{"CFTURN_KEY_SECRET": key.Secret.Reveal(), redisURLEnv: url},
+		"serve-ice", "--addr", "127.0.0.1:0", "--key-id", key.ID)
+	r.check(t, 2)
+	if !strings.Contains(r.stderr, "x509") || !strings.Contains(r.stderr, "--redis-ca-file") {
+		t.Errorf("untrusted certificate: %q", r.stderr)
 	}
 
-	r := cfturn(t, srv, map[string]string{"CFTURN_KEY_SECRET": key.Secret.Reveal(), redisURLEnv: "redis://" + rs.Addr},
+	r = cfturn(t, srv, map[string]string{"CFTURN_KEY_SECRET": key.Secret.Reveal(), redisURLEnv: "redis://" + rs.Addr},
 		"serve-ice", "--addr", "127.0.0.1:0", "--key-id", key.ID, "--redis-ca-file", rs.CAFile)
 	r.check(t, 2)
 	if !strings.Contains(r.stderr, "rediss://") {
 		t.Errorf("a CA file with a plain redis:// URL: %q", r.stderr)
+	}
+}
+
+// A wrong Redis password stops serve-ice at start, without printing the password.
+func TestServeICERedisWrongPassword(t *testing.T) {
+	rs := redisserver.Start(t)
+	admin, err := turnredis.NewClient("redis://" + rs.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	if err := admin.ConfigSet(context.Background(), "requirepass", "the-right-one").Err(); err != nil {
+		t.Fatal(err)
+	}
+	srv := turntest.NewServer(turntest.WithoutRelay())
+	defer srv.Close()
+	key := createKey(t, srv)
+	env := map[string]string{"CFTURN_KEY_SECRET": key.Secret, redisURLEnv: "redis://default:hunter2@" + rs.Addr}
+	// Bounded: a serve-ice that started anyway is stopped, and the test fails below.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var stdout, stderr strings.Builder
+	code := run(ctx, []string{"--base-url", srv.APIBaseURL, "serve-ice", "--addr", "127.0.0.1:0", "--key-id", key.ID},
+		strings.NewReader(""), &stdout, &stderr, func(k string) string { return env[k] })
+	if code != 2 || !strings.Contains(stderr.String(), "Redis refused this replica") || strings.Contains(stderr.String(), "hunter2") {
+		t.Errorf("exit %d, stderr %q", code, stderr.String())
 	}
 }

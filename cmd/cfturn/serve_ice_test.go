@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"maps"
 	"net"
 	"net/http"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -225,5 +227,80 @@ func TestServeICETimeout(t *testing.T) {
 	// rest of the body does not come within the timeout.
 	if _, err := io.Copy(io.Discard, conn); err != nil {
 		t.Errorf("a half-sent body held the connection: %v", err)
+	}
+}
+
+// On loopback, serve-ice answers only loopback Host names (a DNS-rebinding page's Host is
+// refused), --allowed-host adds names, and connections beyond --max-conns are closed at once.
+func TestServeICEHostsAndConnections(t *testing.T) {
+	e := startServeICE(t, "--identity-header", "X-User", "--max-conns", "3")
+	// get answers the status, or 0 when the server closed the connection unanswered.
+	get := func(host string) int {
+		req, _ := http.NewRequest("GET", e.url, nil)
+		req.Host = host
+		req.Header.Set("X-User", "alice")
+		resp, err := (&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}).Do(req)
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := get("evil.example:80"); code != http.StatusMisdirectedRequest {
+		t.Errorf("a rebinding page's Host: %d, want 421", code)
+	}
+	if code := get("localhost"); code != 200 {
+		t.Errorf("Host localhost: %d", code)
+	}
+	if !strings.Contains(e.stderr.String(), "DNS rebinding") {
+		t.Error("the refused Host was not logged")
+	}
+
+	addr := strings.TrimSuffix(strings.TrimPrefix(e.url, "http://"), "/")
+	var idle []net.Conn
+	for range 3 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		idle = append(idle, c)
+	}
+	// The server accepts the fourth connection and closes it at once: a read ends, no answer.
+	extra, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer extra.Close()
+	extra.SetReadDeadline(time.Now().Add(20 * time.Second))
+	if n, err := extra.Read(make([]byte, 1)); n != 0 || err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("fourth connection: read %d, %v; want it closed by the server", n, err)
+	}
+	for _, c := range idle {
+		c.Close()
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for get("127.0.0.1") != 200 {
+		if time.Now().After(deadline) {
+			t.Fatal("slots were not freed when the idle connections closed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	_, metrics := e.get(t, "/metrics", "")
+	if !strings.Contains(metrics, "cfturn_serve_connections_refused_total") {
+		t.Error("/metrics lacks the refused connections")
+	}
+
+	other := startServeICE(t, "--identity-header", "X-User", "--allowed-host", "app.example")
+	req, _ := http.NewRequest("GET", other.url, nil)
+	req.Host = "app.example:443"
+	req.Header.Set("X-User", "bob")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("--allowed-host app.example: %d", resp.StatusCode)
 	}
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -252,5 +254,35 @@ func TestICEHandlerCustomIdentifier(t *testing.T) {
 		if !ok || got != tc.want {
 			t.Errorf("customIdentifier %q (credential known: %v), want %q", got, ok, tc.want)
 		}
+	}
+}
+
+// Without an identity header, IPv6 callers are told apart by their /64: addresses of one /64
+// share a credential and a limit, so a client cannot rotate through its own prefix.
+func TestICEHandlerIPv6Identity(t *testing.T) {
+	fake := turntest.NewServer(turntest.WithoutRelay())
+	defer fake.Close()
+	key, err := fake.Client().CreateKey(context.Background(), turn.CreateKeyParams{Name: "v6"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := turn.NewICEHandler(turn.ICEHandlerConfig{Client: fake.Client(), KeyID: key.ID, KeySecret: key.Secret, Burst: 2, RatePerMinute: 0.1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	codes := map[string]int{}
+	for i, addr := range []string{"[2001:db8:1:2::1]:5000", "[2001:db8:1:2::ffff]:5001", "[2001:db8:1:2:a:b:c:d]:5002", "[2001:db8:1:3::1]:5003"} {
+		req := httptest.NewRequest(http.MethodGet, "/", nil)
+		req.RemoteAddr = addr
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		codes[fmt.Sprint(i, rec.Code)]++
+	}
+	// Burst 2 for 2001:db8:1:2::/64, whatever the address; the other /64 is another caller.
+	if want := map[string]int{"0 200": 1, "1 200": 1, "2 429": 1, "3 200": 1}; !maps.Equal(codes, want) {
+		t.Errorf("answers %v, want %v", codes, want)
+	}
+	if n := fake.Requests()["generateIceServers"]; n != 2 {
+		t.Errorf("%d mints, want one per /64", n)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strconv"
 	"sync/atomic"
@@ -52,8 +53,9 @@ type ICEHandlerConfig struct {
 	// header it likes. The CORS preflight allows it. Identity, when set, takes precedence.
 	IdentityHeader string
 	// Identity names the caller that credentials are minted, cached and rate limited for.
-	// Default: IdentityHeader's value, else the remote address's host, which behind a load
-	// balancer or proxy is the balancer's, so all callers would share one limit.
+	// Default: IdentityHeader's value, else the remote address's host (an IPv6 address's /64,
+	// which one client can fill with addresses), which behind a load balancer or proxy is the
+	// balancer's, so all callers would share one limit.
 	Identity func(*http.Request) string
 	// MaxIdentityBytes caps an identity's length (default 256). A longer one is answered 400:
 	// no real identity is that long, and nothing is stored for it.
@@ -249,8 +251,8 @@ func (cfg *ICEHandlerConfig) setDefaults() error {
 		return invalidArg(op, "MaxIdentityBytes, MaxInFlight, MaxIdentities and MaxCallers must be positive")
 	case cfg.RequestTimeout < 0 || cfg.RetryAfterMax < time.Second:
 		return invalidArg(op, "RequestTimeout %v must not be negative and RetryAfterMax %v must be at least 1s", cfg.RequestTimeout, cfg.RetryAfterMax)
-	case cfg.AllowCredentials && slices.Contains(cfg.AllowedOrigins, "*"):
-		return invalidArg(op, `AllowCredentials needs explicit AllowedOrigins, not "*": browsers refuse credentials with a wildcard`)
+	case cfg.AllowCredentials && (len(cfg.AllowedOrigins) == 0 || slices.Contains(cfg.AllowedOrigins, "*")):
+		return invalidArg(op, `AllowCredentials needs explicit AllowedOrigins, not none or "*": browsers refuse credentials with a wildcard`)
 	}
 	for _, o := range cfg.AllowedOrigins {
 		if err := checkOrigin(op, o); err != nil {
@@ -325,12 +327,22 @@ func (h *ICEHandler) Drop(ctx context.Context, identity string, revoke bool) err
 }
 
 // CheckUpstream mints one credential through the handler's limits, as a start-up check that the
-// key and its secret work and the upstream is reachable. The credential is discarded.
+// key and its secret work and the upstream is reachable. The credential is then revoked, so the
+// check leaves no credential that nobody uses.
 func (h *ICEHandler) CheckUpstream(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.RequestTimeout)
 	defer cancel()
-	_, _, err := h.send(ctx, "")
-	return err
+	ice, _, err := h.send(ctx, "")
+	if err != nil {
+		return err
+	}
+	for _, s := range ice.Servers {
+		if s.Username != "" {
+			// Best effort: the check itself succeeded.
+			h.cfg.Client.RevokeICECredential(ctx, RevokeICECredentialParams{KeyID: h.cfg.KeyID, KeySecret: h.cfg.KeySecret, Username: s.Username})
+		}
+	}
+	return nil
 }
 
 // ServeHTTP implements http.Handler.
@@ -456,6 +468,12 @@ func remoteHost(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		return r.RemoteAddr
+	}
+	// An IPv6 client commonly holds a whole /64 and can pick a new address per request: the
+	// /64 is one caller.
+	if ip, err := netip.ParseAddr(host); err == nil && ip.Is6() && !ip.Is4In6() {
+		p, _ := ip.Prefix(64)
+		return p.String()
 	}
 	return host
 }

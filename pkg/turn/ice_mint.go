@@ -89,7 +89,9 @@ func (h *ICEHandler) send(ctx context.Context, identity string) (ICEServers, tim
 		c := upstreamClass(err)
 		class = classNames[c]
 		h.upstreamErrs[c].Add(1)
-		attrs := []any{"class", class, "took", took}
+		// The error text carries no secret (the client's errors never do) and says why, e.g.
+		// "connection refused" or the API's own message.
+		attrs := []any{"class", class, "took", took, "error", err.Error()}
 		var apiErr *APIError
 		if errors.As(err, &apiErr) {
 			attrs = append(attrs, "status", apiErr.StatusCode, "retry_after", apiErr.RetryAfter, "cf_ray", apiErr.RayID)
