@@ -83,6 +83,7 @@ func (g *relayGuard) take(username string) (release func(), err error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.allocs[username] >= g.perCred {
+		g.log.refuse(slog.LevelWarn, fmt.Sprintf("%d allocations of one credential, the relay's limit", g.perCred), "username", logName(username))
 		return nil, errCredentialQuota
 	}
 	g.allocs[username]++
