@@ -9,3 +9,10 @@ func SetStreamAuthTimeout(d time.Duration) func() {
 	streamAuthTimeout = d
 	return func() { streamAuthTimeout = old }
 }
+
+// PeerCounts returns for how many allocations the relay counts permitted peers.
+func (r *Relay) PeerCounts() int {
+	r.guard.mu.Lock()
+	defer r.guard.mu.Unlock()
+	return len(r.guard.peers)
+}

@@ -117,17 +117,16 @@ func TestRelayPermitsFewLoopbackPeers(t *testing.T) {
 	if err := a.client.CreatePermission(&net.UDPAddr{IP: net.IPv4(127, 0, 1, 0), Port: 9}); err != nil {
 		t.Errorf("refreshing a permitted peer: %v", err)
 	}
-	// The peers are counted per allocation: a new allocation of the same client starts afresh.
-	a.relay.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	relay, err := a.client.AllocateWithContext(ctx)
-	if err != nil {
-		t.Fatalf("allocating again: %v", err)
+	// The peers are counted per allocation, and forgotten with it.
+	if n := srv.Relay.PeerCounts(); n != 1 {
+		t.Errorf("peer counts of %d allocations, want 1", n)
 	}
-	defer relay.Close()
-	if err := a.client.CreatePermission(&net.UDPAddr{IP: net.IPv4(127, 0, 3, 0), Port: 9}); err != nil {
-		t.Errorf("a new peer on the new allocation: %v", err)
+	a.relay.Close()
+	for deadline := time.Now().Add(10 * time.Second); srv.Relay.PeerCounts() != 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the peer count outlived its allocation")
+		}
+		time.Sleep(5 * time.Millisecond) // poll interval
 	}
 }
 
