@@ -29,8 +29,8 @@ const (
 var streamAuthTimeout = 10 * time.Second
 
 // WithRelayAllocationsPerCredential sets how many allocations one ICE credential may hold on the
-// relay at once (DefaultRelayAllocationsPerCredential); more are refused with 486 Allocation
-// Quota Reached.
+// relay at once (DefaultRelayAllocationsPerCredential, also when n <= 0); more are refused with
+// 486 Allocation Quota Reached. The relay holds 256 allocations in all.
 func WithRelayAllocationsPerCredential(n int) Option {
 	return func(s *settings) { s.relayAllocsPerCred = n }
 }
