@@ -40,6 +40,9 @@ skipped, as browsers block them (--include-port-53 probes them). The whole check
 Exit status: 0 when at least one TURN URL carried a packet, 1 when none did, 2 on bad input.`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cfg.Timeout <= 0 || cfg.Timeout > turncheck.MaxTimeout {
+				return usagef("--timeout %v: want a duration above 0 and at most %v, e.g. 10s", cfg.Timeout, turncheck.MaxTimeout)
+			}
 			servers, cleanup, err := a.checkInput(cmd.Context(), &flags, file)
 			if err != nil {
 				return err
@@ -69,7 +72,7 @@ Exit status: 0 when at least one TURN URL carried a packet, 1 when none did, 2 o
 	flags.register(cmd)
 	f := cmd.Flags()
 	f.StringVar(&file, "file", "", `read {"iceServers": [...]} from this file ("-" for stdin) instead of minting`)
-	f.DurationVar(&cfg.Timeout, "timeout", turncheck.DefaultTimeout, "time limit for the whole check")
+	f.DurationVar(&cfg.Timeout, "timeout", turncheck.DefaultTimeout, "time limit for the whole check, above 0 and at most 5m")
 	f.BoolVar(&cfg.IncludePort53, "include-port-53", false, "also probe URLs on port 53, which browsers block")
 	f.StringVar(&caFile, "ca-file", "", "trust the PEM certificates in this file for turns: URLs (e.g. serve-fake --relay-cert-out), instead of the system's")
 	return cmd

@@ -110,11 +110,18 @@ func TestCheckCommandBadInput(t *testing.T) {
 		{`{"iceServers": [{"urls": ["ftp://x"]}]}`, []string{"check", "--file", "-"}, `scheme "ftp"`},
 		{"", []string{"check", "--file", "/nonexistent/ice.json"}, "no such file"},
 		{"", []string{"check", "--file", "-", "--key-id", "k"}, "not both"},
+		{`{"iceServers": [{"urls": ["stun:127.0.0.1:3478"]}]}`, []string{"check", "--file", "-", "--timeout", "-1s"}, "--timeout -1s: want a duration above 0"},
+		{`{"iceServers": [{"urls": ["stun:127.0.0.1:3478"]}]}`, []string{"check", "--file", "-", "--timeout", "0s"}, "--timeout 0s: want a duration above 0"},
+		{`{"iceServers": [{"urls": ["stun:127.0.0.1:3478"]}]}`, []string{"check", "--file", "-", "--timeout", "1000000h"}, "at most 5m0s"},
+		{`{"iceServers": [{"urls": ["turn:user:secretpw@127.0.0.1:3478"]}]}`, []string{"check", "--file", "-"}, "[REDACTED]@127.0.0.1:3478"},
 	} {
 		r := runWithStdin(tc.stdin, nil, tc.args...)
 		if r.code != 2 || !strings.Contains(r.stderr, tc.want) {
 			t.Errorf("%v <<< %q: exit %d, stderr %q; want 2 and %q", tc.args, tc.stdin, r.code, r.stderr, tc.want)
 		}
+	}
+	if r := runWithStdin(`{"iceServers": [{"urls": ["turn:user:secretpw@127.0.0.1:3478"]}]}`, nil, "check", "--file", "-"); strings.Contains(r.stderr+r.stdout, "secretpw") {
+		t.Errorf("a password in a URL reached the output: %q", r.stderr)
 	}
 	// A URL with terminal escapes is printed escaped.
 	r := runWithStdin(`{"iceServers": [{"urls": ["turn:127.0.0.1:53\u001b[2J"]}]}`, nil, "check", "--file", "-", "--timeout", "100ms")

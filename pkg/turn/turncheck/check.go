@@ -22,8 +22,10 @@ import (
 // Defaults and limits.
 const (
 	DefaultTimeout = 5 * time.Second
-	maxURLs        = 64 // URLs checked in one run; more is bad input
-	maxInFlight    = 16 // URLs probed at once
+	// MaxTimeout is the longest Config.Timeout Check accepts.
+	MaxTimeout  = 5 * time.Minute
+	maxURLs     = 64 // URLs checked in one run; more is bad input
+	maxInFlight = 16 // URLs probed at once
 )
 
 // ErrBadInput is matched by every error about the input: malformed JSON, no URLs, a malformed URL.
@@ -45,7 +47,7 @@ const (
 
 // Config tunes a check. The zero value checks with DefaultTimeout and the system's roots for TLS.
 type Config struct {
-	// Timeout bounds the whole check (DefaultTimeout when 0). A URL that has not answered by then
+	// Timeout bounds the whole check (DefaultTimeout when 0; at most MaxTimeout). A URL that has not answered by then
 	// is reported as a timeout.
 	Timeout time.Duration
 	// TLSConfig is cloned for turns: URLs, with ServerName set to the URL's host; set RootCAs to
@@ -128,7 +130,7 @@ func ParseICEServers(data []byte) ([]turn.ICEServer, error) {
 
 // Check probes every URL of servers concurrently and returns when all have answered or
 // cfg.Timeout (or ctx) has run out, never later. It returns an error, matching ErrBadInput, only
-// when the input cannot be checked: no URLs, too many, or a malformed one.
+// when the input cannot be checked: no URLs, too many, a malformed one, or a timeout out of range.
 func Check(ctx context.Context, servers []turn.ICEServer, cfg Config) (Report, error) {
 	type job struct {
 		url              iceURL
@@ -151,8 +153,11 @@ func Check(ctx context.Context, servers []turn.ICEServer, cfg Config) (Report, e
 		return Report{}, fmt.Errorf("%w: %d URLs, more than %d", ErrBadInput, len(jobs), maxURLs)
 	}
 	timeout := cfg.Timeout
-	if timeout <= 0 {
+	switch {
+	case timeout == 0:
 		timeout = DefaultTimeout
+	case timeout < 0 || timeout > MaxTimeout:
+		return Report{}, fmt.Errorf("%w: timeout %v is not between 0 and %v", ErrBadInput, timeout, MaxTimeout)
 	}
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, timeout)

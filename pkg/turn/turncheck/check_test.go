@@ -178,6 +178,7 @@ func TestCheckBadInput(t *testing.T) {
 		{"port", []turn.ICEServer{{URLs: []string{"turn:example.com:99999"}}}, `port "99999"`},
 		{"query", []turn.ICEServer{{URLs: []string{"turn:example.com?transport=sctp"}}}, "?transport=udp"},
 		{"host", []turn.ICEServer{{URLs: []string{"turn::3478"}}}, "no host"},
+		{"timeout", []turn.ICEServer{{URLs: []string{"stun:127.0.0.1:3478"}}}, "timeout -1s is not between 0 and 5m0s"},
 		{"too many", []turn.ICEServer{{URLs: make([]string, 65)}}, ""},
 	} {
 		if tc.name == "too many" {
@@ -186,7 +187,11 @@ func TestCheckBadInput(t *testing.T) {
 			}
 			tc.want = "more than 64"
 		}
-		_, err := turncheck.Check(context.Background(), tc.servers, turncheck.Config{})
+		cfg := turncheck.Config{}
+		if tc.name == "timeout" {
+			cfg.Timeout = -time.Second
+		}
+		_, err := turncheck.Check(context.Background(), tc.servers, cfg)
 		if !errors.Is(err, turncheck.ErrBadInput) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want ErrBadInput mentioning %q", tc.name, err, tc.want)
 		}

@@ -145,6 +145,15 @@ func (p *probe) stun(ctx context.Context, res *Result) {
 		return
 	}
 	res.RTT = time.Since(start)
+	if tr.Msg.Type.Class != stun.ClassSuccessResponse {
+		var code stun.ErrorCodeAttribute
+		if err := code.GetFrom(tr.Msg); err != nil {
+			res.Status, res.Detail = StatusFailed, fmt.Sprintf("binding answered with a %s, without an error code", tr.Msg.Type.Class)
+			return
+		}
+		res.Status, res.Detail = StatusFailed, fmt.Sprintf("STUN error %d %.128s", code.Code, code.Reason)
+		return
+	}
 	var mapped stun.XORMappedAddress
 	if err := mapped.GetFrom(tr.Msg); err != nil {
 		res.Status, res.Detail = StatusFailed, "binding response without a mapped address: "+err.Error()

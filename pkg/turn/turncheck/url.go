@@ -9,7 +9,7 @@ import (
 
 // iceURL is a parsed stun:, turn: or turns: URL (RFC 7064 and RFC 7065).
 type iceURL struct {
-	raw       string
+	raw       string // as given, with anything before an '@' (userinfo) cut out
 	scheme    string // stun, turn or turns
 	host      string
 	port      int
@@ -18,8 +18,21 @@ type iceURL struct {
 
 func (u iceURL) addr() string { return net.JoinHostPort(u.host, strconv.Itoa(u.port)) }
 
-// parseICEURL parses one URL of an iceServers entry.
+// redactURL cuts everything before the last '@' of a URL: ICE URLs carry no userinfo, and one
+// that does (turn:user:password@host) must not print its password in an error.
+func redactURL(raw string) string {
+	if i := strings.LastIndex(raw, "@"); i >= 0 {
+		return "[REDACTED]@" + raw[i+1:]
+	}
+	return raw
+}
+
+// parseICEURL parses one URL of an iceServers entry. Its errors quote the URL without userinfo.
 func parseICEURL(raw string) (iceURL, error) {
+	safe := redactURL(raw)
+	if safe != raw {
+		return iceURL{}, fmt.Errorf("%q: an ICE URL takes no user or password before '@'; they go in username and credential", safe)
+	}
 	scheme, rest, ok := strings.Cut(raw, ":")
 	if !ok {
 		return iceURL{}, fmt.Errorf("%q is not a stun:, turn: or turns: URL", raw)
@@ -51,29 +64,60 @@ func parseICEURL(raw string) (iceURL, error) {
 			u.transport = value
 		}
 	}
-	host, port := hostport, ""
+	host, port, hasPort := hostport, "", false
 	if strings.HasPrefix(hostport, "[") {
 		end := strings.Index(hostport, "]")
 		if end < 0 {
 			return iceURL{}, fmt.Errorf("%q: unclosed [ in the host", raw)
 		}
-		host, port = hostport[1:end], strings.TrimPrefix(hostport[end+1:], ":")
-		if port == "" && len(hostport) > end+1 && hostport[end+1] != ':' {
+		after := hostport[end+1:]
+		if after != "" && after[0] != ':' {
 			return iceURL{}, fmt.Errorf("%q: junk after the host", raw)
 		}
-	} else if h, p, ok := strings.Cut(hostport, ":"); ok {
-		host, port = h, p
+		host, port, hasPort = hostport[1:end], strings.TrimPrefix(after, ":"), after != ""
+		if net.ParseIP(host) == nil || strings.Contains(host, ".") && !strings.Contains(host, ":") {
+			return iceURL{}, fmt.Errorf("%q: [%s] is not an IPv6 address", raw, host)
+		}
+	} else {
+		host, port, hasPort = strings.Cut(hostport, ":")
 	}
-	if host == "" || strings.ContainsAny(host, "/@ ") {
-		return iceURL{}, fmt.Errorf("%q: no host, or a host with /, @ or a space", raw)
+	if host == "" {
+		return iceURL{}, fmt.Errorf("%q: no host", raw)
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.To4() == nil {
+		return iceURL{}, fmt.Errorf("%q: IPv6 servers are not supported yet; use an IPv4 address or a host name", raw)
+	}
+	if net.ParseIP(host) == nil && !validHostname(host) {
+		return iceURL{}, fmt.Errorf("%q: the host must be an IPv4 address or a DNS name of letters, digits, '-' and '.'", raw)
 	}
 	u.host = host
-	if port != "" {
+	if hasPort {
 		n, err := strconv.Atoi(port)
-		if err != nil || n < 1 || n > 65535 {
+		if err != nil || n < 1 || n > 65535 || strings.TrimLeft(port, "0123456789") != "" {
 			return iceURL{}, fmt.Errorf("%q: port %q is not a number from 1 to 65535", raw, port)
 		}
 		u.port = n
 	}
 	return u, nil
+}
+
+// validHostname reports whether h is a DNS name: dot-separated labels of 1 to 63 letters,
+// digits, '-' or '_', 253 bytes at most. Anything else (%xx escapes, NUL, spaces) never goes
+// to the resolver.
+func validHostname(h string) bool {
+	h = strings.TrimSuffix(h, ".")
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	for label := range strings.SplitSeq(h, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, c := range []byte(label) {
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	return true
 }

@@ -79,6 +79,7 @@ type settings struct {
 	legacyURLs           bool
 	noRelay, relayTLS    bool
 	relayAddr            string
+	relayAllocsPerCred   int
 }
 
 // WithToken sets the API token the fake accepts. The default is random.

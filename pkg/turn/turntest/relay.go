@@ -57,6 +57,17 @@ func WithLogger(l *slog.Logger) Option { return func(s *settings) { s.logger = l
 // credentials the fake minted: a live credential of a live key allocates; a revoked or expired
 // credential, or one whose key was deleted, is refused with 401. It answers STUN binding
 // requests too. Its traffic is counted per credential (Fake.RelayedBytes).
+//
+// Revoking a credential, or deleting its key, also stops the allocations it made before: the
+// relay closes an allocation's socket at its next packet, so nothing more is relayed (pion
+// cannot end an allocation by username: the allocation lingers, relaying nothing, until it
+// expires). An expired credential's allocations run until they are not refreshed.
+//
+// It is bounded: 256 allocations in all, DefaultRelayAllocationsPerCredential per
+// credential (WithRelayAllocationsPerCredential), 256 TCP and 256 TLS connections, each closed
+// unless it authenticates within 10s and then sends something at least once an allocation
+// lifetime, and at most 64 distinct peer IPs per allocation, in the relay's address family
+// and on loopback when the relay is. It relays UDP only. Refusals are logged, sampled.
 type Relay struct {
 	UDPAddr string // STUN and TURN over UDP, e.g. 127.0.0.1:40001
 	TCPAddr string // TURN over TCP, on the UDP port when it was free
@@ -65,6 +76,7 @@ type Relay struct {
 	certs  *x509.CertPool
 	cert   []byte // DER
 	server *turn.Server
+	guard  *relayGuard
 }
 
 // URLs returns the relay's ICE URLs, as the fake's generate-ice-servers answers them.
@@ -91,7 +103,11 @@ func (r *Relay) CertificatePEM() []byte {
 // Allocations returns how many allocations the relay holds.
 func (r *Relay) Allocations() int { return r.server.AllocationCount() }
 
-func (r *Relay) close() error { return r.server.Close() }
+func (r *Relay) close() error {
+	err := r.server.Close()
+	r.guard.log.flush()
+	return err
+}
 
 func (r *Relay) iceServers() []calls.IceServer {
 	turnURLs := []string{"turn:" + r.UDPAddr + "?transport=udp", "turn:" + r.TCPAddr + "?transport=tcp"}
@@ -128,44 +144,53 @@ func startRelay(f *Fake, s settings) (_ *Relay, err error) {
 		}
 	}()
 	r := &Relay{UDPAddr: udp.LocalAddr().String(), TCPAddr: tcp.Addr().String()}
-	gen := &countingGenerator{f: f, RelayAddressGeneratorStatic: turn.RelayAddressGeneratorStatic{RelayAddress: ip, Address: host}}
-	listeners := []turn.ListenerConfig{{Listener: f.limitConns(tcp, "tcp"), RelayAddressGenerator: gen}}
+	g := newRelayGuard(f, ip, s.relayAllocsPerCred)
+	r.guard = g
+	gen := &countingGenerator{g: g, RelayAddressGeneratorStatic: turn.RelayAddressGeneratorStatic{RelayAddress: ip, Address: host}}
+	listeners := []turn.ListenerConfig{{Listener: g.limitConns(tcp, "tcp"), RelayAddressGenerator: gen, PermissionHandler: g.permit}}
 	if s.relayTLS {
 		cfg, pool, err := selfSignedTLS()
 		if err != nil {
 			return nil, err
 		}
-		tl, err := tls.Listen("tcp", net.JoinHostPort(host, "0"), cfg)
+		raw, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 		if err != nil {
 			return nil, fmt.Errorf("turntest: relay TLS listener: %w", err)
 		}
-		closers = append(closers, tl.Close)
-		r.TLSAddr, r.certs, r.cert = tl.Addr().String(), pool, cfg.Certificates[0].Certificate[0]
-		listeners = append(listeners, turn.ListenerConfig{Listener: f.limitConns(tl, "tls"), RelayAddressGenerator: gen})
+		closers = append(closers, raw.Close)
+		r.TLSAddr, r.certs, r.cert = raw.Addr().String(), pool, cfg.Certificates[0].Certificate[0]
+		// Limited below TLS, so pion gets the *tls.Conn and bounds the handshake.
+		tl := tls.NewListener(g.limitConns(raw, "tls"), cfg)
+		listeners = append(listeners, turn.ListenerConfig{Listener: tl, RelayAddressGenerator: gen, PermissionHandler: g.permit})
 	}
 	// The quota handler may run on pion's goroutines before NewServer has returned its result.
 	var server atomic.Pointer[turn.Server]
+	total := func() int {
+		if s := server.Load(); s != nil {
+			return s.AllocationCount()
+		}
+		return 0
+	}
 	r.server, err = turn.NewServer(turn.ServerConfig{
-		Realm:       relayRealm,
-		AuthHandler: f.relayAuth,
-		QuotaHandler: func(username, _ string, from net.Addr) bool {
-			if s := server.Load(); s == nil || s.AllocationCount() < maxAllocations {
-				return true
-			}
-			f.logger.Warn("turntest relay: refused", "username", username, "from", from.String(), "reason", fmt.Sprintf("%d allocations, the relay's limit", maxAllocations))
-			return false
+		Realm: relayRealm,
+		AuthHandler: func(ra *turn.RequestAttributes) (string, []byte, bool) {
+			return f.relayAuth(g, ra)
 		},
+		QuotaHandler: func(username, _ string, from net.Addr) bool { return g.quota(total, username, from) },
 		EventHandler: turn.EventHandler{
 			// Called with false only when the credential is live but the request's integrity
 			// check failed: the client has the wrong password.
 			OnAuth: func(src, _ net.Addr, _, username, _, method string, ok bool) {
-				if !ok {
-					f.logger.Info("turntest relay: refused", "username", username, "from", src.String(), "method", method, "reason", "wrong credential (message integrity)")
+				if ok {
+					g.authenticated(src)
+				} else {
+					g.log.refuse(slog.LevelInfo, "wrong credential (message integrity)", "username", logName(username), "from", src.String(), "method", method)
 				}
 			},
+			OnAllocationDeleted: func(src, _ net.Addr, _, _, _ string) { g.allocationDeleted(src) },
 		},
 		AllocationLifetime: allocationLifetime,
-		PacketConnConfigs:  []turn.PacketConnConfig{{PacketConn: udp, RelayAddressGenerator: gen}},
+		PacketConnConfigs:  []turn.PacketConnConfig{{PacketConn: udp, RelayAddressGenerator: gen, PermissionHandler: g.permit}},
 		ListenerConfigs:    listeners,
 		LoggerFactory:      quietLoggers(),
 	})
@@ -196,49 +221,9 @@ func listenBoth(addr string) (net.PacketConn, net.Listener, error) {
 	}
 }
 
-// limitConns bounds the connections l hands out at once to maxStreamConns, closing (and logging)
-// any beyond, so a client that opens connections without end cannot exhaust the process.
-func (f *Fake) limitConns(l net.Listener, name string) net.Listener {
-	return &limitListener{Listener: l, slots: make(chan struct{}, maxStreamConns), f: f, name: name}
-}
-
-type limitListener struct {
-	net.Listener
-	slots chan struct{}
-	f     *Fake
-	name  string
-}
-
-func (l *limitListener) Accept() (net.Conn, error) {
-	for {
-		c, err := l.Listener.Accept()
-		if err != nil {
-			return nil, err
-		}
-		select {
-		case l.slots <- struct{}{}:
-			return &limitedConn{Conn: c, release: func() { <-l.slots }}, nil
-		default:
-			l.f.logger.Warn("turntest relay: refused", "from", c.RemoteAddr().String(), "reason", fmt.Sprintf("%d %s connections open, the relay's limit", maxStreamConns, l.name))
-			c.Close()
-		}
-	}
-}
-
-type limitedConn struct {
-	net.Conn
-	once    sync.Once
-	release func()
-}
-
-func (c *limitedConn) Close() error {
-	c.once.Do(c.release)
-	return c.Conn.Close()
-}
-
 // relayAuth is the relay's AuthHandler: it hands pion the long-term key of a credential the fake
 // minted, while the credential and its key live.
-func (f *Fake) relayAuth(ra *turn.RequestAttributes) (string, []byte, bool) {
+func (f *Fake) relayAuth(g *relayGuard, ra *turn.RequestAttributes) (string, []byte, bool) {
 	f.mu.Lock()
 	c := f.creds.get(ra.Username)
 	var why string
@@ -254,7 +239,7 @@ func (f *Fake) relayAuth(ra *turn.RequestAttributes) (string, []byte, bool) {
 	}
 	f.mu.Unlock()
 	if why != "" {
-		f.logger.Info("turntest relay: refused", "username", ra.Username, "from", ra.SrcAddr.String(), "method", ra.Method.String(), "reason", why)
+		g.log.refuse(slog.LevelInfo, why, "username", logName(ra.Username), "from", ra.SrcAddr.String(), "method", ra.Method.String())
 		return "", nil, false
 	}
 	return ra.Username, turn.GenerateAuthKey(ra.Username, ra.Realm, c.secret), true
@@ -283,49 +268,99 @@ func (f *Fake) RelayedBytesByIdentifier(customIdentifier string) int64 {
 	return 0
 }
 
-// countingGenerator makes relay sockets like RelayAddressGeneratorStatic, counting the bytes of
-// UDP allocations for the allocating credential.
+// countingGenerator makes relay sockets like RelayAddressGeneratorStatic, UDP only, counting
+// each credential's allocations (relayGuard.take) and the bytes they carry.
 type countingGenerator struct {
 	turn.RelayAddressGeneratorStatic
-	f *Fake
+	g *relayGuard
+}
+
+var errNoTCPRelay = errors.New("turntest relay: allocations relay UDP only")
+
+// AllocateListener refuses TCP allocations (RFC 6062): the relay, like Cloudflare's, relays UDP.
+func (g *countingGenerator) AllocateListener(turn.AllocateListenerConfig) (net.Listener, net.Addr, error) {
+	return nil, nil, errNoTCPRelay
+}
+
+// AllocateConn refuses TCP allocations' peer connections.
+func (g *countingGenerator) AllocateConn(turn.AllocateConnConfig) (net.Conn, error) {
+	return nil, errNoTCPRelay
 }
 
 func (g *countingGenerator) AllocatePacketConn(conf turn.AllocateListenerConfig) (net.PacketConn, net.Addr, error) {
-	pc, addr, err := g.RelayAddressGeneratorStatic.AllocatePacketConn(conf)
+	release, err := g.g.take(conf.UserID)
 	if err != nil {
 		return nil, nil, err
 	}
-	g.f.mu.Lock()
-	defer g.f.mu.Unlock()
-	c := g.f.creds.get(conf.UserID)
+	pc, addr, err := g.RelayAddressGeneratorStatic.AllocatePacketConn(conf)
+	if err != nil {
+		release()
+		return nil, nil, err
+	}
+	f := g.g.f
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := f.creds.get(conf.UserID)
 	if c == nil {
 		pc.Close()
+		release()
 		return nil, nil, errors.New("turntest relay: the credential is gone")
 	}
-	cc := &countingConn{PacketConn: pc, cred: &c.relayed}
+	cc := &countingConn{PacketConn: pc, g: g.g, c: c, release: release}
 	if c.customIdentifier != "" {
-		cc.ident = g.f.creds.identifier(c.customIdentifier)
+		cc.ident = f.creds.identifier(c.customIdentifier)
 	}
 	return cc, addr, nil
 }
 
-// countingConn counts what a relay socket sends and receives.
+// countingConn is an allocation's relay socket: it counts what it sends and receives, and stops
+// relaying once its credential is revoked or its key deleted (pion cannot end an allocation by
+// username; closing its socket ends its relaying).
 type countingConn struct {
 	net.PacketConn
-	cred, ident *atomic.Int64
+	g       *relayGuard
+	c       *credential
+	ident   *atomic.Int64
+	release func()
+	once    sync.Once
 }
 
 func (c *countingConn) count(n int) {
 	if n != 0 {
-		c.cred.Add(int64(n))
+		c.c.relayed.Add(int64(n))
 		if c.ident != nil {
 			c.ident.Add(int64(n))
 		}
 	}
 }
 
+// dead reports whether the credential was revoked or its key deleted, closing the socket if so.
+func (c *countingConn) dead() bool {
+	f := c.g.f
+	f.mu.Lock()
+	why := ""
+	switch {
+	case c.c.revoked:
+		why = "credential revoked"
+	case f.byID[c.c.keyID] == nil:
+		why = "the credential's key was deleted"
+	}
+	f.mu.Unlock()
+	if why == "" {
+		return false
+	}
+	c.once.Do(func() {
+		c.g.log.refuse(slog.LevelInfo, "allocation closed: "+why, "username", logName(c.c.username))
+		c.Close()
+	})
+	return true
+}
+
 func (c *countingConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	n, addr, err := c.PacketConn.ReadFrom(p)
+	if err == nil && c.dead() {
+		return 0, nil, net.ErrClosed
+	}
 	c.count(n)
 	return n, addr, err
 }
@@ -333,10 +368,19 @@ func (c *countingConn) ReadFrom(p []byte) (int, net.Addr, error) {
 // WriteTo counts before writing: the peer's answer may come back through ReadFrom before this
 // goroutine runs again, and a test that saw the answer must see the count.
 func (c *countingConn) WriteTo(p []byte, addr net.Addr) (int, error) {
+	if c.dead() {
+		return 0, net.ErrClosed
+	}
 	c.count(len(p))
 	n, err := c.PacketConn.WriteTo(p, addr)
 	c.count(n - len(p))
 	return n, err
+}
+
+// Close frees the allocation's place in its credential's count.
+func (c *countingConn) Close() error {
+	c.release()
+	return c.PacketConn.Close()
 }
 
 // selfSignedTLS makes a certificate for loopback and a pool that trusts it.

@@ -75,3 +75,48 @@ func TestRelayBoundsStreamConnections(t *testing.T) {
 		}
 	}
 }
+
+// closedByRelay reads c until the relay closes it (EOF or reset), failing after 10s.
+func closedByRelay(t *testing.T, c net.Conn) {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, io.EOF) && !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("silent connection: read %v, want it closed by the relay", err)
+	}
+}
+
+func TestRelayClosesSilentStreamConnections(t *testing.T) {
+	t.Cleanup(SetStreamAuthTimeout(300 * time.Millisecond))
+	srv := NewServer(WithRelayTLS())
+	defer srv.Close()
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	// Every TCP slot and every TLS slot held by a client that sends nothing, the TLS ones
+	// without even a handshake.
+	for _, addr := range []string{srv.Relay.TCPAddr, srv.Relay.TLSAddr} {
+		for range maxStreamConns {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			conns = append(conns, c)
+		}
+	}
+	for _, c := range conns {
+		closedByRelay(t, c)
+	}
+	// Their slots are free again: a new connection is kept.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if c, kept := open(t, srv.Relay.TCPAddr); kept {
+			conns = append(conns, c)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no slot came free after the silent connections were closed")
+		}
+	}
+}

@@ -1,0 +1,18 @@
+package turntest
+
+import "time"
+
+// SetStreamAuthTimeout shortens the time a TCP/TLS connection has to authenticate, for tests of
+// servers started after it; the returned func puts the old value back.
+func SetStreamAuthTimeout(d time.Duration) func() {
+	old := streamAuthTimeout
+	streamAuthTimeout = d
+	return func() { streamAuthTimeout = old }
+}
+
+// PeerCounts returns for how many allocations the relay counts permitted peers.
+func (r *Relay) PeerCounts() int {
+	r.guard.mu.Lock()
+	defer r.guard.mu.Unlock()
+	return len(r.guard.peers)
+}

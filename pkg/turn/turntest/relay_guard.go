@@ -1,0 +1,255 @@
+package turntest
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Bounds the relay keeps per connection, credential and allocation.
+const (
+	// DefaultRelayAllocationsPerCredential is how many allocations one ICE credential may hold
+	// at once unless WithRelayAllocationsPerCredential says otherwise.
+	DefaultRelayAllocationsPerCredential = 16
+	maxPeersPerAllocation                = 64 // distinct peer IPs one allocation may be permitted to
+
+	streamWriteTimeout = 10 * time.Second // a TCP/TLS client that does not read is dropped
+	refusalLogBurst    = 10               // refusals logged per reason and interval
+	refusalLogInterval = time.Minute
+	maxLoggedUsername  = 64 // bytes of an attacker-chosen username that reach the log
+)
+
+// streamAuthTimeout is a TCP/TLS connection's time to make its first authenticated request (a
+// variable for tests).
+var streamAuthTimeout = 10 * time.Second
+
+// WithRelayAllocationsPerCredential sets how many allocations one ICE credential may hold on the
+// relay at once (DefaultRelayAllocationsPerCredential, also when n <= 0); more are refused with
+// 486 Allocation Quota Reached. The relay holds 256 allocations in all.
+func WithRelayAllocationsPerCredential(n int) Option {
+	return func(s *settings) { s.relayAllocsPerCred = n }
+}
+
+// relayGuard holds the relay's bounds that need state: allocations per credential, peers per
+// allocation, stream connections waiting to authenticate, and the sampled refusal log.
+type relayGuard struct {
+	f          *Fake
+	log        *refusalLog
+	loopback   bool // the relay listens on loopback: peers must be loopback too
+	ipv4       bool // the relay's address family
+	perCred    int
+	mu         sync.Mutex
+	allocs     map[string]int                 // username → allocations held
+	peers      map[string]map[string]struct{} // client transport address → peer IPs permitted
+	unauthConn map[string]*limitedConn        // remote address → stream conn not yet authenticated
+}
+
+func newRelayGuard(f *Fake, ip net.IP, perCred int) *relayGuard {
+	if perCred <= 0 {
+		perCred = DefaultRelayAllocationsPerCredential
+	}
+	return &relayGuard{
+		f: f, log: newRefusalLog(f.logger, f.now), loopback: ip.IsLoopback(), ipv4: ip.To4() != nil, perCred: perCred,
+		allocs: make(map[string]int), peers: make(map[string]map[string]struct{}), unauthConn: make(map[string]*limitedConn),
+	}
+}
+
+// quota is the relay's QuotaHandler: it answers 486 before pion allocates anything.
+func (g *relayGuard) quota(total func() int, username string, from net.Addr) bool {
+	if n := total(); n >= maxAllocations {
+		g.log.refuse(slog.LevelWarn, fmt.Sprintf("%d allocations, the relay's limit", maxAllocations), "username", logName(username), "from", from.String())
+		return false
+	}
+	g.mu.Lock()
+	n := g.allocs[username]
+	g.mu.Unlock()
+	if n >= g.perCred {
+		g.log.refuse(slog.LevelWarn, fmt.Sprintf("%d allocations of one credential, the relay's limit", g.perCred), "username", logName(username), "from", from.String())
+		return false
+	}
+	return true
+}
+
+var errCredentialQuota = errors.New("turntest relay: the credential holds as many allocations as the relay allows")
+
+// take counts an allocation of username, the hard limit behind quota (two requests of one
+// credential may pass quota at once); the returned func gives it back.
+func (g *relayGuard) take(username string) (release func(), err error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.allocs[username] >= g.perCred {
+		g.log.refuse(slog.LevelWarn, fmt.Sprintf("%d allocations of one credential, the relay's limit", g.perCred), "username", logName(username))
+		return nil, errCredentialQuota
+	}
+	g.allocs[username]++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			g.mu.Lock()
+			defer g.mu.Unlock()
+			if g.allocs[username]--; g.allocs[username] <= 0 {
+				delete(g.allocs, username)
+			}
+		})
+	}, nil
+}
+
+func addrKey(a net.Addr) string { return a.Network() + " " + a.String() }
+
+// permit is the relay's PermissionHandler: peers in the relay's address family only, loopback
+// only when the relay is on loopback, and at most maxPeersPerAllocation distinct peer IPs for a
+// client's allocation (pion asks only once the allocation exists).
+func (g *relayGuard) permit(client net.Addr, peer net.IP) bool {
+	var why string
+	switch {
+	case (peer.To4() != nil) != g.ipv4:
+		why = "peer not in the relay's address family"
+	case g.loopback && !peer.IsLoopback():
+		why = "peer not on loopback, like the relay"
+	}
+	if why == "" {
+		g.mu.Lock()
+		key := addrKey(client)
+		set := g.peers[key]
+		if _, ok := set[peer.String()]; !ok {
+			if len(set) >= maxPeersPerAllocation {
+				why = fmt.Sprintf("%d peers of one allocation, the relay's limit", maxPeersPerAllocation)
+			} else {
+				if set == nil {
+					set = make(map[string]struct{})
+					g.peers[key] = set
+				}
+				set[peer.String()] = struct{}{}
+			}
+		}
+		g.mu.Unlock()
+	}
+	if why != "" {
+		g.log.refuse(slog.LevelInfo, why, "from", client.String(), "peer", peer.String())
+		return false
+	}
+	return true
+}
+
+// allocationDeleted forgets the peers of a client's allocation.
+func (g *relayGuard) allocationDeleted(client net.Addr) {
+	g.mu.Lock()
+	delete(g.peers, addrKey(client))
+	g.mu.Unlock()
+}
+
+// authenticated lifts the short first deadline of the stream connection from addr, if it is one.
+func (g *relayGuard) authenticated(from net.Addr) {
+	if _, ok := from.(*net.TCPAddr); !ok {
+		return
+	}
+	g.mu.Lock()
+	c := g.unauthConn[from.String()]
+	delete(g.unauthConn, from.String())
+	g.mu.Unlock()
+	if c != nil {
+		c.authenticated.Store(true)
+	}
+}
+
+// limitConns bounds the connections l hands out at once to maxStreamConns, closing (and logging)
+// any beyond, so a client that opens connections without end cannot exhaust the process. A
+// connection must make an authenticated request within streamAuthTimeout, and then send
+// something at least once an allocation lifetime; otherwise it is closed and frees its slot.
+// l is the raw TCP listener: a TLS listener goes on top, so pion sees a *tls.Conn and bounds
+// the handshake itself.
+func (g *relayGuard) limitConns(l net.Listener, name string) net.Listener {
+	return &limitListener{Listener: l, slots: make(chan struct{}, maxStreamConns), g: g, name: name}
+}
+
+type limitListener struct {
+	net.Listener
+	slots chan struct{}
+	g     *relayGuard
+	name  string
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		select {
+		case l.slots <- struct{}{}:
+			lc := &limitedConn{Conn: c, authBy: time.Now().Add(streamAuthTimeout)}
+			key := c.RemoteAddr().String()
+			l.g.mu.Lock()
+			l.g.unauthConn[key] = lc
+			l.g.mu.Unlock()
+			lc.release = func() {
+				l.g.mu.Lock()
+				if l.g.unauthConn[key] == lc {
+					delete(l.g.unauthConn, key)
+				}
+				l.g.mu.Unlock()
+				<-l.slots
+			}
+			return lc, nil
+		default:
+			l.g.log.refuse(slog.LevelWarn, fmt.Sprintf("%d %s connections open, the relay's limit", maxStreamConns, l.name), "from", c.RemoteAddr().String())
+			c.Close()
+		}
+	}
+}
+
+// limitedConn is a stream connection holding one of its listener's slots until closed.
+type limitedConn struct {
+	net.Conn
+	authBy        time.Time // wall clock: deadlines are the kernel's
+	authenticated atomic.Bool
+	once          sync.Once
+	release       func()
+}
+
+// Read reads before the connection's deadline: authBy until it has authenticated, then an
+// allocation lifetime from now. A connection past its deadline is closed here: pion does not
+// close one whose TLS handshake failed.
+func (c *limitedConn) Read(p []byte) (int, error) {
+	deadline := c.authBy
+	if c.authenticated.Load() {
+		deadline = time.Now().Add(allocationLifetime)
+	}
+	if err := c.Conn.SetReadDeadline(deadline); err != nil {
+		return 0, err
+	}
+	n, err := c.Conn.Read(p)
+	if err != nil {
+		c.Close()
+	}
+	return n, err
+}
+
+func (c *limitedConn) Write(p []byte) (int, error) {
+	if err := c.Conn.SetWriteDeadline(time.Now().Add(streamWriteTimeout)); err != nil {
+		return 0, err
+	}
+	n, err := c.Conn.Write(p)
+	if err != nil {
+		c.Close()
+	}
+	return n, err
+}
+
+func (c *limitedConn) Close() error {
+	c.once.Do(c.release)
+	return c.Conn.Close()
+}
+
+// logName is a username as the relay logs it: attacker-chosen, so cut to maxLoggedUsername bytes.
+func logName(u string) string {
+	if len(u) <= maxLoggedUsername {
+		return u
+	}
+	return strings.ToValidUTF8(u[:maxLoggedUsername], "") + "…"
+}

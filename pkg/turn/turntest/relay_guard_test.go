@@ -1,0 +1,225 @@
+package turntest_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pion/stun/v4"
+
+	"github.com/cfturn/cfturn/internal/syncbuf"
+	"github.com/cfturn/cfturn/pkg/turn"
+	"github.com/cfturn/cfturn/pkg/turn/turntest"
+)
+
+func TestRelayKeepsAuthenticatedStreamConnections(t *testing.T) {
+	t.Cleanup(turntest.SetStreamAuthTimeout(300 * time.Millisecond))
+	srv := turntest.NewServer(turntest.WithRelayTLS())
+	t.Cleanup(srv.Close)
+	m := mint(t, srv, time.Hour)
+	var allocs []*allocation
+	for _, network := range []string{"tcp", "tls"} {
+		a, err := allocate(t, srv, network, m.username, m.password)
+		if err != nil {
+			t.Fatalf("%s: %v", network, err)
+		}
+		allocs = append(allocs, a)
+	}
+	// A silent connection opened now is closed once the time to authenticate is up; the
+	// authenticated ones outlive it.
+	silent, err := net.Dial("tcp", srv.Relay.TCPAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	silent.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := silent.Read(make([]byte, 1)); !errors.Is(err, io.EOF) && !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("silent connection: read %v, want it closed by the relay", err)
+	}
+	for i, a := range allocs {
+		if got := echo(t, a, []byte("still here")); !bytes.Equal(got, []byte("still here")) {
+			t.Fatalf("allocation %d: echo %q", i, got)
+		}
+	}
+}
+
+func TestRelayLimitsAllocationsPerCredential(t *testing.T) {
+	var logs syncbuf.Buffer
+	srv := turntest.NewServer(turntest.WithRelayAllocationsPerCredential(2), turntest.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	t.Cleanup(srv.Close)
+	m := mint(t, srv, time.Hour)
+	first, err := allocate(t, srv, "udp", m.username, m.password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := allocate(t, srv, "tcp", m.username, m.password); err != nil {
+		t.Fatal(err)
+	}
+	_, err = allocate(t, srv, "udp", m.username, m.password)
+	var te *stun.TurnError
+	if !errors.As(err, &te) || te.ErrorCodeAttr.Code != stun.CodeAllocQuotaReached {
+		t.Fatalf("third allocation of one credential: %v, want 486 Allocation Quota Reached", err)
+	}
+	if !strings.Contains(logs.String(), "2 allocations of one credential") {
+		t.Errorf("refusal not logged:\n%s", logs.String())
+	}
+	// Another credential of the same key is not held back.
+	other := mintFrom(t, srv, m.key, time.Hour)
+	if _, err := allocate(t, srv, "udp", other.username, other.password); err != nil {
+		t.Fatalf("another credential: %v", err)
+	}
+	// An allocation given back frees its place.
+	first.relay.Close()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if _, err := allocate(t, srv, "udp", m.username, m.password); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("no place came free after an allocation closed: %v", err)
+		}
+	}
+}
+
+func TestRelayPermitsFewLoopbackPeers(t *testing.T) {
+	var logs syncbuf.Buffer
+	srv := turntest.NewServer(turntest.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	t.Cleanup(srv.Close)
+	m := mint(t, srv, time.Hour)
+	a, err := allocate(t, srv, "udp", m.username, m.password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantForbidden := func(peer net.IP, why string) {
+		t.Helper()
+		err := a.client.CreatePermission(&net.UDPAddr{IP: peer, Port: 9})
+		if err == nil || !strings.Contains(err.Error(), "403") {
+			t.Errorf("permission for %v: %v, want 403 Forbidden", peer, err)
+		}
+		if !strings.Contains(logs.String(), why) {
+			t.Errorf("no %q in the relay's log:\n%s", why, logs.String())
+		}
+	}
+	wantForbidden(net.IPv4(10, 0, 0, 1), "peer not on loopback")
+	// 64 distinct peers, then no more; one already permitted is still refreshed.
+	for i := range 64 {
+		if err := a.client.CreatePermission(&net.UDPAddr{IP: net.IPv4(127, 0, 1, byte(i)), Port: 9}); err != nil {
+			t.Fatalf("peer %d: %v", i, err)
+		}
+	}
+	wantForbidden(net.IPv4(127, 0, 2, 0), "64 peers of one allocation")
+	if err := a.client.CreatePermission(&net.UDPAddr{IP: net.IPv4(127, 0, 1, 0), Port: 9}); err != nil {
+		t.Errorf("refreshing a permitted peer: %v", err)
+	}
+	// The peers are counted per allocation, and forgotten with it.
+	if n := srv.Relay.PeerCounts(); n != 1 {
+		t.Errorf("peer counts of %d allocations, want 1", n)
+	}
+	a.relay.Close()
+	for deadline := time.Now().Add(10 * time.Second); srv.Relay.PeerCounts() != 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the peer count outlived its allocation")
+		}
+		time.Sleep(5 * time.Millisecond) // poll interval
+	}
+}
+
+func TestRelayStopsRevokedAllocations(t *testing.T) {
+	var logs syncbuf.Buffer
+	srv := turntest.NewServer(turntest.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	t.Cleanup(srv.Close)
+	ctx := context.Background()
+	for _, mode := range []string{"credential revoked", "the credential's key was deleted"} {
+		m := mint(t, srv, time.Hour)
+		a, err := allocate(t, srv, "udp", m.username, m.password)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A peer that answers "before" and counts every "after" it gets.
+		peer, err := net.ListenPacket("udp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var after atomic.Int64
+		go func() {
+			buf := make([]byte, 1500)
+			for {
+				n, from, err := peer.ReadFrom(buf)
+				if err != nil {
+					return
+				}
+				if string(buf[:n]) == "after" {
+					after.Add(1)
+				} else {
+					peer.WriteTo(buf[:n], from)
+				}
+			}
+		}()
+		// The permission for the peer is made while the credential lives.
+		got := make([]byte, 100)
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: no echo before", mode)
+			}
+			a.relay.WriteTo([]byte("before"), peer.LocalAddr())
+			a.relay.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+			if n, _, err := a.relay.ReadFrom(got); err == nil && string(got[:n]) == "before" {
+				break
+			}
+		}
+		if mode == "credential revoked" {
+			err = srv.Client().RevokeICECredential(ctx, turn.RevokeICECredentialParams{KeyID: m.key.ID, KeySecret: m.key.Secret, Username: m.username})
+		} else {
+			_, err = srv.Client().DeleteKey(ctx, turn.KeyParams{KeyID: m.key.ID})
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Send to the permitted peer until the relay logs that it closed the allocation; the
+		// peer must get none of it.
+		for deadline := time.Now().Add(10 * time.Second); !strings.Contains(logs.String(), "allocation closed: "+mode); {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: the relay did not close the allocation:\n%s", mode, logs.String())
+			}
+			a.relay.WriteTo([]byte("after"), peer.LocalAddr())
+		}
+		peer.Close()
+		if n := after.Load(); n != 0 {
+			t.Errorf("%s: the peer got %d packets after the revocation", mode, n)
+		}
+	}
+}
+
+func TestRelayLogsBoundedUsernames(t *testing.T) {
+	var logs syncbuf.Buffer
+	clock := &fakeClock{now: time.Now()}
+	srv := turntest.NewServer(turntest.WithClock(clock.Now), turntest.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	t.Cleanup(srv.Close)
+	long := strings.Repeat("u", 400)
+	for range 20 {
+		_, err := allocate(t, srv, "udp", long, "password")
+		wantUnauthorized(t, err)
+	}
+	out := logs.String()
+	if strings.Contains(out, strings.Repeat("u", 65)) || !strings.Contains(out, strings.Repeat("u", 64)+"…") {
+		t.Errorf("username not cut to 64 bytes in the log:\n%.500s", out)
+	}
+	// 20 refusals of one reason in a minute: the first 10 logged.
+	if n := strings.Count(out, "unknown or evicted credential"); n != 10 {
+		t.Errorf("%d refusals logged, want 10:\n%s", n, out)
+	}
+	// A minute on, the next refusal is logged, after the count of those that were not.
+	clock.Add(time.Minute)
+	_, err := allocate(t, srv, "udp", long, "password")
+	wantUnauthorized(t, err)
+	out = logs.String()
+	if !strings.Contains(out, `refusals not logged" reason="unknown or evicted credential" count=10`) || strings.Count(out, "unknown or evicted credential") != 12 {
+		t.Errorf("no count of the refusals not logged, or no new refusal logged:\n%s", out)
+	}
+}
