@@ -140,6 +140,7 @@ func (s *Server) launch(port int) error {
 	s.cmd = exec.Command("redis-server", append(ports,
 		"--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", s.dir,
 		"--logfile", filepath.Join(s.dir, "redis.log"), "--daemonize", "no")...)
+	s.cmd.SysProcAttr = dieWithTest()
 	if err := s.cmd.Start(); err != nil {
 		return fmt.Errorf("starting redis-server: %w", err)
 	}
