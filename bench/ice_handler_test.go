@@ -18,22 +18,38 @@ import (
 // iceHandler returns an ICEHandler minting from a fresh fake, with limits high enough that a
 // benchmark measures the handler's own cost, not its refusals. The per-identity limiter still runs.
 func iceHandler(b *testing.B) *turn.ICEHandler {
+	fake, key := benchKey(b)
+	return mustHandler(b, benchConfig(fake, key))
+}
+
+// benchConfig is the handlers' configuration in the benchmarks: minting from fake with key,
+// limits set high.
+func benchConfig(fake *turntest.Server, key turn.KeyWithSecret) turn.ICEHandlerConfig {
+	return turn.ICEHandlerConfig{
+		Client: fake.Client(), KeyID: key.ID, KeySecret: key.Secret, TTL: time.Hour,
+		IdentityHeader: "X-User",
+		RatePerMinute:  1e6, Burst: 1e6,
+		MintsPerSecond: 1e6, MintBurst: 1e6,
+	}
+}
+
+func mustHandler(b *testing.B, cfg turn.ICEHandlerConfig) *turn.ICEHandler {
+	h, err := turn.NewICEHandler(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return h
+}
+
+// benchKey starts a fake and creates a key on it.
+func benchKey(b *testing.B) (*turntest.Server, turn.KeyWithSecret) {
 	fake := turntest.NewServer()
 	b.Cleanup(fake.Close)
 	key, err := fake.Client().CreateKey(context.Background(), turn.CreateKeyParams{Name: "bench"})
 	if err != nil {
 		b.Fatal(err)
 	}
-	h, err := turn.NewICEHandler(turn.ICEHandlerConfig{
-		Client: fake.Client(), KeyID: key.ID, KeySecret: key.Secret, TTL: time.Hour,
-		IdentityHeader: "X-User",
-		RatePerMinute:  1e6, Burst: 1e6,
-		MintsPerSecond: 1e6, MintBurst: 1e6,
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	return h
+	return fake, key
 }
 
 // pool is clients keep-alive connections to one server, client i sending as identity client-i.

@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"context"
 	"net/http/httptest"
 	"testing"
 	"time"
@@ -27,29 +26,12 @@ func redisReplica(b *testing.B, fake *turntest.Server, key turn.KeyWithSecret, s
 	return benchHandler(b, fake, key, store), store
 }
 
+// benchHandler is benchConfig's handler on store (nil: in memory), with upstream slots for every
+// concurrent mint of the benchmarks.
 func benchHandler(b *testing.B, fake *turntest.Server, key turn.KeyWithSecret, store turn.ICEStore) *turn.ICEHandler {
-	h, err := turn.NewICEHandler(turn.ICEHandlerConfig{
-		Client: fake.Client(), KeyID: key.ID, KeySecret: key.Secret, TTL: time.Hour,
-		IdentityHeader: "X-User",
-		RatePerMinute:  1e6, Burst: 1e6,
-		MintsPerSecond: 1e6, MintBurst: 1e6,
-		MaxInFlight: 1024,
-		Store:       store,
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	return h
-}
-
-func benchKey(b *testing.B) (*turntest.Server, turn.KeyWithSecret) {
-	fake := turntest.NewServer()
-	b.Cleanup(fake.Close)
-	key, err := fake.Client().CreateKey(context.Background(), turn.CreateKeyParams{Name: "bench"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	return fake, key
+	cfg := benchConfig(fake, key)
+	cfg.MaxInFlight, cfg.Store = 1024, store
+	return mustHandler(b, cfg)
 }
 
 // BenchmarkRedisStoreWarmHits compares warm cache hits through an ICEHandler backed by turnredis
