@@ -28,12 +28,16 @@ const (
 	refusedUpstreamError
 	refusedStoreError
 	refusedClientGone
+	refusedIdentityRepeated
+	refusedBadCustomIdentifier
+	refusedNetworkShare
 	numRefusals
 )
 
 var refusalNames = [numRefusals]string{
 	"origin", "method", "cross_site", "unauthorized", "no_identity", "identity_too_long", "rate_limited",
 	"too_many_callers", "mint_budget", "upstream_busy", "upstream_down", "upstream_error", "store_error", "client_gone",
+	"identity_repeated", "bad_custom_identifier", "network_share",
 }
 
 func (h *ICEHandler) count(reason int) { h.refused[reason].Add(1) }
@@ -59,11 +63,8 @@ func (h *ICEHandler) refuse(w http.ResponseWriter, r *http.Request, reason, stat
 }
 
 func (h *ICEHandler) logRefusal(ctx context.Context, reason, status int) {
-	sample := &h.refusalLog[reason]
-	now := h.cfg.Now().UnixNano()
-	last := sample.last.Load()
-	if now-last < int64(time.Second) || !sample.last.CompareAndSwap(last, now) {
-		sample.suppressed.Add(1)
+	unlogged, ok := h.refusalLog[reason].take(h.cfg.Now())
+	if !ok {
 		return
 	}
 	level := slog.LevelInfo
@@ -71,11 +72,23 @@ func (h *ICEHandler) logRefusal(ctx context.Context, reason, status int) {
 		level = slog.LevelWarn
 	}
 	h.cfg.Logger.Log(ctx, level, "turn: ICE handler: refused", "reason", refusalNames[reason], "status", status,
-		"unlogged_since", sample.suppressed.Swap(0))
+		"unlogged_since", unlogged)
 }
 
-// logSample limits refusal logging to one line per reason per second.
+// logSample limits a kind of log line to one per second.
 type logSample struct{ last, suppressed atomic.Int64 }
+
+// take reports whether a line may be logged at now, and how many were left unlogged since the
+// last one; when not, it counts this one as unlogged.
+func (s *logSample) take(at time.Time) (unlogged int64, ok bool) {
+	now := at.UnixNano()
+	last := s.last.Load()
+	if now-last < int64(time.Second) || !s.last.CompareAndSwap(last, now) {
+		s.suppressed.Add(1)
+		return 0, false
+	}
+	return s.suppressed.Swap(0), true
+}
 
 // retryAfter renders d for browsers: whole seconds, at least 1, at most RetryAfterMax.
 func (h *ICEHandler) retryAfter(d time.Duration) string {
@@ -89,8 +102,12 @@ func (h *ICEHandler) failed(w http.ResponseWriter, r *http.Request, err error) {
 	var down errUpstreamDown
 	var apiErr *APIError
 	switch {
+	case errors.As(err, &budget) && budget.network:
+		h.refuse(w, r, refusedNetworkShare, http.StatusServiceUnavailable, "too many new callers from your network, retry shortly", budget.wait)
 	case errors.As(err, &budget):
 		h.refuse(w, r, refusedMintBudget, http.StatusServiceUnavailable, "mint budget spent, retry shortly", budget.wait)
+	case errors.Is(err, ErrICEStoreFull):
+		h.refuse(w, r, refusedTooManyCallers, http.StatusServiceUnavailable, "too many callers, retry shortly", time.Second)
 	case errors.Is(err, errBusy), errors.Is(err, ErrICEStoreBusy):
 		h.refuse(w, r, refusedUpstreamBusy, http.StatusServiceUnavailable, "upstream busy, retry shortly", time.Second)
 	case errors.As(err, &down):
@@ -116,6 +133,8 @@ func (h *ICEHandler) classify(err error) string {
 	var budget errBudget
 	var down errUpstreamDown
 	switch {
+	case errors.As(err, &budget) && budget.network:
+		return "network_share"
 	case errors.As(err, &budget):
 		return "mint_budget"
 	case errors.Is(err, errBusy):

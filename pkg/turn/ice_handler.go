@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -29,6 +30,7 @@ const (
 	DefaultICEMaxCallers       = 100_000
 	DefaultICERequestTimeout   = 10 * time.Second
 	DefaultICERetryAfterMax    = 60 * time.Second
+	DefaultICENetworkShare     = 0.25
 )
 
 // ICEHandlerConfig configures an ICEHandler. Zero fields take the documented defaults; NewICEHandler
@@ -51,6 +53,8 @@ type ICEHandlerConfig struct {
 	// IdentityHeader names the request header that identifies the caller, e.g. "X-User". Set it
 	// only to a header your authenticating proxy sets and overwrites: a browser can send any
 	// header it likes. The CORS preflight allows it. Identity, when set, takes precedence.
+	// A request carrying it more than once is answered 400: a proxy that appends instead of
+	// replacing leaves the browser's value first.
 	IdentityHeader string
 	// Identity names the caller that credentials are minted, cached and rate limited for.
 	// Default: IdentityHeader's value, else the remote address's host (an IPv6 address's /64,
@@ -94,6 +98,16 @@ type ICEHandlerConfig struct {
 	// and 100), however many identities ask: over it a new caller gets 503 with Retry-After.
 	MintsPerSecond float64
 	MintBurst      int
+	// NetworkShare is the part of the mint budget, rate and burst, that the new identities
+	// (callers with no cached credential) of one source network may take (default 0.25, above 0,
+	// at most 1; 1 turns the share off), so that one network rotating identities cannot starve
+	// new callers of the others. Returning callers are not counted against it.
+	NetworkShare float64
+	// SourceNetwork names the network a request comes from, for NetworkShare; "" exempts the
+	// request. Default: without IdentityHeader, the remote address's /24 (IPv4) or /48 (IPv6),
+	// the least a provider hands one customer; with IdentityHeader, none, since the remote
+	// address is then your proxy's: return the client network your proxy reports, if it does.
+	SourceNetwork func(*http.Request) string
 	// MaxInFlight bounds concurrent upstream calls (default 16). Further mints wait for a slot in
 	// arrival order, within RequestTimeout (then 503); cache hits never wait.
 	MaxInFlight int
@@ -112,9 +126,9 @@ type ICEHandlerConfig struct {
 
 	// Store holds the cache and the limits; default NewMemoryICEStore(MaxIdentities, MaxCallers).
 	Store ICEStore
-	// Logger gets one warning per upstream failure and per stale answer, and refusals sampled
-	// to one line per reason per second with a count of the rest; records never hold
-	// credentials or identities.
+	// Logger gets one warning per upstream failure, and stale answers and refusals sampled to
+	// one line per reason per second with a count of the rest; records never hold credentials or
+	// identities.
 	Logger *slog.Logger
 	// OnMint, when set, is called after each upstream call with its duration and its class
 	// ("ok" or what Stats.UpstreamErrors counts), e.g. to feed a latency histogram.
@@ -134,15 +148,19 @@ type ICEHandlerConfig struct {
 //     that is refused.
 //   - Cache: credentials are cached per identity, rendered once, until RefreshFraction of their
 //     TTL has passed; a cache hit takes no handler-wide lock and never waits for a mint.
-//   - Limits: a token bucket per identity (whose state outlives cache eviction), and a
-//     handler-wide mint budget that rotating identities or addresses cannot exceed.
+//   - Limits: a token bucket per identity (whose state outlives cache eviction), a handler-wide
+//     mint budget that rotating identities or addresses cannot exceed, and a share of it per
+//     source network for new identities, so one network cannot take it all.
 //   - Upstream: one upstream attempt per mint (the client's retries are off inside the handler);
 //     concurrent requests for one identity share it; after a failure no identity mints until the
-//     upstream's Retry-After (or one second) has passed, and then one probe at a time. A refresh
-//     that fails serves the cached credential while it has MinRemaining left.
+//     upstream's Retry-After (or one second) has passed, and then one probe at a time; a mint
+//     that waited for a slot asks again before it sends. A caller going away is never an upstream
+//     failure. A refresh that fails serves the cached credential while it has MinRemaining left.
+//     An answer without a usable TURN entry is a 502 and is not cached; what is cached per
+//     identity is at most 4 KiB, unknown fields dropped beyond 512 bytes.
 //   - Browsers: CORS with the identity header allowed, port-53 URLs dropped, Retry-After clamped.
 //
-// Answers: 400 no or oversized identity, 403 origin or authorisation refused, 405 method, 429
+// Answers: 400 no, repeated or oversized identity or an invalid CustomIdentifier value, 403 origin or authorisation refused, 405 method, 429
 // identity over its limit, 503 mint budget, busy or failing upstream (all with Retry-After), 502
 // other upstream failures. Error bodies are {"error": "..."} and never hold a secret.
 //
@@ -156,6 +174,9 @@ type ICEHandler struct {
 	memory       *MemoryICEStore // the store when it is the default, for Stats
 	callerLimit  ICELimit
 	mintLimit    ICELimit
+	shareLimit   ICELimit // per source network, for new identities; zero when off
+	network      func(*http.Request) string
+	fromHeader   bool // the identity is IdentityHeader's value
 	slots        chan struct{}
 	breaker      breaker
 	anyOrigin    bool
@@ -165,7 +186,17 @@ type ICEHandler struct {
 	mints, hits, stale, inFlight atomic.Int64
 	refused                      [numRefusals]atomic.Int64
 	refusalLog                   [numRefusals]logSample
+	staleLog                     logSample
 	upstreamErrs                 [numClasses]atomic.Int64
+
+	probeMu sync.Mutex
+	probing *probeRun // the readiness probe running now, or nil
+}
+
+// probeRun is one readiness probe; err is set before done is closed.
+type probeRun struct {
+	done chan struct{}
+	err  error
 }
 
 // ICEHandlerStats counts what an ICEHandler did.
@@ -182,6 +213,7 @@ type ICEHandlerStats struct {
 
 // NewICEHandler checks cfg and returns a handler.
 func NewICEHandler(cfg ICEHandlerConfig) (*ICEHandler, error) {
+	fromHeader := cfg.Identity == nil && cfg.IdentityHeader != ""
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
@@ -191,6 +223,8 @@ func NewICEHandler(cfg ICEHandlerConfig) (*ICEHandler, error) {
 		store:        cfg.Store,
 		callerLimit:  ICELimit{PerSecond: cfg.RatePerMinute / 60, Burst: cfg.Burst},
 		mintLimit:    ICELimit{PerSecond: cfg.MintsPerSecond, Burst: cfg.MintBurst},
+		network:      cfg.SourceNetwork,
+		fromHeader:   fromHeader,
 		slots:        make(chan struct{}, cfg.MaxInFlight),
 		allowMethods: []string{"GET, POST, OPTIONS"},
 		allowHeaders: preflightHeaders(cfg.IdentityHeader),
@@ -199,6 +233,9 @@ func NewICEHandler(cfg ICEHandlerConfig) (*ICEHandler, error) {
 		h.allowMethods = []string{"POST, OPTIONS"}
 	}
 	h.anyOrigin = slices.Contains(cfg.AllowedOrigins, "*")
+	if cfg.NetworkShare < 1 {
+		h.shareLimit = ICELimit{PerSecond: cfg.MintsPerSecond * cfg.NetworkShare, Burst: max(1, int(math.Ceil(float64(cfg.MintBurst)*cfg.NetworkShare)))}
+	}
 	if h.store == nil {
 		h.memory = NewMemoryICEStore(cfg.MaxIdentities, cfg.MaxCallers)
 		h.store = h.memory
@@ -227,6 +264,7 @@ func (cfg *ICEHandlerConfig) setDefaults() error {
 	setDefault(&cfg.MaxCallers, DefaultICEMaxCallers)
 	setDefault(&cfg.RequestTimeout, DefaultICERequestTimeout)
 	setDefault(&cfg.RetryAfterMax, DefaultICERetryAfterMax)
+	setDefault(&cfg.NetworkShare, DefaultICENetworkShare)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -243,6 +281,8 @@ func (cfg *ICEHandlerConfig) setDefaults() error {
 		return invalidArg(op, "MinRemaining %v must be at least 0 and below TTL %v", cfg.MinRemaining, cfg.TTL)
 	case !(cfg.RatePerMinute < 0 && !math.IsInf(cfg.RatePerMinute, -1)) && !(cfg.RatePerMinute >= 0.1 && cfg.RatePerMinute <= big):
 		return invalidArg(op, "RatePerMinute %v must be from 0.1 to %d, or negative to turn the limit off", cfg.RatePerMinute, big)
+	case !(cfg.NetworkShare > 0 && cfg.NetworkShare <= 1):
+		return invalidArg(op, "NetworkShare %v must be above 0 and at most 1, e.g. 0.25 (1 turns the share off)", cfg.NetworkShare)
 	case !(cfg.MintsPerSecond >= 0.01 && cfg.MintsPerSecond <= big):
 		return invalidArg(op, "MintsPerSecond %v must be from 0.01 to %d", cfg.MintsPerSecond, big)
 	case cfg.Burst < 1 || cfg.Burst > big || cfg.MintBurst < 1 || cfg.MintBurst > big:
@@ -258,6 +298,9 @@ func (cfg *ICEHandlerConfig) setDefaults() error {
 		if err := checkOrigin(op, o); err != nil {
 			return err
 		}
+	}
+	if cfg.SourceNetwork == nil && cfg.IdentityHeader == "" {
+		cfg.SourceNetwork = remoteNetwork
 	}
 	if cfg.Identity == nil {
 		if name := cfg.IdentityHeader; name != "" {
@@ -300,8 +343,9 @@ func (h *ICEHandler) Stats() ICEHandlerStats {
 
 // Ready returns nil unless the last upstream call failed, in which case the error names its class.
 // Use it for a readiness probe. While failing, it tries the upstream itself once the handler's
-// backoff has passed (one mint, within the mint budget), so a replica taken out of rotation for
-// failing comes back without traffic.
+// backoff has passed (through CheckUpstream), so a replica taken out of rotation for failing comes
+// back without traffic. A caller that gives up early gets the last known state; its going away
+// never counts as an upstream failure.
 func (h *ICEHandler) Ready(ctx context.Context) error {
 	failing, _ := h.breaker.state()
 	if !failing {
@@ -327,19 +371,45 @@ func (h *ICEHandler) Drop(ctx context.Context, identity string, revoke bool) err
 }
 
 // CheckUpstream mints one credential through the handler's limits, as a start-up check that the
-// key and its secret work and the upstream is reachable. The credential is then revoked, so the
-// check leaves no credential that nobody uses.
+// key and its secret work and the upstream is reachable, and revokes it, so the check leaves no
+// credential that nobody uses. The check runs on a context of its own, bounded by RequestTimeout,
+// and at most one runs at a time: concurrent callers share its outcome. When ctx ends first,
+// CheckUpstream returns ctx's error and the check goes on for the others.
 func (h *ICEHandler) CheckUpstream(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, h.cfg.RequestTimeout)
+	h.probeMu.Lock()
+	run := h.probing
+	if run == nil {
+		run = &probeRun{done: make(chan struct{})}
+		h.probing = run
+		go func() {
+			run.err = h.probe()
+			h.probeMu.Lock()
+			h.probing = nil
+			h.probeMu.Unlock()
+			close(run.done)
+		}()
+	}
+	h.probeMu.Unlock()
+	select {
+	case <-run.done:
+		return run.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// probe is one upstream check, detached from whoever asked for it.
+func (h *ICEHandler) probe() error {
+	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.RequestTimeout)
 	defer cancel()
-	ice, _, err := h.send(ctx, "")
+	c, err := h.send(ctx, "")
 	if err != nil {
 		return err
 	}
-	for _, s := range ice.Servers {
-		if s.Username != "" {
-			// Best effort: the check itself succeeded.
-			h.cfg.Client.RevokeICECredential(ctx, RevokeICECredentialParams{KeyID: h.cfg.KeyID, KeySecret: h.cfg.KeySecret, Username: s.Username})
+	if c.Username != "" {
+		// Best effort, on the probe's own time: the check itself succeeded.
+		if err := h.client.RevokeICECredential(ctx, RevokeICECredentialParams{KeyID: h.cfg.KeyID, KeySecret: h.cfg.KeySecret, Username: c.Username}); err != nil {
+			h.log(ctx, slog.LevelInfo, "turn: ICE handler: revoking the check's credential failed", "class", errorClass(err))
 		}
 	}
 	return nil
@@ -378,6 +448,12 @@ func (h *ICEHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if h.fromHeader {
+		if n := len(r.Header.Values(h.cfg.IdentityHeader)); n > 1 {
+			h.refuse(w, r, refusedIdentityRepeated, http.StatusBadRequest, "identity header "+http.CanonicalHeaderKey(h.cfg.IdentityHeader)+" sent "+strconv.Itoa(n)+" times; the proxy must replace it, not append", 0)
+			return
+		}
+	}
 	id := h.cfg.Identity(r)
 	switch {
 	case id == "":
@@ -387,7 +463,22 @@ func (h *ICEHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, r, refusedIdentityTooLong, http.StatusBadRequest, "caller identity over "+strconv.Itoa(h.cfg.MaxIdentityBytes)+" bytes", 0)
 		return
 	}
-	h.answer(w, r, id)
+	var m mintRequest
+	if h.cfg.CustomIdentifier != nil {
+		// Checked here, with the client's rule: a value the client would refuse is this request's
+		// problem, not the upstream's, and must not reach the breaker, the budget or the counters.
+		m.tag = h.cfg.CustomIdentifier(id)
+		if err := checkCustomIdentifier("ICE handler", m.tag); err != nil {
+			h.refuse(w, r, refusedBadCustomIdentifier, http.StatusBadRequest, "no valid customIdentifier for this caller", 0)
+			return
+		}
+	}
+	if h.network != nil && h.shareLimit.PerSecond > 0 {
+		if n := h.network(r); n != "" {
+			m.network = networkKey(n)
+		}
+	}
+	h.answer(w, r, id, m)
 }
 
 var (
@@ -397,7 +488,7 @@ var (
 
 // answer serves id's credential: from the cache when fresh, else from one shared mint, else the
 // cached one while it has MinRemaining left.
-func (h *ICEHandler) answer(w http.ResponseWriter, r *http.Request, id string) {
+func (h *ICEHandler) answer(w http.ResponseWriter, r *http.Request, id string, m mintRequest) {
 	ctx := r.Context()
 	key := identityKey(id)
 	now := h.cfg.Now()
@@ -428,7 +519,8 @@ func (h *ICEHandler) answer(w http.ResponseWriter, r *http.Request, id string) {
 	}
 
 	waitCtx, cancel := context.WithTimeout(ctx, h.cfg.RequestTimeout)
-	c, err := h.store.Flight(waitCtx, key, func() (*ICECredential, error) { return h.mint(key, id) })
+	m.isNew = cached == nil
+	c, err := h.store.Flight(waitCtx, key, func() (*ICECredential, error) { return h.mint(key, m) })
 	cancel()
 	if err == nil {
 		h.write(w, c.Body)
@@ -445,8 +537,10 @@ func (h *ICEHandler) answer(w http.ResponseWriter, r *http.Request, id string) {
 		if still, _ := h.store.Credential(ctx, key); still != nil && still.Sent.Equal(cached.Sent) && still.Username == cached.Username &&
 			cached.Expires.Sub(h.cfg.Now()) >= h.cfg.MinRemaining {
 			h.stale.Add(1)
-			h.log(ctx, slog.LevelWarn, "turn: ICE handler: refresh failed, serving the cached credential",
-				slog.String("class", h.classify(err)), slog.Time("expires", cached.Expires))
+			if unlogged, ok := h.staleLog.take(h.cfg.Now()); ok && h.cfg.Logger != nil {
+				h.log(ctx, slog.LevelWarn, "turn: ICE handler: refresh failed, serving the cached credential",
+					slog.String("class", h.classify(err)), slog.Time("expires", cached.Expires), slog.Int64("unlogged_since", unlogged))
+			}
 			h.write(w, cached.Body)
 			return
 		}
@@ -462,6 +556,29 @@ func (h *ICEHandler) write(w http.ResponseWriter, body []byte) {
 	hdr := w.Header()
 	hdr["Content-Type"] = jsonType
 	w.Write(body)
+}
+
+// networkKey is the store key of a source network, apart from every identity's.
+func networkKey(network string) string { return identityKey("\x00source network\x00" + network) }
+
+// remoteNetwork is the remote address's /24 (IPv4) or /48 (IPv6): the least a provider commonly
+// hands one customer, so one customer's addresses count as one network.
+func remoteNetwork(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return host
+	}
+	ip = ip.Unmap()
+	bits := 48
+	if ip.Is4() {
+		bits = 24
+	}
+	p, _ := ip.Prefix(bits)
+	return p.String()
 }
 
 func remoteHost(r *http.Request) string {

@@ -13,6 +13,7 @@ import (
 type bucket struct {
 	tokens float64
 	at     time.Time
+	lim    ICELimit // the limit it was made with, so a table holding several limits sweeps each right
 }
 
 // refill brings the bucket up to now.
@@ -60,7 +61,25 @@ type errUpstreamDown struct{ wait time.Duration }
 
 func (e errUpstreamDown) Error() string { return "upstream failing recently; not asking again yet" }
 
-// allow reports whether a mint may be sent now.
+// check reports whether a mint may go on to wait for an upstream slot. It claims nothing: the
+// probe is claimed by allow, once the mint holds a slot.
+func (br *breaker) check(now time.Time) error {
+	br.mu.Lock()
+	defer br.mu.Unlock()
+	switch {
+	case !br.failing:
+		return nil
+	case now.Before(br.downUntil):
+		return errUpstreamDown{br.downUntil.Sub(now)}
+	case br.probing:
+		return errUpstreamDown{time.Second}
+	}
+	return nil
+}
+
+// allow reports whether a mint may be sent now, and when the upstream is failing and its backoff
+// has passed, makes this mint the one probe. It runs once the mint holds an upstream slot, so
+// mints that queued while the upstream was still answering are refused once it is not.
 func (br *breaker) allow(now time.Time) error {
 	br.mu.Lock()
 	defer br.mu.Unlock()

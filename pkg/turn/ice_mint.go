@@ -1,12 +1,15 @@
 package turn
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -24,23 +27,52 @@ func withoutRetries(c *Client) *Client {
 // errBusy and errBudget refuse a mint before it is sent.
 var errBusy = errors.New("all upstream slots busy")
 
-type errBudget struct{ wait time.Duration }
+type errBudget struct {
+	wait    time.Duration
+	network bool // the source network's share was spent, not the whole budget
+}
 
 func (e errBudget) Error() string { return "mint budget spent" }
 
+// mintRequest is what a mint needs besides the identity's key: the customIdentifier tag (already
+// checked) and the store key of the source network whose share a new identity spends ("" for none).
+type mintRequest struct {
+	tag     string
+	network string
+	isNew   bool
+}
+
 // mint runs as the single flight for key: one upstream attempt, then the rendered credential is
 // cached. It runs on its own context, bounded by RequestTimeout, whoever waits for it.
-func (h *ICEHandler) mint(key, identity string) (*ICECredential, error) {
+func (h *ICEHandler) mint(key string, m mintRequest) (*ICECredential, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.RequestTimeout)
 	defer cancel()
-	ice, sent, err := h.send(ctx, identity)
+	shared := m.isNew && m.network != "" && h.shareLimit.PerSecond > 0
+	if shared {
+		now := h.cfg.Now()
+		wait, err := h.store.Allow(ctx, m.network, h.shareLimit, now)
+		switch {
+		case errors.Is(err, ErrICEStoreFull):
+			return nil, err
+		case err != nil:
+			// Answered as a busy store: 503 with Retry-After, never counted upstream.
+			return nil, fmt.Errorf("%w: source network's share: %w", ErrICEStoreBusy, err)
+		}
+		if wait > 0 {
+			return nil, errBudget{wait: wait, network: true}
+		}
+		defer func() {
+			if shared {
+				// The share counts credentials minted, not attempts refused.
+				h.store.Refund(ctx, m.network, h.shareLimit, now)
+			}
+		}()
+	}
+	c, err := h.send(ctx, m.tag)
 	if err != nil {
 		return nil, err
 	}
-	c, err := h.render(ice, sent)
-	if err != nil {
-		return nil, err
-	}
+	shared = false
 	if err := h.store.SetCredential(ctx, key, c); err != nil {
 		// The credential is good; the next request will mint again.
 		h.log(ctx, slog.LevelWarn, "turn: ICE handler: store failed", "error", err.Error())
@@ -50,32 +82,31 @@ func (h *ICEHandler) mint(key, identity string) (*ICECredential, error) {
 
 // send makes one upstream attempt if the upstream is not remembered as failing and the mint
 // budget allows, once an upstream slot is free. Waiting mints take slots first come, first served
-// (a channel's senders queue in order), and the budget bounds how many can wait. It returns the
-// credentials and when the request was sent.
-func (h *ICEHandler) send(ctx context.Context, identity string) (ICEServers, time.Time, error) {
+// (a channel's senders queue in order), and the budget bounds how many can wait. The breaker is
+// asked again once the slot is held, so mints that queued while the upstream was answering are
+// not sent after it stopped. It returns the rendered credential.
+func (h *ICEHandler) send(ctx context.Context, tag string) (*ICECredential, error) {
 	now := h.cfg.Now()
-	if err := h.breaker.allow(now); err != nil {
-		return ICEServers{}, time.Time{}, err
+	if err := h.breaker.check(now); err != nil {
+		return nil, err
 	}
 	wait, err := h.store.AllowMint(ctx, h.mintLimit, now)
 	if err != nil || wait > 0 {
-		h.breaker.cancelProbe()
 		if err == nil {
-			err = errBudget{wait}
+			err = errBudget{wait: wait}
 		}
-		return ICEServers{}, time.Time{}, err
+		return nil, err
 	}
 	select {
 	case h.slots <- struct{}{}:
 	case <-ctx.Done():
-		h.breaker.cancelProbe()
-		return ICEServers{}, time.Time{}, errBusy
+		return nil, errBusy
 	}
 	defer func() { <-h.slots }()
-	p := GenerateICEServersParams{KeyID: h.cfg.KeyID, KeySecret: h.cfg.KeySecret, TTL: h.cfg.TTL}
-	if h.cfg.CustomIdentifier != nil && identity != "" {
-		p.CustomIdentifier = h.cfg.CustomIdentifier(identity)
+	if err := h.breaker.allow(h.cfg.Now()); err != nil {
+		return nil, err
 	}
+	p := GenerateICEServersParams{KeyID: h.cfg.KeyID, KeySecret: h.cfg.KeySecret, TTL: h.cfg.TTL, CustomIdentifier: tag}
 	h.mints.Add(1)
 	h.inFlight.Add(1)
 	sent := h.cfg.Now()
@@ -83,6 +114,17 @@ func (h *ICEHandler) send(ctx context.Context, identity string) (ICEServers, tim
 	ice, err := h.client.GenerateICEServers(ctx, p)
 	took := time.Since(start)
 	h.inFlight.Add(-1)
+	var c *ICECredential
+	if err == nil {
+		c, err = h.render(ice, sent)
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, ErrInvalidArgument) {
+		// Not the upstream's doing: the caller went away, or the request was refused before it
+		// was sent. Neither may hold minting off for everyone else.
+		h.breaker.cancelProbe()
+		h.log(ctx, slog.LevelDebug, "turn: ICE handler: mint not completed", "reason", localReason(err))
+		return nil, err
+	}
 	h.breaker.done(h.cfg.Now(), err, upstreamBackoff(err, h.cfg.RetryAfterMax))
 	class := "ok"
 	if err != nil {
@@ -101,40 +143,131 @@ func (h *ICEHandler) send(ctx context.Context, identity string) (ICEServers, tim
 	if h.cfg.OnMint != nil {
 		h.cfg.OnMint(took, class)
 	}
-	return ice, sent, err
+	return c, err
 }
 
+func localReason(err error) string {
+	if errors.Is(err, context.Canceled) {
+		return "canceled"
+	}
+	return "invalid_argument"
+}
+
+// Bounds of what is cached per identity, whatever the upstream sends: a browser needs the URLs,
+// the username and the credential; unknown fields are kept only while they are small.
+const (
+	maxAnswerBytes  = 4 << 10
+	maxUnknownBytes = 512
+)
+
+// errUnusable is an upstream answer a browser cannot use, or too big to cache.
+type errUnusable struct{ reason string }
+
+func (e errUnusable) Error() string {
+	return "turn: ICE handler: unusable upstream answer: " + e.reason
+}
+func (e errUnusable) Is(t error) bool { return t == ErrUnexpectedResponse }
+
 // render builds the answer once per credential: port-53 URLs dropped unless kept, expiresAt
-// counted from when the request was sent.
+// counted from when the request was sent, unknown fields kept only up to maxUnknownBytes in all.
+// An answer left without a turn: or turns: entry with a username and a credential is refused: a
+// browser could only use it for STUN, and caching it would hide the next good answer.
 func (h *ICEHandler) render(ice ICEServers, sent time.Time) (*ICECredential, error) {
 	c := &ICECredential{
 		Sent:       sent,
 		FreshUntil: sent.Add(time.Duration(float64(h.cfg.TTL) * h.cfg.RefreshFraction)),
 		Expires:    sent.Add(h.cfg.TTL),
 	}
-	out := ICEServers{extra: maps.Clone(ice.extra)}
+	unknown := 0
+	count := func(fields map[string]json.RawMessage) {
+		for k, v := range fields {
+			unknown += len(k) + len(v)
+		}
+	}
+	count(ice.extra)
 	for _, s := range ice.Servers {
+		count(s.extra)
+	}
+	keepUnknown := unknown <= maxUnknownBytes
+
+	var body bytes.Buffer
+	body.WriteString(`{"iceServers":[`)
+	usable := false
+	n := 0
+	for _, s := range ice.Servers {
+		urls := s.URLs
 		if !h.cfg.KeepPort53 {
-			s.URLs = dropPort53(s.URLs)
-			if len(s.URLs) == 0 {
-				continue
-			}
+			urls = dropPort53(urls)
+		}
+		if len(urls) == 0 {
+			continue
+		}
+		secret := s.Credential.Reveal()
+		if s.Username != "" && secret != "" && slices.ContainsFunc(urls, isTURNURL) {
+			usable = true
 		}
 		if c.Username == "" {
 			c.Username = s.Username
 		}
-		out.Servers = append(out.Servers, s)
+		if n++; n > 1 {
+			body.WriteByte(',')
+		}
+		body.WriteString(`{"urls":`)
+		writeJSON(&body, urls)
+		if s.Username != "" {
+			body.WriteString(`,"username":`)
+			writeJSON(&body, s.Username)
+		}
+		if secret != "" {
+			body.WriteString(`,"credential":`)
+			writeJSON(&body, secret)
+		}
+		if keepUnknown {
+			writeFields(&body, s.extra)
+		}
+		body.WriteByte('}')
 	}
-	if out.extra == nil {
-		out.extra = make(map[string]json.RawMessage, 1)
+	body.WriteString(`]`)
+	if keepUnknown {
+		writeFields(&body, ice.extra, "expiresAt")
 	}
-	out.extra["expiresAt"] = strconv.AppendInt(nil, c.Expires.Unix(), 10)
-	body, err := json.Marshal(out)
-	if err != nil {
-		return nil, err
+	body.WriteString(`,"expiresAt":`)
+	body.WriteString(strconv.FormatInt(c.Expires.Unix(), 10))
+	body.WriteByte('}')
+	switch {
+	case !usable && h.cfg.KeepPort53:
+		return nil, errUnusable{"no turn: or turns: entry with a username and a credential"}
+	case !usable:
+		return nil, errUnusable{"no turn: or turns: entry with a username and a credential off port 53"}
+	case body.Len() > maxAnswerBytes:
+		return nil, errUnusable{fmt.Sprintf("%d bytes without unknown fields, over the %d kept per caller", body.Len(), maxAnswerBytes)}
 	}
-	c.Body = body
+	c.Body = body.Bytes()
 	return c, nil
+}
+
+// isTURNURL reports a turn: or turns: URL.
+func isTURNURL(u string) bool {
+	scheme, _, ok := strings.Cut(u, ":")
+	return ok && (strings.EqualFold(scheme, "turn") || strings.EqualFold(scheme, "turns"))
+}
+
+func writeJSON(b *bytes.Buffer, v any) {
+	enc, _ := json.Marshal(v) // strings and string slices always encode
+	b.Write(enc)
+}
+
+// writeFields appends ,"k":v for fields other than skip, in key order.
+func writeFields(b *bytes.Buffer, fields map[string]json.RawMessage, skip ...string) {
+	for _, k := range slices.Sorted(maps.Keys(fields)) {
+		if slices.Contains(skip, k) {
+			continue
+		}
+		b.WriteByte(',')
+		writeJSON(b, k)
+		b.WriteByte(':')
+		b.Write(fields[k])
+	}
 }
 
 // dropPort53 returns urls without those on port 53, e.g. "turn:host:53?transport=udp".

@@ -17,7 +17,8 @@ import (
 // several replicas keep one view.
 //
 // Keys are fixed-size digests of caller identities (see ICEHandler), never the identities
-// themselves. An error from any method makes the handler answer 503 for that request, except a
+// themselves; Allow and Refund also get digests of source networks, with a limit of their own
+// (ICEHandlerConfig.NetworkShare), so a table of buckets must keep each bucket's limit. An error from any method makes the handler answer 503 for that request, except a
 // stale credential, which it still serves. Implementations must be safe for concurrent use.
 type ICEStore interface {
 	// Credential returns key's cached credential, or nil. It is called for every request: keep it
@@ -256,10 +257,10 @@ func (s *MemoryICEStore) Allow(_ context.Context, key string, lim ICELimit, now 
 	defer sh.mu.Unlock()
 	b := sh.buckets[key]
 	if b == nil {
-		if len(sh.buckets) >= s.maxBuckets && !s.sweep(sh, lim, now) {
+		if len(sh.buckets) >= s.maxBuckets && !s.sweep(sh, now) {
 			return 0, ErrICEStoreFull
 		}
-		b = &bucket{tokens: float64(lim.Burst), at: now}
+		b = &bucket{tokens: float64(lim.Burst), at: now, lim: lim}
 		sh.buckets[key] = b
 	}
 	return b.take(lim, now), nil
@@ -267,13 +268,14 @@ func (s *MemoryICEStore) Allow(_ context.Context, key string, lim ICELimit, now 
 
 // sweep forgets the shard's buckets that have refilled to full, at most once per sweepGap so an
 // attacker cannot make every request walk the table; it reports whether room was made.
-func (s *MemoryICEStore) sweep(sh *limitShard, lim ICELimit, now time.Time) bool {
+func (s *MemoryICEStore) sweep(sh *limitShard, now time.Time) bool {
 	if now.Sub(sh.lastSweep) < s.sweepGap {
 		return false
 	}
 	sh.lastSweep = now
 	for k, b := range sh.buckets {
-		if b.full(lim, now) {
+		// Each bucket by its own limit: callers and source networks share the table.
+		if b.full(b.lim, now) {
 			delete(sh.buckets, k)
 		}
 	}
