@@ -33,6 +33,7 @@ type serveICEOptions struct {
 	redisCA     string
 	hosts       []string
 	maxConns    int
+	adminAddr   string           // where /readyz and /metrics go instead of the public listener
 	store       *turnredis.Store // set when Redis is in use
 }
 
@@ -115,6 +116,7 @@ requests in flight.`,
 	f.StringVar(&o.redisCA, "redis-ca-file", "", "PEM certificate(s) to trust for a rediss:// Redis, besides the system's")
 	f.StringSliceVar(&o.hosts, "allowed-host", nil, "Host header to answer (repeatable); default on a loopback address: localhost, 127.0.0.1, ::1 only (against DNS rebinding), else any")
 	f.IntVar(&o.maxConns, "max-conns", 10000, "connections open at once; more are closed at once")
+	f.StringVar(&o.adminAddr, "admin-addr", "", "serve /readyz and /metrics on this address instead of --addr, e.g. 127.0.0.1:9090 (expose it to your probes and Prometheus only)")
 	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.BoolVar(&o.skipCheck, "skip-startup-check", false, "start without minting once first")
@@ -169,8 +171,13 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 func (a *app) serveICE(ctx context.Context, o serveICEOptions, cfg turn.ICEHandlerConfig, h *turn.ICEHandler, m *iceMetrics) error {
 	logger := cfg.Logger
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+	admin := mux
+	if o.adminAddr != "" {
+		admin = http.NewServeMux()
+		admin.HandleFunc("GET /healthz", healthz)
+	}
+	mux.HandleFunc("GET /healthz", healthz)
+	admin.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		// Redis being down never makes a replica unready: it serves on local state.
 		redisState := ""
 		if o.store != nil {
@@ -185,7 +192,7 @@ func (a *app) serveICE(ctx context.Context, o serveICEOptions, cfg turn.ICEHandl
 		}
 		fmt.Fprintln(w, "ready"+redisState)
 	})
-	mux.Handle("GET /metrics", m.handler())
+	admin.Handle("GET /metrics", m.handler())
 	mux.Handle("/{$}", h) // credentials at the root only: a browser's /favicon.ico mints nothing
 	if o.examplePage {
 		mux.Handle(examplePagePath, examplePage())
@@ -200,6 +207,12 @@ func (a *app) serveICE(ctx context.Context, o serveICEOptions, cfg turn.ICEHandl
 	if ap, err := netip.ParseAddrPort(l.Addr().String()); err == nil && ap.Addr().IsLoopback() && len(hosts) == 0 {
 		hosts = loopbackHosts
 	}
+	stopAdmin, err := serveAdmin(o.adminAddr, admin, timeout, logger)
+	if err != nil {
+		l.Close()
+		return err
+	}
+	defer stopAdmin()
 	// The port is taken before the start-up mint, so a port in use costs no credential.
 	if !o.skipCheck {
 		if err := h.CheckUpstream(ctx); err != nil {
@@ -224,6 +237,38 @@ func (a *app) serveICE(ctx context.Context, o serveICEOptions, cfg turn.ICEHandl
 	logger.Info("cfturn serve-ice: serving", "url", url, "read_timeout", srv.ReadTimeout.String(), "request_timeout", timeout.String(),
 		"ttl", cfg.TTL.String(), "mint_rate", cfg.MintsPerSecond, "rate_per_minute", cfg.RatePerMinute)
 	return a.serveOn(ctx, limited, srv, url, o.shutdownMax)
+}
+
+func healthz(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") }
+
+// serveAdmin serves mux on addr, apart from the credentials, until stop is called; with no
+// addr it does nothing. The readiness probe and the metrics tell an attacker when the upstream
+// is failing, and each /readyz can make a probe: they belong where only probes and Prometheus
+// reach.
+func serveAdmin(addr string, mux *http.ServeMux, timeout time.Duration, logger *slog.Logger) (stop func(), err error) {
+	if addr == "" {
+		return func() {}, nil
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--admin-addr: %w", err)
+	}
+	var hosts []string // any Host: a prober or Prometheus names the address it was given
+	if ap, err := netip.ParseAddrPort(l.Addr().String()); err == nil && ap.Addr().IsLoopback() {
+		hosts = loopbackHosts
+	}
+	srv := &http.Server{
+		Handler:           hostGuard(mux, hosts, logger),
+		ReadHeaderTimeout: min(5*time.Second, timeout),
+		ReadTimeout:       timeout,
+		WriteTimeout:      timeout + 5*time.Second,
+		IdleTimeout:       15 * time.Second,
+		MaxHeaderBytes:    8 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	logger.Info("cfturn serve-ice: admin endpoints /healthz, /readyz and /metrics", "url", "http://"+l.Addr().String()+"/")
+	go srv.Serve(limitConns(l, 64))
+	return func() { srv.Close() }, nil
 }
 
 // serveOn announces url and runs srv on l until ctx ends, then shuts down gracefully.

@@ -304,3 +304,34 @@ func TestServeICEHostsAndConnections(t *testing.T) {
 		t.Errorf("--allowed-host app.example: %d", resp.StatusCode)
 	}
 }
+
+// Issue 16, item 1: with --admin-addr, /readyz and /metrics are served there and not on the
+// public listener, which keeps serving credentials and /healthz.
+func TestServeICEAdminAddr(t *testing.T) {
+	e := startServeICE(t, "--identity-header", "X-User", "--admin-addr", "127.0.0.1:0")
+	m := regexp.MustCompile(`admin endpoints.* url=(http://\S+)`).FindStringSubmatch(e.stderr.String())
+	if m == nil {
+		t.Fatalf("no admin URL logged:\n%s", e.stderr)
+	}
+	admin := &serveICEEnv{url: m[1]}
+	for _, tc := range []struct {
+		on   *serveICEEnv
+		path string
+		want int
+		body string
+	}{
+		{e, "/", 200, "iceServers"},
+		{e, "/healthz", 200, "ok"},
+		{e, "/readyz", 404, ""},
+		{e, "/metrics", 404, ""},
+		{admin, "/readyz", 200, "ready"},
+		{admin, "/metrics", 200, "cfturn_ice_mints_total 2"}, // the start-up check and the caller
+		{admin, "/healthz", 200, "ok"},
+		{admin, "/", 404, ""},
+	} {
+		code, body := tc.on.get(t, tc.path, "alice")
+		if code != tc.want || !strings.Contains(body, tc.body) {
+			t.Errorf("%s%s: %d %.200q, want %d with %q", tc.on.url, tc.path, code, body, tc.want, tc.body)
+		}
+	}
+}
