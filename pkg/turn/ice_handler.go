@@ -67,7 +67,8 @@ type ICEHandlerConfig struct {
 	// CustomIdentifier, when set, tags each credential with CustomIdentifier(identity) for
 	// Cloudflare's per-user usage analytics. It is off by default because an identity may be
 	// personal data, which this would send to a third party: return a pseudonym, e.g. a keyed
-	// hash, unless you have reason not to.
+	// hash, unless you have reason not to. A value GenerateICEServers would refuse (over
+	// MaxCustomIdentifierLen characters, or not printable) answers that request 400.
 	CustomIdentifier func(identity string) string
 	// Authorize, when set, runs before anything is minted; a non-nil error answers 403.
 	Authorize func(*http.Request) error
@@ -160,9 +161,10 @@ type ICEHandlerConfig struct {
 //     identity is at most 4 KiB, unknown fields dropped beyond 512 bytes.
 //   - Browsers: CORS with the identity header allowed, port-53 URLs dropped, Retry-After clamped.
 //
-// Answers: 400 no, repeated or oversized identity or an invalid CustomIdentifier value, 403 origin or authorisation refused, 405 method, 429
-// identity over its limit, 503 mint budget, busy or failing upstream (all with Retry-After), 502
-// other upstream failures. Error bodies are {"error": "..."} and never hold a secret.
+// Answers: 400 no, repeated or oversized identity, or a CustomIdentifier value the client would
+// refuse; 403 origin or authorisation refused; 405 method; 429 identity over its limit; 503 mint
+// budget or network share spent, busy or failing upstream (all with Retry-After); 502 other
+// upstream failures, unusable answers included. Error bodies are {"error": "..."} and never hold a secret.
 //
 // Its state lives in ICEHandlerConfig.Store, by default in this process: behind a load balancer
 // without sticky sessions, each replica caches and limits on its own, so the limits apply per
@@ -474,9 +476,7 @@ func (h *ICEHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if h.network != nil && h.shareLimit.PerSecond > 0 {
-		if n := h.network(r); n != "" {
-			m.network = networkKey(n)
-		}
+		m.network = h.network(r) // hashed only when a mint needs it
 	}
 	h.answer(w, r, id, m)
 }

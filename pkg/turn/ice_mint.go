@@ -35,7 +35,7 @@ type errBudget struct {
 func (e errBudget) Error() string { return "mint budget spent" }
 
 // mintRequest is what a mint needs besides the identity's key: the customIdentifier tag (already
-// checked) and the store key of the source network whose share a new identity spends ("" for none).
+// checked) and the source network whose share a new identity spends ("" for none).
 type mintRequest struct {
 	tag     string
 	network string
@@ -49,8 +49,8 @@ func (h *ICEHandler) mint(key string, m mintRequest) (*ICECredential, error) {
 	defer cancel()
 	shared := m.isNew && m.network != "" && h.shareLimit.PerSecond > 0
 	if shared {
-		now := h.cfg.Now()
-		wait, err := h.store.Allow(ctx, m.network, h.shareLimit, now)
+		now, netKey := h.cfg.Now(), networkKey(m.network)
+		wait, err := h.store.Allow(ctx, netKey, h.shareLimit, now)
 		switch {
 		case errors.Is(err, ErrICEStoreFull):
 			return nil, err
@@ -64,7 +64,7 @@ func (h *ICEHandler) mint(key string, m mintRequest) (*ICECredential, error) {
 		defer func() {
 			if shared {
 				// The share counts credentials minted, not attempts refused.
-				h.store.Refund(ctx, m.network, h.shareLimit, now)
+				h.store.Refund(ctx, netKey, h.shareLimit, now)
 			}
 		}()
 	}
