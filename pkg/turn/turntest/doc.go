@@ -22,7 +22,8 @@
 //
 // Memory is bounded: at most 1,000 keys per account (WithMaxKeys) for at most 1,000 accounts, about
 // 440 bytes per key with an 18-character name (BenchmarkKeyMemory), and the 10,000 newest ICE
-// credentials, expired ones dropped first.
+// credentials, expired ones dropped first. A credential dropped is dead: the relay refuses it and
+// stops its allocations, and revoking it answers 404, as for one never minted.
 //
 // InjectFault makes the next requests fail in chosen ways (a status, Retry-After, an HTML page, a
 // truncated or oversize body, a delay, a dropped connection, a redirect) to test a client's error

@@ -458,7 +458,10 @@ func (f *Fake) GenerateIceServers(w http.ResponseWriter, r *http.Request, keyID 
 	})
 }
 
-// RevokeIceCredential implements callshttp.ServerInterface.
+// RevokeIceCredential implements callshttp.ServerInterface. A credential the fake no longer holds
+// (evicted by 10,000 newer ones, or dropped after it expired) answers 404, as one never minted
+// does: the fake cannot tell them apart. Such a credential is dead already: the relay refuses it
+// and stops its allocations.
 func (f *Fake) RevokeIceCredential(w http.ResponseWriter, r *http.Request, keyID, username string) {
 	f.serve(w, r, OpRevokeIceCredential, func(w http.ResponseWriter, r *http.Request) {
 		k := f.liveKey(w, r, keyID)

@@ -58,10 +58,10 @@ func WithLogger(l *slog.Logger) Option { return func(s *settings) { s.logger = l
 // credential, or one whose key was deleted, is refused with 401. It answers STUN binding
 // requests too. Its traffic is counted per credential (Fake.RelayedBytes).
 //
-// Revoking a credential, or deleting its key, also stops the allocations it made before: the
-// relay closes an allocation's socket at its next packet, so nothing more is relayed (pion
-// cannot end an allocation by username: the allocation lingers, relaying nothing, until it
-// expires). An expired credential's allocations run until they are not refreshed.
+// Once a credential may no longer allocate (revoked, expired, its key deleted, or evicted from the
+// fake's table by 10,000 newer credentials), the allocations it made before stop too: the relay
+// closes an allocation's socket at its next packet, so nothing more is relayed (pion cannot end
+// an allocation by username: the allocation lingers, relaying nothing, until it expires).
 //
 // It is bounded: 256 allocations in all, DefaultRelayAllocationsPerCredential per
 // credential (WithRelayAllocationsPerCredential), 256 TCP and 256 TLS connections, each closed
@@ -224,25 +224,12 @@ func listenBoth(addr string) (net.PacketConn, net.Listener, error) {
 // relayAuth is the relay's AuthHandler: it hands pion the long-term key of a credential the fake
 // minted, while the credential and its key live.
 func (f *Fake) relayAuth(g *relayGuard, ra *turn.RequestAttributes) (string, []byte, bool) {
-	f.mu.Lock()
-	c := f.creds.get(ra.Username)
-	var why string
-	switch {
-	case c == nil:
-		why = "unknown or evicted credential"
-	case c.revoked:
-		why = "credential revoked"
-	case !c.expires.After(f.now()):
-		why = "credential expired"
-	case f.byID[c.keyID] == nil:
-		why = "the credential's key was deleted"
-	}
-	f.mu.Unlock()
+	secret, why := f.relayCredential(ra.Username)
 	if why != "" {
 		g.log.refuse(slog.LevelInfo, why, "username", logName(ra.Username), "from", ra.SrcAddr.String(), "method", ra.Method.String())
 		return "", nil, false
 	}
-	return ra.Username, turn.GenerateAuthKey(ra.Username, ra.Realm, c.secret), true
+	return ra.Username, turn.GenerateAuthKey(ra.Username, ra.Realm, secret), true
 }
 
 // RelayedBytes returns how many bytes the relay has carried, both ways, for the credential
@@ -334,18 +321,10 @@ func (c *countingConn) count(n int) {
 	}
 }
 
-// dead reports whether the credential was revoked or its key deleted, closing the socket if so.
+// dead reports whether the credential may no longer use the relay (revoked, expired, evicted
+// from the fake's table, or its key deleted), closing the socket if so.
 func (c *countingConn) dead() bool {
-	f := c.g.f
-	f.mu.Lock()
-	why := ""
-	switch {
-	case c.c.revoked:
-		why = "credential revoked"
-	case f.byID[c.c.keyID] == nil:
-		why = "the credential's key was deleted"
-	}
-	f.mu.Unlock()
+	_, why := c.g.f.relayCredential(c.c.username)
 	if why == "" {
 		return false
 	}

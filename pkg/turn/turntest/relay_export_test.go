@@ -16,3 +16,6 @@ func (r *Relay) PeerCounts() int {
 	defer r.guard.mu.Unlock()
 	return len(r.guard.peers)
 }
+
+// MaxCredentials is how many ICE credentials the fake keeps.
+const MaxCredentials = maxCredentials

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -130,12 +131,38 @@ func TestRelayPermitsFewLoopbackPeers(t *testing.T) {
 	}
 }
 
-func TestRelayStopsRevokedAllocations(t *testing.T) {
+// mintMany mints n credentials of key, four at a time.
+func mintMany(t *testing.T, srv *turntest.Server, key turn.KeyWithSecret, n int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	slots := make(chan struct{}, 4)
+	for range n {
+		slots <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			_, err := srv.Client().GenerateICEServers(context.Background(), turn.GenerateICEServersParams{KeyID: key.ID, KeySecret: key.Secret, TTL: time.Hour})
+			if err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
+
+// An allocation stops relaying once its credential may no longer allocate: revoked, its key
+// deleted, expired, or evicted from the fake's table by newer credentials.
+func TestRelayStopsAllocationsOfDeadCredentials(t *testing.T) {
 	var logs syncbuf.Buffer
-	srv := turntest.NewServer(turntest.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	clock := &fakeClock{now: time.Now()}
+	srv := turntest.NewServer(turntest.WithClock(clock.Now), turntest.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 	t.Cleanup(srv.Close)
 	ctx := context.Background()
-	for _, mode := range []string{"credential revoked", "the credential's key was deleted"} {
+	for _, mode := range []string{"credential revoked", "the credential's key was deleted", "credential expired", "unknown or evicted credential"} {
 		m := mint(t, srv, time.Hour)
 		a, err := allocate(t, srv, "udp", m.username, m.password)
 		if err != nil {
@@ -173,10 +200,24 @@ func TestRelayStopsRevokedAllocations(t *testing.T) {
 				break
 			}
 		}
-		if mode == "credential revoked" {
+		switch mode {
+		case "credential revoked":
 			err = srv.Client().RevokeICECredential(ctx, turn.RevokeICECredentialParams{KeyID: m.key.ID, KeySecret: m.key.Secret, Username: m.username})
-		} else {
+		case "the credential's key was deleted":
 			_, err = srv.Client().DeleteKey(ctx, turn.KeyParams{KeyID: m.key.ID})
+		case "credential expired":
+			clock.Add(time.Hour)
+		case "unknown or evicted credential":
+			mintMany(t, srv, m.key, turntest.MaxCredentials)
+			if srv.Revoked(m.username) || srv.RelayedBytes(m.username) != 0 {
+				t.Fatal("the credential was not evicted")
+			}
+			// Revoking it answers 404, as for a credential never minted: the fake no longer knows it.
+			err = srv.Client().RevokeICECredential(ctx, turn.RevokeICECredentialParams{KeyID: m.key.ID, KeySecret: m.key.Secret, Username: m.username})
+			if !errors.Is(err, turn.ErrNotFound) {
+				t.Fatalf("revoking an evicted credential: %v, want 404", err)
+			}
+			err = nil
 		}
 		if err != nil {
 			t.Fatal(err)
@@ -191,7 +232,7 @@ func TestRelayStopsRevokedAllocations(t *testing.T) {
 		}
 		peer.Close()
 		if n := after.Load(); n != 0 {
-			t.Errorf("%s: the peer got %d packets after the revocation", mode, n)
+			t.Errorf("%s: the peer got %d packets after the credential died", mode, n)
 		}
 	}
 }
