@@ -79,6 +79,7 @@ type settings struct {
 	legacyURLs           bool
 	noRelay, relayTLS    bool
 	relayAddr            string
+	relayAdvertisedIP    string
 	relayAllocsPerCred   int
 }
 

@@ -39,7 +39,19 @@ func WithoutRelay() Option { return func(s *settings) { s.noRelay = true } }
 
 // WithRelayAddr sets the address the relay listens on, for UDP and TCP alike (default
 // 127.0.0.1:0, a free loopback port; UDP and TCP then share one port number when they can).
+//
+// Off loopback (a LAN address, 0.0.0.0 or [::]) the relay refuses peers on loopback, private,
+// link-local, multicast and unspecified addresses, so that a credential holder cannot reach the
+// host's or the network's internal services through it; it still relays between its own
+// allocations. On every interface (0.0.0.0 or [::]) it needs WithRelayAdvertisedIP: that is no
+// address a client can dial.
 func WithRelayAddr(addr string) Option { return func(s *settings) { s.relayAddr = addr } }
+
+// WithRelayAdvertisedIP sets the IP address the relay's ICE URLs and relayed addresses carry
+// (default: the WithRelayAddr host). It is required when the relay listens on every interface,
+// and must be in the listen address's family; use the address clients reach this host at, e.g.
+// its LAN address.
+func WithRelayAdvertisedIP(ip string) Option { return func(s *settings) { s.relayAdvertisedIP = ip } }
 
 // WithRelayTLS makes the relay also accept TURN over TLS (turns:) on a port of its own, with a
 // certificate made at start for 127.0.0.1, ::1 and localhost; Relay.RootCAs trusts it.
@@ -66,9 +78,13 @@ func WithLogger(l *slog.Logger) Option { return func(s *settings) { s.logger = l
 // It is bounded: 256 allocations in all, DefaultRelayAllocationsPerCredential per
 // credential (WithRelayAllocationsPerCredential), 256 TCP and 256 TLS connections, each closed
 // unless it authenticates within 10s and then sends something at least once an allocation
-// lifetime, and at most 64 distinct peer IPs per allocation, in the relay's address family
-// and on loopback when the relay is. It relays UDP only. Refusals are logged, sampled.
+// lifetime, and at most 64 distinct peer IPs per allocation, in the relay's address family.
+// Peers must be on loopback when the relay is; off loopback, no peer may be on a loopback,
+// private, link-local, multicast or unspecified address, and the relay's own address is a peer
+// only at its relayed sockets (see WithRelayAddr). It relays UDP only. Refusals are logged, sampled.
 type Relay struct {
+	// The addresses clients dial: the advertised IP (WithRelayAdvertisedIP, else the listen IP)
+	// and the port listened on.
 	UDPAddr string // STUN and TURN over UDP, e.g. 127.0.0.1:40001
 	TCPAddr string // TURN over TCP, on the UDP port when it was free
 	TLSAddr string // TURN over TLS; empty unless WithRelayTLS
@@ -131,6 +147,10 @@ func startRelay(f *Fake, s settings) (_ *Relay, err error) {
 	if ip == nil {
 		return nil, fmt.Errorf("turntest: relay address %q: the host must be an IP address, e.g. 127.0.0.1", addr)
 	}
+	public, err := advertisedIP(ip, s.relayAdvertisedIP)
+	if err != nil {
+		return nil, err
+	}
 	udp, tcp, err := listenBoth(addr)
 	if err != nil {
 		return nil, err
@@ -143,13 +163,13 @@ func startRelay(f *Fake, s settings) (_ *Relay, err error) {
 			}
 		}
 	}()
-	r := &Relay{UDPAddr: udp.LocalAddr().String(), TCPAddr: tcp.Addr().String()}
-	g := newRelayGuard(f, ip, s.relayAllocsPerCred)
+	r := &Relay{UDPAddr: dialable(public, udp.LocalAddr()), TCPAddr: dialable(public, tcp.Addr())}
+	g := newRelayGuard(f, ip, public, s.relayAllocsPerCred)
 	r.guard = g
-	gen := &countingGenerator{g: g, RelayAddressGeneratorStatic: turn.RelayAddressGeneratorStatic{RelayAddress: ip, Address: host}}
+	gen := &countingGenerator{g: g, RelayAddressGeneratorStatic: turn.RelayAddressGeneratorStatic{RelayAddress: public, Address: host}}
 	listeners := []turn.ListenerConfig{{Listener: g.limitConns(tcp, "tcp"), RelayAddressGenerator: gen, PermissionHandler: g.permit}}
 	if s.relayTLS {
-		cfg, pool, err := selfSignedTLS()
+		cfg, pool, err := selfSignedTLS(public)
 		if err != nil {
 			return nil, err
 		}
@@ -158,7 +178,7 @@ func startRelay(f *Fake, s settings) (_ *Relay, err error) {
 			return nil, fmt.Errorf("turntest: relay TLS listener: %w", err)
 		}
 		closers = append(closers, raw.Close)
-		r.TLSAddr, r.certs, r.cert = raw.Addr().String(), pool, cfg.Certificates[0].Certificate[0]
+		r.TLSAddr, r.certs, r.cert = dialable(public, raw.Addr()), pool, cfg.Certificates[0].Certificate[0]
 		// Limited below TLS, so pion gets the *tls.Conn and bounds the handshake.
 		tl := tls.NewListener(g.limitConns(raw, "tls"), cfg)
 		listeners = append(listeners, turn.ListenerConfig{Listener: tl, RelayAddressGenerator: gen, PermissionHandler: g.permit})
@@ -199,6 +219,38 @@ func startRelay(f *Fake, s settings) (_ *Relay, err error) {
 	}
 	server.Store(r.server)
 	return r, nil
+}
+
+// advertisedIP returns the IP the relay's URLs carry: advertised when set, else the listen IP,
+// which must then be one a client can dial.
+func advertisedIP(listen net.IP, advertised string) (net.IP, error) {
+	if advertised == "" {
+		if listen.IsUnspecified() {
+			return nil, fmt.Errorf("turntest: relay address %s listens on every interface, which no client can dial: "+
+				"say which address clients reach this host at with WithRelayAdvertisedIP, e.g. its LAN address", listen)
+		}
+		return listen, nil
+	}
+	ip := net.ParseIP(advertised)
+	switch {
+	case ip == nil:
+		return nil, fmt.Errorf("turntest: relay advertised IP %q is not an IP address, e.g. 192.168.1.20", advertised)
+	case ip.IsUnspecified():
+		return nil, fmt.Errorf("turntest: relay advertised IP %s is no address a client can dial: use this host's address, e.g. 192.168.1.20", ip)
+	case (ip.To4() != nil) != (listen.To4() != nil):
+		family := "IPv6"
+		if listen.To4() != nil {
+			family = "IPv4"
+		}
+		return nil, fmt.Errorf("turntest: relay advertised IP %s is not in the family of the listen address %s: use an %s address", ip, listen, family)
+	}
+	return ip, nil
+}
+
+// dialable is the address clients reach a listener at: the advertised IP and the listener's port.
+func dialable(ip net.IP, a net.Addr) string {
+	_, port, _ := net.SplitHostPort(a.String())
+	return net.JoinHostPort(ip.String(), port)
 }
 
 // listenBoth listens for UDP and TCP on addr, on one port number when addr's port is 0.
@@ -293,7 +345,9 @@ func (g *countingGenerator) AllocatePacketConn(conf turn.AllocateListenerConfig)
 		release()
 		return nil, nil, errors.New("turntest relay: the credential is gone")
 	}
-	cc := &countingConn{PacketConn: pc, g: g.g, c: c, release: release}
+	port := pc.LocalAddr().(*net.UDPAddr).Port
+	g.g.relayedPort(port, 1)
+	cc := &countingConn{PacketConn: pc, g: g.g, c: c, release: func() { g.g.relayedPort(port, -1); release() }}
 	if c.customIdentifier != "" {
 		cc.ident = f.creds.identifier(c.customIdentifier)
 	}
@@ -335,20 +389,33 @@ func (c *countingConn) dead() bool {
 	return true
 }
 
+// ReadFrom drops what comes from a peer the relay may not talk to (see relayGuard.offLimits).
 func (c *countingConn) ReadFrom(p []byte) (int, net.Addr, error) {
-	n, addr, err := c.PacketConn.ReadFrom(p)
-	if err == nil && c.dead() {
-		return 0, nil, net.ErrClosed
+	for {
+		n, addr, err := c.PacketConn.ReadFrom(p)
+		if err == nil && c.dead() {
+			return 0, nil, net.ErrClosed
+		}
+		if err == nil && c.g.offLimits(addr) {
+			c.g.log.refuse(slog.LevelInfo, "packet from the relay's own address, not from one of its relayed addresses", "username", logName(c.c.username), "peer", addr.String())
+			continue
+		}
+		c.count(n)
+		return n, addr, err
 	}
-	c.count(n)
-	return n, addr, err
 }
+
+var errOffLimits = errors.New("turntest relay: the peer is the relay's own address but none of its relayed addresses")
 
 // WriteTo counts before writing: the peer's answer may come back through ReadFrom before this
 // goroutine runs again, and a test that saw the answer must see the count.
 func (c *countingConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 	if c.dead() {
 		return 0, net.ErrClosed
+	}
+	if c.g.offLimits(addr) {
+		c.g.log.refuse(slog.LevelInfo, "peer at the relay's own address, not at one of its relayed addresses", "username", logName(c.c.username), "peer", addr.String())
+		return 0, errOffLimits
 	}
 	c.count(len(p))
 	n, err := c.PacketConn.WriteTo(p, addr)
@@ -362,8 +429,8 @@ func (c *countingConn) Close() error {
 	return c.PacketConn.Close()
 }
 
-// selfSignedTLS makes a certificate for loopback and a pool that trusts it.
-func selfSignedTLS() (*tls.Config, *x509.CertPool, error) {
+// selfSignedTLS makes a certificate for loopback and the advertised IP, and a pool that trusts it.
+func selfSignedTLS(advertised net.IP) (*tls.Config, *x509.CertPool, error) {
 	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, fmt.Errorf("turntest: relay certificate: %w", err)
@@ -380,6 +447,9 @@ func selfSignedTLS() (*tls.Config, *x509.CertPool, error) {
 		IsCA:                  true,
 		DNSNames:              []string{"localhost"},
 		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+	}
+	if !advertised.IsLoopback() {
+		tmpl.IPAddresses = append(tmpl.IPAddresses, advertised)
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &priv.PublicKey, priv)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -40,8 +41,10 @@ func WithRelayAllocationsPerCredential(n int) Option {
 type relayGuard struct {
 	f          *Fake
 	log        *refusalLog
-	loopback   bool // the relay listens on loopback: peers must be loopback too
-	ipv4       bool // the relay's address family
+	loopback   bool        // the relay listens on loopback: peers must be loopback too
+	ipv4       bool        // the relay's address family
+	own        []net.IP    // off loopback: the relay's own addresses, peers only at its relayed ports
+	relayPorts map[int]int // port → relayed sockets on it, for peers at the relay's own addresses
 	perCred    int
 	mu         sync.Mutex
 	allocs     map[string]int                 // username → allocations held
@@ -49,14 +52,88 @@ type relayGuard struct {
 	unauthConn map[string]*limitedConn        // remote address → stream conn not yet authenticated
 }
 
-func newRelayGuard(f *Fake, ip net.IP, perCred int) *relayGuard {
+// newRelayGuard guards a relay listening on listen, whose relayed addresses carry advertised.
+func newRelayGuard(f *Fake, listen, advertised net.IP, perCred int) *relayGuard {
 	if perCred <= 0 {
 		perCred = DefaultRelayAllocationsPerCredential
 	}
-	return &relayGuard{
-		f: f, log: newRefusalLog(f.logger, f.now), loopback: ip.IsLoopback(), ipv4: ip.To4() != nil, perCred: perCred,
+	g := &relayGuard{
+		f: f, log: newRefusalLog(f.logger, f.now), loopback: listen.IsLoopback(), ipv4: advertised.To4() != nil, perCred: perCred,
 		allocs: make(map[string]int), peers: make(map[string]map[string]struct{}), unauthConn: make(map[string]*limitedConn),
+		relayPorts: make(map[int]int),
 	}
+	if !g.loopback {
+		g.own = []net.IP{advertised}
+		if !listen.IsUnspecified() && !listen.Equal(advertised) {
+			g.own = append(g.own, listen)
+		}
+	}
+	return g
+}
+
+// internalPrefixes are ranges that netip's predicates do not name and that lead to no public host:
+// "this network", shared address space (carrier NAT), the limited broadcast, NAT64 (which reaches
+// IPv4, private ranges included), 6to4 (which embeds an IPv4 address) and deprecated site-local.
+var internalPrefixes = []netip.Prefix{
+	netip.MustParsePrefix("0.0.0.0/8"),
+	netip.MustParsePrefix("100.64.0.0/10"),
+	netip.MustParsePrefix("255.255.255.255/32"),
+	netip.MustParsePrefix("64:ff9b::/96"),
+	netip.MustParsePrefix("64:ff9b:1::/48"),
+	netip.MustParsePrefix("2002::/16"),
+	netip.MustParsePrefix("fec0::/10"),
+}
+
+// internalPeer reports whether ip is an address a relay off loopback must not send to: loopback,
+// unspecified, private, link-local, multicast, or one of internalPrefixes.
+func internalPeer(ip net.IP) bool {
+	a, ok := netip.AddrFromSlice(ip)
+	if !ok {
+		return true
+	}
+	a = a.Unmap()
+	if a.IsLoopback() || a.IsUnspecified() || a.IsPrivate() || a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast() ||
+		a.IsInterfaceLocalMulticast() || a.IsMulticast() {
+		return true
+	}
+	for _, p := range internalPrefixes {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// ownIP reports whether ip is one of the relay's own addresses, off loopback.
+func (g *relayGuard) ownIP(ip net.IP) bool {
+	for _, o := range g.own {
+		if o.Equal(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// relayedPort records (add 1) or forgets (add -1) a relayed socket's port.
+func (g *relayGuard) relayedPort(port, add int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.relayPorts[port] += add; g.relayPorts[port] <= 0 {
+		delete(g.relayPorts, port)
+	}
+}
+
+// offLimits reports whether a relayed socket must not exchange packets with addr: off loopback,
+// the relay's own addresses are peers only at the ports of its relayed sockets (relaying between
+// two allocations), not at the host's other services. permit has refused every other internal address.
+func (g *relayGuard) offLimits(addr net.Addr) bool {
+	ua, ok := addr.(*net.UDPAddr)
+	if !ok || !g.ownIP(ua.IP) {
+		return false
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.relayPorts[ua.Port] == 0
 }
 
 // quota is the relay's QuotaHandler: it answers 486 before pion allocates anything.
@@ -102,7 +179,7 @@ func (g *relayGuard) take(username string) (release func(), err error) {
 func addrKey(a net.Addr) string { return a.Network() + " " + a.String() }
 
 // permit is the relay's PermissionHandler: peers in the relay's address family only, loopback
-// only when the relay is on loopback, and at most maxPeersPerAllocation distinct peer IPs for a
+// only when the relay is on loopback, no internal address but its own when it is not, and at most maxPeersPerAllocation distinct peer IPs for a
 // client's allocation (pion asks only once the allocation exists).
 func (g *relayGuard) permit(client net.Addr, peer net.IP) bool {
 	var why string
@@ -111,6 +188,8 @@ func (g *relayGuard) permit(client net.Addr, peer net.IP) bool {
 		why = "peer not in the relay's address family"
 	case g.loopback && !peer.IsLoopback():
 		why = "peer not on loopback, like the relay"
+	case !g.loopback && internalPeer(peer) && !g.ownIP(peer):
+		why = "peer on a loopback, private, link-local, multicast or unspecified address, and the relay is not on loopback"
 	}
 	if why == "" {
 		g.mu.Lock()

@@ -264,3 +264,107 @@ func TestRelayLogsBoundedUsernames(t *testing.T) {
 		t.Errorf("no count of the refusals not logged, or no new refusal logged:\n%s", out)
 	}
 }
+
+// A relay off loopback refuses internal peers: the test listens on every interface and advertises
+// 127.0.0.1, so that its clients stay on loopback while the relay applies the policy of a relay
+// reachable from the network. Refused permissions are STUN errors: no packet leaves the host.
+func TestRelayOffLoopbackRefusesInternalPeers(t *testing.T) {
+	var logs syncbuf.Buffer
+	srv := turntest.NewServer(turntest.WithRelayAddr("0.0.0.0:0"), turntest.WithRelayAdvertisedIP("127.0.0.1"),
+		turntest.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	t.Cleanup(srv.Close)
+	for _, u := range srv.Relay.URLs() {
+		if !strings.Contains(u, ":127.0.0.1:") {
+			t.Errorf("URL %s does not carry the advertised address", u)
+		}
+	}
+	m := mint(t, srv, time.Hour)
+	a, err := allocate(t, srv, "udp", m.username, m.password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := allocate(t, srv, "tcp", m.username, m.password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, peer := range []string{"127.0.0.2", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "0.0.0.0", "100.64.0.1", "224.0.0.1", "255.255.255.255"} {
+		err := a.client.CreatePermission(&net.UDPAddr{IP: net.ParseIP(peer), Port: 9})
+		if err == nil || !strings.Contains(err.Error(), "403") {
+			t.Errorf("permission for %s: %v, want 403 Forbidden", peer, err)
+		}
+	}
+	if !strings.Contains(logs.String(), "peer on a loopback, private, link-local, multicast or unspecified address") {
+		t.Errorf("refusal not logged:\n%s", logs.String())
+	}
+	// A public address is permitted (a permission sends nothing).
+	if err := a.client.CreatePermission(&net.UDPAddr{IP: net.IPv4(203, 0, 113, 7), Port: 9}); err != nil {
+		t.Errorf("permission for a public address: %v", err)
+	}
+	// Between two of its own allocations, the relay relays.
+	aAddr, bAddr := a.relay.LocalAddr(), b.relay.LocalAddr()
+	got := make([]byte, 100)
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if time.Now().After(deadline) {
+			t.Fatal("no packet between two allocations of the relay")
+		}
+		b.relay.WriteTo([]byte("permit me"), aAddr) // b's permission for a's address
+		a.relay.WriteTo([]byte("a to b"), bAddr)
+		b.relay.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		if n, from, err := b.relay.ReadFrom(got); err == nil && string(got[:n]) == "a to b" && from.String() == aAddr.String() {
+			break
+		}
+	}
+	// A service on the relay's own address, at a port that is no allocation's, gets nothing.
+	service, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer service.Close()
+	var reached atomic.Int64
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			if _, _, err := service.ReadFrom(buf); err != nil {
+				return
+			}
+			reached.Add(1)
+		}
+	}()
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(logs.String(), "peer at the relay's own address, not at one of its relayed addresses"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("the relay did not refuse a packet to a service on its own address:\n%s", logs.String())
+		}
+		a.relay.WriteTo([]byte("leak"), service.LocalAddr())
+	}
+	// What the service sends to a relayed address is dropped too.
+	service.WriteTo([]byte("inbound"), aAddr)
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(logs.String(), "packet from the relay's own address, not from one of its relayed addresses"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("the relay did not drop a packet from a service on its own address:\n%s", logs.String())
+		}
+		service.WriteTo([]byte("inbound"), aAddr)
+	}
+	if n := reached.Load(); n != 0 {
+		t.Errorf("a service on the relay's own address got %d packets", n)
+	}
+}
+
+func TestRelayOnEveryInterfaceNeedsAnAdvertisedIP(t *testing.T) {
+	for _, tc := range []struct{ addr, advertised, want string }{
+		{"0.0.0.0:0", "", "WithRelayAdvertisedIP"},
+		{"[::]:0", "", "WithRelayAdvertisedIP"},
+		{"0.0.0.0:0", "0.0.0.0", "no address a client can dial"},
+		{"0.0.0.0:0", "::1", "use an IPv4 address"},
+		{"127.0.0.1:0", "relay.example", "not an IP address"},
+	} {
+		srv, err := turntest.NewServerErr(turntest.WithRelayAddr(tc.addr), turntest.WithRelayAdvertisedIP(tc.advertised))
+		if err == nil {
+			srv.Close()
+			t.Errorf("%s advertised %q: started, URLs %v; want an error", tc.addr, tc.advertised, srv.Relay.URLs())
+			continue
+		}
+		if !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s advertised %q: %v, want it to say %q", tc.addr, tc.advertised, err, tc.want)
+		}
+	}
+}
