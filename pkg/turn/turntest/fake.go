@@ -41,6 +41,9 @@ const (
 	errCodeLimit          = 10013
 )
 
+// credentialTableSize is maxCredentials but in tests of eviction (a variable for them).
+var credentialTableSize = maxCredentials
+
 // Fake is the in-memory state of the Cloudflare TURN APIs and the http.Handler that serves them.
 // Key management is served under /client/v4 and ICE credentials under /v1, so the Handler can be
 // mounted at the root of any server. A Fake is safe for concurrent use.
@@ -123,7 +126,7 @@ func New(opts ...Option) *Fake {
 		iceURLs:        iceURLs,
 		accounts:       make(map[string]map[string]*key),
 		byID:           make(map[string]*key),
-		creds:          newCredentialTable(maxCredentials),
+		creds:          newCredentialTable(credentialTableSize),
 		requests:       make(map[string]int),
 	}
 	onBadParam := func(w http.ResponseWriter, r *http.Request, err error) {

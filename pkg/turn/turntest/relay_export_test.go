@@ -17,5 +17,10 @@ func (r *Relay) PeerCounts() int {
 	return len(r.guard.peers)
 }
 
-// MaxCredentials is how many ICE credentials the fake keeps.
-const MaxCredentials = maxCredentials
+// SetMaxCredentials makes fakes created after it keep n ICE credentials (not 10,000), so that a
+// test evicts one with few mints; the returned func puts the old value back.
+func SetMaxCredentials(n int) func() {
+	old := credentialTableSize
+	credentialTableSize = n
+	return func() { credentialTableSize = old }
+}

@@ -157,6 +157,8 @@ func mintMany(t *testing.T, srv *turntest.Server, key turn.KeyWithSecret, n int)
 // An allocation stops relaying once its credential may no longer allocate: revoked, its key
 // deleted, expired, or evicted from the fake's table by newer credentials.
 func TestRelayStopsAllocationsOfDeadCredentials(t *testing.T) {
+	const kept = 100 // credentials the fake keeps, so that 100 newer mints evict one
+	t.Cleanup(turntest.SetMaxCredentials(kept))
 	var logs syncbuf.Buffer
 	clock := &fakeClock{now: time.Now()}
 	srv := turntest.NewServer(turntest.WithClock(clock.Now), turntest.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
@@ -208,7 +210,7 @@ func TestRelayStopsAllocationsOfDeadCredentials(t *testing.T) {
 		case "credential expired":
 			clock.Add(time.Hour)
 		case "unknown or evicted credential":
-			mintMany(t, srv, m.key, turntest.MaxCredentials)
+			mintMany(t, srv, m.key, kept)
 			if srv.Revoked(m.username) || srv.RelayedBytes(m.username) != 0 {
 				t.Fatal("the credential was not evicted")
 			}
