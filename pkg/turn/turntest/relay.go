@@ -77,8 +77,9 @@ func WithLogger(l *slog.Logger) Option { return func(s *settings) { s.logger = l
 //
 // It is bounded: 256 allocations in all, DefaultRelayAllocationsPerCredential per
 // credential (WithRelayAllocationsPerCredential), 256 TCP and 256 TLS connections, each closed
-// unless it authenticates within 10s and then sends something at least once an allocation
-// lifetime, and at most 64 distinct peer IPs per allocation, in the relay's address family.
+// unless it holds an allocation within 10s (one refused is closed at once) and then sends
+// something at least once an allocation lifetime (so one credential keeps no more connections
+// than allocations), and at most 64 distinct peer IPs per allocation, in the relay's address family.
 // Peers must be on loopback when the relay is; off loopback, no peer may be on a loopback,
 // private, link-local, multicast or unspecified address, and the relay's own address is a peer
 // only at its relayed sockets (see WithRelayAddr). It relays UDP only. Refusals are logged, sampled.
@@ -201,13 +202,15 @@ func startRelay(f *Fake, s settings) (_ *Relay, err error) {
 			// Called with false only when the credential is live but the request's integrity
 			// check failed: the client has the wrong password.
 			OnAuth: func(src, _ net.Addr, _, username, _, method string, ok bool) {
-				if ok {
-					g.authenticated(src)
-				} else {
+				if !ok {
 					g.log.refuse(slog.LevelInfo, "wrong credential (message integrity)", "username", logName(username), "from", src.String(), "method", method)
 				}
 			},
-			OnAllocationDeleted: func(src, _ net.Addr, _, _, _ string) { g.allocationDeleted(src) },
+			OnAllocationCreated: func(src, _ net.Addr, _, _, _ string, _ net.Addr, _ int) { g.allocated(src, true) },
+			OnAllocationDeleted: func(src, _ net.Addr, _, _, _ string) {
+				g.allocated(src, false)
+				g.allocationDeleted(src)
+			},
 		},
 		AllocationLifetime: allocationLifetime,
 		PacketConnConfigs:  []turn.PacketConnConfig{{PacketConn: udp, RelayAddressGenerator: gen, PermissionHandler: g.permit}},

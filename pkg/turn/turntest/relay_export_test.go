@@ -2,7 +2,7 @@ package turntest
 
 import "time"
 
-// SetStreamAuthTimeout shortens the time a TCP/TLS connection has to authenticate, for tests of
+// SetStreamAuthTimeout shortens the time a TCP/TLS connection has to make an allocation, for tests of
 // servers started after it; the returned func puts the old value back.
 func SetStreamAuthTimeout(d time.Duration) func() {
 	old := streamAuthTimeout
@@ -24,3 +24,6 @@ func SetMaxCredentials(n int) func() {
 	credentialTableSize = n
 	return func() { credentialTableSize = old }
 }
+
+// MaxStreamConns is how many TCP (and how many TLS) connections the relay keeps at once.
+const MaxStreamConns = maxStreamConns

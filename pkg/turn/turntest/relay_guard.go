@@ -25,8 +25,8 @@ const (
 	maxLoggedUsername  = 64 // bytes of an attacker-chosen username that reach the log
 )
 
-// streamAuthTimeout is a TCP/TLS connection's time to make its first authenticated request (a
-// variable for tests).
+// streamAuthTimeout is a TCP/TLS connection's time to make an allocation, from its arrival or
+// from the end of its allocation (a variable for tests).
 var streamAuthTimeout = 10 * time.Second
 
 // WithRelayAllocationsPerCredential sets how many allocations one ICE credential may hold on the
@@ -49,7 +49,7 @@ type relayGuard struct {
 	mu         sync.Mutex
 	allocs     map[string]int                 // username → allocations held
 	peers      map[string]map[string]struct{} // client transport address → peer IPs permitted
-	unauthConn map[string]*limitedConn        // remote address → stream conn not yet authenticated
+	streams    map[string]*limitedConn        // remote address → stream conn
 }
 
 // newRelayGuard guards a relay listening on listen, whose relayed addresses carry advertised.
@@ -59,7 +59,7 @@ func newRelayGuard(f *Fake, listen, advertised net.IP, perCred int) *relayGuard 
 	}
 	g := &relayGuard{
 		f: f, log: newRefusalLog(f.logger, f.now), loopback: listen.IsLoopback(), ipv4: advertised.To4() != nil, perCred: perCred,
-		allocs: make(map[string]int), peers: make(map[string]map[string]struct{}), unauthConn: make(map[string]*limitedConn),
+		allocs: make(map[string]int), peers: make(map[string]map[string]struct{}), streams: make(map[string]*limitedConn),
 		relayPorts: make(map[int]int),
 	}
 	if !g.loopback {
@@ -140,6 +140,7 @@ func (g *relayGuard) offLimits(addr net.Addr) bool {
 func (g *relayGuard) quota(total func() int, username string, from net.Addr) bool {
 	if n := total(); n >= maxAllocations {
 		g.log.refuse(slog.LevelWarn, fmt.Sprintf("%d allocations, the relay's limit", maxAllocations), "username", logName(username), "from", from.String())
+		g.refusedAllocation(from)
 		return false
 	}
 	g.mu.Lock()
@@ -147,6 +148,7 @@ func (g *relayGuard) quota(total func() int, username string, from net.Addr) boo
 	g.mu.Unlock()
 	if n >= g.perCred {
 		g.log.refuse(slog.LevelWarn, fmt.Sprintf("%d allocations of one credential, the relay's limit", g.perCred), "username", logName(username), "from", from.String())
+		g.refusedAllocation(from)
 		return false
 	}
 	return true
@@ -222,35 +224,52 @@ func (g *relayGuard) allocationDeleted(client net.Addr) {
 	g.mu.Unlock()
 }
 
-// authenticated lifts the short first deadline of the stream connection from addr, if it is one.
-func (g *relayGuard) authenticated(from net.Addr) {
+// stream returns the stream connection from addr, or nil when addr is not one (UDP).
+func (g *relayGuard) stream(from net.Addr) *limitedConn {
 	if _, ok := from.(*net.TCPAddr); !ok {
-		return
+		return nil
 	}
 	g.mu.Lock()
-	c := g.unauthConn[from.String()]
-	delete(g.unauthConn, from.String())
-	g.mu.Unlock()
-	if c != nil {
-		c.authenticated.Store(true)
+	defer g.mu.Unlock()
+	return g.streams[from.String()]
+}
+
+// allocated marks the stream connection from addr, if it is one, as holding an allocation (or, with
+// false, as no longer holding one), which sets the deadline it must next send something by.
+func (g *relayGuard) allocated(from net.Addr, holds bool) {
+	if c := g.stream(from); c != nil {
+		c.setAllocated(holds)
+	}
+}
+
+// refusedAllocation closes the stream connection from addr, if it is one, once its refusal is
+// written: a connection holds a slot only while it holds an allocation.
+func (g *relayGuard) refusedAllocation(from net.Addr) {
+	if c := g.stream(from); c != nil {
+		c.closeAfterWrite.Store(true)
 	}
 }
 
 // limitConns bounds the connections l hands out at once to maxStreamConns, closing (and logging)
 // any beyond, so a client that opens connections without end cannot exhaust the process. A
-// connection must make an authenticated request within streamAuthTimeout, and then send
-// something at least once an allocation lifetime; otherwise it is closed and frees its slot.
+// connection must make an allocation within streamAuthTimeout of its arrival, and then send
+// something at least once an allocation lifetime; otherwise it is closed and frees its slot. One
+// whose allocation is refused is closed once the refusal is written, and one whose allocation ends
+// has streamAuthTimeout to make another. A connection holds at most one allocation, so one
+// credential holds at most as many connections open past streamAuthTimeout as it may hold
+// allocations (WithRelayAllocationsPerCredential).
 // l is the raw TCP listener: a TLS listener goes on top, so pion sees a *tls.Conn and bounds
 // the handshake itself.
 func (g *relayGuard) limitConns(l net.Listener, name string) net.Listener {
-	return &limitListener{Listener: l, slots: make(chan struct{}, maxStreamConns), g: g, name: name}
+	return &limitListener{Listener: l, slots: make(chan struct{}, maxStreamConns), g: g, name: name, allocateWithin: streamAuthTimeout}
 }
 
 type limitListener struct {
 	net.Listener
-	slots chan struct{}
-	g     *relayGuard
-	name  string
+	slots          chan struct{}
+	g              *relayGuard
+	name           string
+	allocateWithin time.Duration // streamAuthTimeout when the relay started
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
@@ -261,15 +280,16 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		}
 		select {
 		case l.slots <- struct{}{}:
-			lc := &limitedConn{Conn: c, authBy: time.Now().Add(streamAuthTimeout)}
+			lc := &limitedConn{Conn: c, allocateWithin: l.allocateWithin}
+			lc.setAllocated(false)
 			key := c.RemoteAddr().String()
 			l.g.mu.Lock()
-			l.g.unauthConn[key] = lc
+			l.g.streams[key] = lc
 			l.g.mu.Unlock()
 			lc.release = func() {
 				l.g.mu.Lock()
-				if l.g.unauthConn[key] == lc {
-					delete(l.g.unauthConn, key)
+				if l.g.streams[key] == lc {
+					delete(l.g.streams, key)
 				}
 				l.g.mu.Unlock()
 				<-l.slots
@@ -285,19 +305,30 @@ func (l *limitListener) Accept() (net.Conn, error) {
 // limitedConn is a stream connection holding one of its listener's slots until closed.
 type limitedConn struct {
 	net.Conn
-	authBy        time.Time // wall clock: deadlines are the kernel's
-	authenticated atomic.Bool
-	once          sync.Once
-	release       func()
+	allocateWithin  time.Duration
+	allocateBy      atomic.Int64 // Unix nanoseconds, wall clock (deadlines are the kernel's); 0 while it holds an allocation
+	closeAfterWrite atomic.Bool
+	once            sync.Once
+	release         func()
 }
 
-// Read reads before the connection's deadline: authBy until it has authenticated, then an
-// allocation lifetime from now. A connection past its deadline is closed here: pion does not
-// close one whose TLS handshake failed.
+// setAllocated records whether the connection holds an allocation; when it does not, it has
+// allocateWithin from now to make one.
+func (c *limitedConn) setAllocated(holds bool) {
+	if holds {
+		c.allocateBy.Store(0)
+	} else {
+		c.allocateBy.Store(time.Now().Add(c.allocateWithin).UnixNano())
+	}
+}
+
+// Read reads before the connection's deadline: the time it has to make an allocation while it
+// holds none, else an allocation lifetime from now. A connection past its deadline is closed
+// here: pion does not close one whose TLS handshake failed.
 func (c *limitedConn) Read(p []byte) (int, error) {
-	deadline := c.authBy
-	if c.authenticated.Load() {
-		deadline = time.Now().Add(allocationLifetime)
+	deadline := time.Now().Add(allocationLifetime)
+	if by := c.allocateBy.Load(); by != 0 {
+		deadline = time.Unix(0, by)
 	}
 	if err := c.Conn.SetReadDeadline(deadline); err != nil {
 		return 0, err
@@ -314,7 +345,7 @@ func (c *limitedConn) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	n, err := c.Conn.Write(p)
-	if err != nil {
+	if err != nil || c.closeAfterWrite.Load() {
 		c.Close()
 	}
 	return n, err

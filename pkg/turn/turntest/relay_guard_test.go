@@ -34,8 +34,8 @@ func TestRelayKeepsAuthenticatedStreamConnections(t *testing.T) {
 		}
 		allocs = append(allocs, a)
 	}
-	// A silent connection opened now is closed once the time to authenticate is up; the
-	// authenticated ones outlive it.
+	// A silent connection opened now is closed once the time to make an allocation is up; the
+	// ones holding allocations outlive it.
 	silent, err := net.Dial("tcp", srv.Relay.TCPAddr)
 	if err != nil {
 		t.Fatal(err)
@@ -49,6 +49,35 @@ func TestRelayKeepsAuthenticatedStreamConnections(t *testing.T) {
 		if got := echo(t, a, []byte("still here")); !bytes.Equal(got, []byte("still here")) {
 			t.Fatalf("allocation %d: echo %q", i, got)
 		}
+	}
+}
+
+// One credential cannot hold the relay's TCP slots: a connection whose allocation is refused is
+// closed once the refusal is written, so more attempts than there are slots all get their 486,
+// and another credential still gets a slot.
+func TestRelayClosesStreamConnectionsRefusedAnAllocation(t *testing.T) {
+	var logs syncbuf.Buffer
+	srv := turntest.NewServer(turntest.WithRelayAllocationsPerCredential(2), turntest.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	t.Cleanup(srv.Close)
+	m := mint(t, srv, time.Hour)
+	for range 2 {
+		if _, err := allocate(t, srv, "tcp", m.username, m.password); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range turntest.MaxStreamConns + 44 {
+		_, err := allocate(t, srv, "tcp", m.username, m.password)
+		var te *stun.TurnError
+		if !errors.As(err, &te) || te.ErrorCodeAttr.Code != stun.CodeAllocQuotaReached {
+			t.Fatalf("attempt %d over the credential's allocations: %v, want 486 Allocation Quota Reached", i, err)
+		}
+	}
+	other := mintFrom(t, srv, m.key, time.Hour)
+	if _, err := allocate(t, srv, "tcp", other.username, other.password); err != nil {
+		t.Fatalf("another credential over TCP: %v", err)
+	}
+	if !strings.Contains(logs.String(), "2 allocations of one credential") {
+		t.Errorf("refusals not logged:\n%s", logs.String())
 	}
 }
 
