@@ -79,7 +79,8 @@ func WithLogger(l *slog.Logger) Option { return func(s *settings) { s.logger = l
 // credential (WithRelayAllocationsPerCredential), 256 TCP and 256 TLS connections, each closed
 // unless it holds an allocation within 10s (one refused is closed at once) and then sends
 // something at least once an allocation lifetime (so one credential keeps no more connections
-// than allocations), and at most 64 distinct peer IPs per allocation, in the relay's address family.
+// than allocations), and at most 64 distinct peer IPs and 64 channel bindings per allocation,
+// peers in the relay's address family.
 // Peers must be on loopback when the relay is; off loopback, no peer may be on a loopback,
 // private, link-local, multicast or unspecified address, and the relay's own address is a peer
 // only at its relayed sockets (see WithRelayAddr). It relays UDP only. Refusals are logged, sampled.
@@ -168,7 +169,7 @@ func startRelay(f *Fake, s settings) (_ *Relay, err error) {
 	g := newRelayGuard(f, ip, public, s.relayAllocsPerCred)
 	r.guard = g
 	gen := &countingGenerator{g: g, RelayAddressGeneratorStatic: turn.RelayAddressGeneratorStatic{RelayAddress: public, Address: host}}
-	listeners := []turn.ListenerConfig{{Listener: g.limitConns(tcp, "tcp"), RelayAddressGenerator: gen, PermissionHandler: g.permit}}
+	listeners := []turn.ListenerConfig{{Listener: &notingListener{Listener: g.limitConns(tcp, "tcp"), g: g}, RelayAddressGenerator: gen, PermissionHandler: g.permit}}
 	if s.relayTLS {
 		cfg, pool, err := selfSignedTLS(public)
 		if err != nil {
@@ -180,9 +181,10 @@ func startRelay(f *Fake, s settings) (_ *Relay, err error) {
 		}
 		closers = append(closers, raw.Close)
 		r.TLSAddr, r.certs, r.cert = dialable(public, raw.Addr()), pool, cfg.Certificates[0].Certificate[0]
-		// Limited below TLS, so pion gets the *tls.Conn and bounds the handshake.
+		// Limited below TLS, whose handshake then has the deadline of a connection without an
+		// allocation; noted above it, where the TURN frames are.
 		tl := tls.NewListener(g.limitConns(raw, "tls"), cfg)
-		listeners = append(listeners, turn.ListenerConfig{Listener: tl, RelayAddressGenerator: gen, PermissionHandler: g.permit})
+		listeners = append(listeners, turn.ListenerConfig{Listener: &notingListener{Listener: tl, g: g}, RelayAddressGenerator: gen, PermissionHandler: g.permit})
 	}
 	// The quota handler may run on pion's goroutines before NewServer has returned its result.
 	var server atomic.Pointer[turn.Server]
@@ -211,9 +213,14 @@ func startRelay(f *Fake, s settings) (_ *Relay, err error) {
 				g.allocated(src, false)
 				g.allocationDeleted(src)
 			},
+			OnChannelCreated: func(src, _ net.Addr, _, _, _ string, _, peer net.Addr, channel uint16) {
+				g.channelCreated(src, peer, channel)
+			},
+			OnChannelDeleted: func(src, _ net.Addr, _, _, _ string, _, _ net.Addr, channel uint16) { g.channelDeleted(src, channel) },
 		},
+		InboundMTU:         relayInboundMTU,
 		AllocationLifetime: allocationLifetime,
-		PacketConnConfigs:  []turn.PacketConnConfig{{PacketConn: udp, RelayAddressGenerator: gen, PermissionHandler: g.permit}},
+		PacketConnConfigs:  []turn.PacketConnConfig{{PacketConn: &notingPacketConn{PacketConn: udp, g: g}, RelayAddressGenerator: gen, PermissionHandler: g.permit}},
 		ListenerConfigs:    listeners,
 		LoggerFactory:      quietLoggers(),
 	})

@@ -27,3 +27,6 @@ func SetMaxCredentials(n int) func() {
 
 // MaxStreamConns is how many TCP (and how many TLS) connections the relay keeps at once.
 const MaxStreamConns = maxStreamConns
+
+// MaxChannelsPerAllocation is how many channels one allocation may bind.
+const MaxChannelsPerAllocation = maxChannelsPerAllocation

@@ -50,6 +50,8 @@ type relayGuard struct {
 	allocs     map[string]int                 // username → allocations held
 	peers      map[string]map[string]struct{} // client transport address → peer IPs permitted
 	streams    map[string]*limitedConn        // remote address → stream conn
+	pending    map[string]pendingRequest      // client transport address → its request pion handles now
+	channels   map[string]map[uint16]string   // client transport address → channel → peer
 }
 
 // newRelayGuard guards a relay listening on listen, whose relayed addresses carry advertised.
@@ -60,7 +62,7 @@ func newRelayGuard(f *Fake, listen, advertised net.IP, perCred int) *relayGuard 
 	g := &relayGuard{
 		f: f, log: newRefusalLog(f.logger, f.now), loopback: listen.IsLoopback(), ipv4: advertised.To4() != nil, perCred: perCred,
 		allocs: make(map[string]int), peers: make(map[string]map[string]struct{}), streams: make(map[string]*limitedConn),
-		relayPorts: make(map[int]int),
+		relayPorts: make(map[int]int), pending: make(map[string]pendingRequest), channels: make(map[string]map[uint16]string),
 	}
 	if !g.loopback {
 		g.own = []net.IP{advertised}
@@ -181,7 +183,8 @@ func (g *relayGuard) take(username string) (release func(), err error) {
 func addrKey(a net.Addr) string { return a.Network() + " " + a.String() }
 
 // permit is the relay's PermissionHandler: peers in the relay's address family only, loopback
-// only when the relay is on loopback, no internal address but its own when it is not, and at most maxPeersPerAllocation distinct peer IPs for a
+// only when the relay is on loopback, no internal address but its own when it is not, at most
+// maxPeersPerAllocation distinct peer IPs and maxChannelsPerAllocation channel bindings for a
 // client's allocation (pion asks only once the allocation exists).
 func (g *relayGuard) permit(client net.Addr, peer net.IP) bool {
 	var why string
@@ -197,7 +200,8 @@ func (g *relayGuard) permit(client net.Addr, peer net.IP) bool {
 		g.mu.Lock()
 		key := addrKey(client)
 		set := g.peers[key]
-		if _, ok := set[peer.String()]; !ok {
+		why = g.channelRefusalLocked(key)
+		if _, ok := set[peer.String()]; !ok && why == "" {
 			if len(set) >= maxPeersPerAllocation {
 				why = fmt.Sprintf("%d peers of one allocation, the relay's limit", maxPeersPerAllocation)
 			} else {
@@ -217,10 +221,11 @@ func (g *relayGuard) permit(client net.Addr, peer net.IP) bool {
 	return true
 }
 
-// allocationDeleted forgets the peers of a client's allocation.
+// allocationDeleted forgets the peers and channels of a client's allocation.
 func (g *relayGuard) allocationDeleted(client net.Addr) {
 	g.mu.Lock()
 	delete(g.peers, addrKey(client))
+	delete(g.channels, addrKey(client))
 	g.mu.Unlock()
 }
 

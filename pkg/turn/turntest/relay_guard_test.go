@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -397,5 +398,84 @@ func TestRelayOnEveryInterfaceNeedsAnAdvertisedIP(t *testing.T) {
 		if !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s advertised %q: %v, want it to say %q", tc.addr, tc.advertised, err, tc.want)
 		}
+	}
+}
+
+// setter is a stun.Setter from a func.
+type setter func(*stun.Message) error
+
+func (f setter) AddTo(m *stun.Message) error { return f(m) }
+
+// channelBind asks the relay, through a's pion client, to bind channel to peer, authenticating as
+// the client does (a first request for the nonce, then the request with message integrity).
+func channelBind(a *allocation, username, password string, channel uint16, peer *net.UDPAddr) error {
+	attrs := []stun.Setter{
+		stun.TransactionID, stun.NewType(stun.MethodChannelBind, stun.ClassRequest),
+		&stun.RawAttribute{Type: stun.AttrChannelNumber, Value: []byte{byte(channel >> 8), byte(channel), 0, 0}},
+		setter(func(m *stun.Message) error {
+			return (&stun.XORMappedAddress{IP: peer.IP, Port: peer.Port}).AddToAs(m, stun.AttrXORPeerAddress)
+		}),
+	}
+	msg, err := stun.Build(attrs...)
+	if err != nil {
+		return err
+	}
+	res, err := a.client.PerformTransaction(msg, a.client.TURNServerAddr(), false)
+	if err != nil {
+		return err
+	}
+	var nonce stun.Nonce
+	var realm stun.Realm
+	if err := nonce.GetFrom(res.Msg); err != nil {
+		return err
+	}
+	if err := realm.GetFrom(res.Msg); err != nil {
+		return err
+	}
+	msg, err = stun.Build(append(attrs, stun.NewUsername(username), realm, nonce,
+		stun.NewLongTermIntegrity(username, realm.String(), password), stun.Fingerprint)...)
+	if err != nil {
+		return err
+	}
+	res, err = a.client.PerformTransaction(msg, a.client.TURNServerAddr(), false)
+	if err != nil {
+		return err
+	}
+	if res.Msg.Type.Class == stun.ClassErrorResponse {
+		var code stun.ErrorCodeAttribute
+		code.GetFrom(res.Msg)
+		return fmt.Errorf("channel bind refused: %d %s", code.Code, code.Reason)
+	}
+	return nil
+}
+
+// Channel bindings are bounded per allocation, over every transport: 64 bind, to 64 ports of one
+// peer, the next is refused, and the ones held can still be refreshed.
+func TestRelayLimitsChannelBindings(t *testing.T) {
+	var logs syncbuf.Buffer
+	srv := turntest.NewServer(turntest.WithRelayTLS(), turntest.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	t.Cleanup(srv.Close)
+	m := mint(t, srv, time.Hour)
+	for _, network := range []string{"udp", "tcp", "tls"} {
+		a, err := allocate(t, srv, network, m.username, m.password)
+		if err != nil {
+			t.Fatal(err)
+		}
+		peer := func(i int) *net.UDPAddr { return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 20000 + i} }
+		for i := range turntest.MaxChannelsPerAllocation {
+			if err := channelBind(a, m.username, m.password, uint16(0x4000+i), peer(i)); err != nil {
+				t.Fatalf("%s: channel %d: %v", network, i, err)
+			}
+		}
+		n := turntest.MaxChannelsPerAllocation
+		if err := channelBind(a, m.username, m.password, uint16(0x4000+n), peer(n)); err == nil || !strings.Contains(err.Error(), "channel bind refused") {
+			t.Errorf("%s: channel %d over the limit: %v, want it refused", network, n+1, err)
+		}
+		if err := channelBind(a, m.username, m.password, 0x4003, peer(3)); err != nil {
+			t.Errorf("%s: refreshing a bound channel: %v", network, err)
+		}
+	}
+	if !strings.Contains(logs.String(), "64 channel bindings of one allocation") {
+		t.Errorf("refusal not logged:\n%s", logs.String())
 	}
 }

@@ -1,6 +1,7 @@
 package turntest
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"net"
@@ -8,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pion/stun/v4"
 )
 
 // open dials the relay's TCP port and reports whether the relay keeps the connection: a kept one
@@ -120,3 +123,57 @@ func TestRelayClosesSilentStreamConnections(t *testing.T) {
 		}
 	}
 }
+
+// notingConn hands pion one TURN frame per read and notes each before handing it out, however
+// the stream cuts them: byte by byte, or several in one write.
+func TestNotingConnCutsFrames(t *testing.T) {
+	bind := func(channel byte) []byte {
+		m, err := stun.Build(stun.TransactionID, stun.NewType(stun.MethodChannelBind, stun.ClassRequest),
+			&stun.RawAttribute{Type: stun.AttrChannelNumber, Value: []byte{0x40, channel, 0, 0}},
+			setterFunc(func(m *stun.Message) error {
+				return (&stun.XORMappedAddress{IP: net.IPv4(127, 0, 0, 1), Port: 9}).AddToAs(m, stun.AttrXORPeerAddress)
+			}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.Raw
+	}
+	data := []byte{0x40, 0x01, 0x00, 0x05, 'h', 'e', 'l', 'l', 'o', 0, 0, 0} // ChannelData, padded
+	frames := [][]byte{bind(1), data, bind(2)}
+	var stream []byte
+	for _, f := range frames {
+		stream = append(stream, f...)
+	}
+	for _, chunk := range []int{1, 7, len(stream)} {
+		client, server := net.Pipe()
+		go func() {
+			for b := stream; len(b) > 0; b = b[min(chunk, len(b)):] {
+				client.Write(b[:min(chunk, len(b))])
+			}
+			client.Close()
+		}()
+		g := newRelayGuard(New(), net.IPv4(127, 0, 0, 1), net.IPv4(127, 0, 0, 1), 0)
+		c := &notingConn{Conn: server, g: g, chunk: make([]byte, 2048)}
+		for i, want := range frames {
+			got := make([]byte, 2048)
+			n, err := c.Read(got)
+			if err != nil || !bytes.Equal(got[:n], want) {
+				t.Fatalf("chunks of %d: frame %d: read %x, %v; want %x", chunk, i, got[:n], err, want)
+			}
+			g.mu.Lock()
+			p := g.pending[addrKey(server.RemoteAddr())]
+			g.mu.Unlock()
+			if wantBind := i != 1; p.parsed != wantBind || wantBind && p.channel != 0x4000+uint16(i/2+1) {
+				t.Errorf("chunks of %d: frame %d: noted %+v", chunk, i, p)
+			}
+		}
+		if _, err := c.Read(make([]byte, 10)); !errors.Is(err, io.EOF) {
+			t.Errorf("chunks of %d: after the frames: %v, want EOF", chunk, err)
+		}
+		c.Close()
+	}
+}
+
+type setterFunc func(*stun.Message) error
+
+func (f setterFunc) AddTo(m *stun.Message) error { return f(m) }
