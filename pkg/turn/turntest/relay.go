@@ -65,7 +65,7 @@ func WithClock(now func() time.Time) Option { return func(s *settings) { s.now =
 // carry a secret.
 func WithLogger(l *slog.Logger) Option { return func(s *settings) { s.logger = l } }
 
-// Relay is the fake's TURN server, pion's, on loopback. It authenticates exactly the ICE
+// Relay is the fake's TURN server, pion's, on loopback (see WithRelayAddr). It authenticates exactly the ICE
 // credentials the fake minted: a live credential of a live key allocates; a revoked or expired
 // credential, or one whose key was deleted, is refused with 401. It answers STUN binding
 // requests too. Its traffic is counted per credential (Fake.RelayedBytes).
@@ -80,8 +80,7 @@ func WithLogger(l *slog.Logger) Option { return func(s *settings) { s.logger = l
 // unless it holds an allocation within 10s (one refused is closed at once) and then sends
 // something at least once an allocation lifetime (so one credential keeps no more connections
 // than allocations), and at most 64 distinct peer IPs and 64 channel bindings per allocation,
-// peers in the relay's address family.
-// Peers must be on loopback when the relay is; off loopback, no peer may be on a loopback,
+// peers in the relay's address family. Peers must be on loopback when the relay is; off loopback, no peer may be on a loopback,
 // private, link-local, multicast or unspecified address, and the relay's own address is a peer
 // only at its relayed sockets (see WithRelayAddr). It relays UDP only. Refusals are logged, sampled.
 type Relay struct {
