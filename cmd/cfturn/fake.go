@@ -70,6 +70,8 @@ be values the client accepts.`,
 			switch {
 			case relayTLS && noRelay:
 				return usagef("--relay-tls needs the relay: drop --no-relay")
+			case relayAdvertise != "" && noRelay:
+				return usagef("--relay-advertise needs the relay: drop --no-relay")
 			case certOut != "" && !relayTLS:
 				return usagef("--relay-cert-out needs --relay-tls")
 			case relayTLS:

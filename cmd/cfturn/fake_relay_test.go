@@ -17,6 +17,9 @@ func TestServeFakeRelayOnEveryInterface(t *testing.T) {
 			t.Errorf("serve-fake --relay-addr %s: exit %d, want 2 and a hint at --relay-advertise: %s", addr, r.code, r.stderr)
 		}
 	}
+	if r := runWithStdin("", nil, "serve-fake", "--addr", "127.0.0.1:0", "--no-relay", "--relay-advertise", "127.0.0.1"); r.code != 2 {
+		t.Errorf("serve-fake --no-relay --relay-advertise: exit %d, want 2: %s", r.code, r.stderr)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	out := &syncbuf.Buffer{}
 	done := make(chan int)

@@ -356,7 +356,13 @@ func (g *countingGenerator) AllocatePacketConn(conf turn.AllocateListenerConfig)
 	}
 	port := pc.LocalAddr().(*net.UDPAddr).Port
 	g.g.relayedPort(port, 1)
-	cc := &countingConn{PacketConn: pc, g: g.g, c: c, release: func() { g.g.relayedPort(port, -1); release() }}
+	var once sync.Once
+	cc := &countingConn{PacketConn: pc, g: g.g, c: c, release: func() {
+		once.Do(func() {
+			g.g.relayedPort(port, -1)
+			release()
+		})
+	}}
 	if c.customIdentifier != "" {
 		cc.ident = f.creds.identifier(c.customIdentifier)
 	}
