@@ -177,3 +177,17 @@ func TestNotingConnCutsFrames(t *testing.T) {
 type setterFunc func(*stun.Message) error
 
 func (f setterFunc) AddTo(m *stun.Message) error { return f(m) }
+
+func TestInternalPeer(t *testing.T) {
+	for peer, want := range map[string]bool{
+		"127.0.0.1": true, "10.0.0.1": true, "172.31.255.255": true, "192.168.0.1": true, "169.254.169.254": true,
+		"0.0.0.0": true, "0.1.2.3": true, "100.64.0.1": true, "224.0.0.251": true, "255.255.255.255": true,
+		"::1": true, "::": true, "fd00::1": true, "fe80::1": true, "ff02::1": true, "fec0::1": true,
+		"::ffff:10.0.0.1": true, "64:ff9b::a00:1": true, "2002:a00:1::1": true,
+		"203.0.113.7": false, "8.8.8.8": false, "172.32.0.1": false, "100.128.0.1": false, "2606:4700::1111": false,
+	} {
+		if got := internalPeer(net.ParseIP(peer)); got != want {
+			t.Errorf("internalPeer(%s) = %v, want %v", peer, got, want)
+		}
+	}
+}
