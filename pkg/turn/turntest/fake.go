@@ -41,7 +41,8 @@ const (
 	errCodeLimit          = 10013
 )
 
-// credentialTableSize is maxCredentials but in tests of eviction (a variable for them).
+// credentialTableSize is how many ICE credentials a new Fake keeps: maxCredentials, fewer in tests
+// of eviction.
 var credentialTableSize = maxCredentials
 
 // Fake is the in-memory state of the Cloudflare TURN APIs and the http.Handler that serves them.
