@@ -186,8 +186,11 @@ func (c *notingConn) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// Close forgets the connection's note (it may run beside Read, so it leaves c.last alone).
 func (c *notingConn) Close() error {
-	c.g.note(&c.last, c.RemoteAddr(), nil)
+	c.g.mu.Lock()
+	delete(c.g.pending, addrKey(c.RemoteAddr()))
+	c.g.mu.Unlock()
 	return c.Conn.Close()
 }
 
