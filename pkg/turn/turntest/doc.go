@@ -16,7 +16,8 @@
 // WithRelayTLS), and generate-ice-servers then answers stun:/turn: URLs that point at it, so a
 // WebRTC peer that takes the answer as is gets working TURN. The relay authenticates exactly the
 // credentials the fake minted: a live credential of a live key allocates; a revoked or expired one,
-// or one whose key was deleted, is refused. RelayedBytes and RelayedBytesByIdentifier count the
+// or one whose key was deleted, is refused, and its allocations stop. Off loopback (WithRelayAddr)
+// it refuses peers on internal addresses, so it opens no way into the host. RelayedBytes and RelayedBytesByIdentifier count the
 // bytes it carried. With WithoutRelay (and with New, which serves HTTP only) the answer is the URL
 // set Cloudflare documents today, or the older one with port-53 URLs (WithLegacyICEURLs).
 //

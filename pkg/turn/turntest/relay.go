@@ -65,10 +65,10 @@ func WithClock(now func() time.Time) Option { return func(s *settings) { s.now =
 // carry a secret.
 func WithLogger(l *slog.Logger) Option { return func(s *settings) { s.logger = l } }
 
-// Relay is the fake's TURN server, pion's, on loopback (see WithRelayAddr). It authenticates exactly the ICE
-// credentials the fake minted: a live credential of a live key allocates; a revoked or expired
-// credential, or one whose key was deleted, is refused with 401. It answers STUN binding
-// requests too. Its traffic is counted per credential (Fake.RelayedBytes).
+// Relay is the fake's TURN server, pion's, on loopback unless WithRelayAddr says otherwise. It
+// authenticates exactly the ICE credentials the fake minted: a live credential of a live key
+// allocates; a revoked or expired credential, or one whose key was deleted, is refused with 401.
+// It answers STUN binding requests too. Its traffic is counted per credential (Fake.RelayedBytes).
 //
 // Once a credential may no longer allocate (revoked, expired, its key deleted, or evicted from the
 // fake's table by 10,000 newer credentials), the allocations it made before stop too: the relay
@@ -80,9 +80,10 @@ func WithLogger(l *slog.Logger) Option { return func(s *settings) { s.logger = l
 // unless it holds an allocation within 10s (one refused is closed at once) and then sends
 // something at least once an allocation lifetime (so one credential keeps no more connections
 // than allocations), and at most 64 distinct peer IPs and 64 channel bindings per allocation,
-// peers in the relay's address family. Peers must be on loopback when the relay is; off loopback, no peer may be on a loopback,
-// private, link-local, multicast or unspecified address, and the relay's own address is a peer
-// only at its relayed sockets (see WithRelayAddr). It relays UDP only. Refusals are logged, sampled.
+// peers in the relay's address family. Peers must be on loopback when the relay is; off
+// loopback, no peer may be on a loopback, private, link-local, multicast or unspecified
+// address, and the relay's own address is a peer only at its relayed sockets (see
+// WithRelayAddr). It relays UDP only. Refusals are logged, sampled.
 type Relay struct {
 	// The addresses clients dial: the advertised IP (WithRelayAdvertisedIP, else the listen IP)
 	// and the port listened on.
@@ -148,7 +149,7 @@ func startRelay(f *Fake, s settings) (_ *Relay, err error) {
 	if ip == nil {
 		return nil, fmt.Errorf("turntest: relay address %q: the host must be an IP address, e.g. 127.0.0.1", addr)
 	}
-	public, err := advertisedIP(ip, s.relayAdvertisedIP)
+	public, err := advertisedIP(addr, ip, s.relayAdvertisedIP)
 	if err != nil {
 		return nil, err
 	}
@@ -232,11 +233,11 @@ func startRelay(f *Fake, s settings) (_ *Relay, err error) {
 
 // advertisedIP returns the IP the relay's URLs carry: advertised when set, else the listen IP,
 // which must then be one a client can dial.
-func advertisedIP(listen net.IP, advertised string) (net.IP, error) {
+func advertisedIP(addr string, listen net.IP, advertised string) (net.IP, error) {
 	if advertised == "" {
 		if listen.IsUnspecified() {
 			return nil, fmt.Errorf("turntest: relay address %s listens on every interface, which no client can dial: "+
-				"say which address clients reach this host at with WithRelayAdvertisedIP, e.g. its LAN address", listen)
+				"say which address clients reach this host at with WithRelayAdvertisedIP, e.g. its LAN address", addr)
 		}
 		return listen, nil
 	}
@@ -354,7 +355,13 @@ func (g *countingGenerator) AllocatePacketConn(conf turn.AllocateListenerConfig)
 		release()
 		return nil, nil, errors.New("turntest relay: the credential is gone")
 	}
-	port := pc.LocalAddr().(*net.UDPAddr).Port
+	ua, ok := pc.LocalAddr().(*net.UDPAddr)
+	if !ok {
+		pc.Close()
+		release()
+		return nil, nil, fmt.Errorf("turntest relay: relayed socket on %v, not a UDP address", pc.LocalAddr())
+	}
+	port := ua.Port
 	g.g.relayedPort(port, 1)
 	var once sync.Once
 	cc := &countingConn{PacketConn: pc, g: g.g, c: c, release: func() {
