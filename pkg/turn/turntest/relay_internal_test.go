@@ -191,3 +191,36 @@ func TestInternalPeer(t *testing.T) {
 		}
 	}
 }
+
+// notingConn passes the stream through unchanged, whatever it holds, cut however it comes.
+func FuzzNotingConn(f *testing.F) {
+	f.Add([]byte{0x40, 0x01, 0x00, 0x05, 'h', 'e', 'l', 'l', 'o', 0, 0, 0}, uint8(3))
+	f.Add([]byte{0x00, 0x09, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}, uint8(1))
+	f.Add([]byte{0x00, 0x01, 0xff, 0xff, 0x21, 0x12, 0xa4, 0x42, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13}, uint8(5))
+	f.Add([]byte("GET / HTTP/1.1\r\n\r\n"), uint8(4))
+	f.Fuzz(func(t *testing.T, stream []byte, chunk uint8) {
+		step := int(chunk%16) + 1
+		client, server := net.Pipe()
+		go func() {
+			for b := stream; len(b) > 0; b = b[min(step, len(b)):] {
+				client.Write(b[:min(step, len(b))])
+			}
+			client.Close()
+		}()
+		g := newRelayGuard(New(), net.IPv4(127, 0, 0, 1), net.IPv4(127, 0, 0, 1), 0)
+		c := &notingConn{Conn: server, g: g, chunk: make([]byte, 64)}
+		var got []byte
+		buf := make([]byte, relayInboundMTU)
+		for {
+			n, err := c.Read(buf)
+			got = append(got, buf[:n]...)
+			if err != nil {
+				break
+			}
+		}
+		c.Close()
+		if !bytes.Equal(got, stream) {
+			t.Fatalf("stream changed:\n got %x\nwant %x", got, stream)
+		}
+	})
+}
