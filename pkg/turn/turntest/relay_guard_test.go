@@ -58,24 +58,26 @@ func TestRelayKeepsAuthenticatedStreamConnections(t *testing.T) {
 // and another credential still gets a slot.
 func TestRelayClosesStreamConnectionsRefusedAnAllocation(t *testing.T) {
 	var logs syncbuf.Buffer
-	srv := turntest.NewServer(turntest.WithRelayAllocationsPerCredential(2), turntest.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	srv := turntest.NewServer(turntest.WithRelayTLS(), turntest.WithRelayAllocationsPerCredential(2), turntest.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 	t.Cleanup(srv.Close)
 	m := mint(t, srv, time.Hour)
-	for range 2 {
-		if _, err := allocate(t, srv, "tcp", m.username, m.password); err != nil {
+	for _, network := range []string{"tcp", "tls"} {
+		if _, err := allocate(t, srv, network, m.username, m.password); err != nil {
 			t.Fatal(err)
 		}
 	}
-	for i := range turntest.MaxStreamConns + 44 {
-		_, err := allocate(t, srv, "tcp", m.username, m.password)
-		var te *stun.TurnError
-		if !errors.As(err, &te) || te.ErrorCodeAttr.Code != stun.CodeAllocQuotaReached {
-			t.Fatalf("attempt %d over the credential's allocations: %v, want 486 Allocation Quota Reached", i, err)
+	for _, network := range []string{"tcp", "tls"} {
+		for i := range turntest.MaxStreamConns + 44 {
+			_, err := allocate(t, srv, network, m.username, m.password)
+			var te *stun.TurnError
+			if !errors.As(err, &te) || te.ErrorCodeAttr.Code != stun.CodeAllocQuotaReached {
+				t.Fatalf("%s: attempt %d over the credential's allocations: %v, want 486 Allocation Quota Reached", network, i, err)
+			}
 		}
-	}
-	other := mintFrom(t, srv, m.key, time.Hour)
-	if _, err := allocate(t, srv, "tcp", other.username, other.password); err != nil {
-		t.Fatalf("another credential over TCP: %v", err)
+		other := mintFrom(t, srv, m.key, time.Hour)
+		if _, err := allocate(t, srv, network, other.username, other.password); err != nil {
+			t.Fatalf("%s: another credential: %v", network, err)
+		}
 	}
 	if !strings.Contains(logs.String(), "2 allocations of one credential") {
 		t.Errorf("refusals not logged:\n%s", logs.String())
