@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"time"
 
@@ -20,7 +21,7 @@ import (
 const fakeTokenEnv = "CFTURN_FAKE_TOKEN"
 
 func (a *app) serveFakeCommand() *cobra.Command {
-	var addr, token, relayAddr, certOut string
+	var addr, token, relayAddr, relayAdvertise, certOut string
 	var noRelay, legacyURLs, relayTLS bool
 	cmd := &cobra.Command{
 		Use:   "serve-fake [--addr 127.0.0.1:8787] [--token T] [--relay-addr ADDR | --no-relay]",
@@ -34,6 +35,9 @@ that accepts exactly the ICE credentials the fake minted, and its ICE answers po
 WebRTC peers given them connect through it. With --no-relay the answers carry the URLs Cloudflare
 documents (--legacy-ice-urls: the older set with port-53 URLs). --relay-tls adds TURN over TLS
 (turns:) with a certificate made at start; --relay-cert-out writes it, for cfturn check --ca-file.
+Off loopback (--relay-addr on a LAN address, 0.0.0.0 or [::]) the relay refuses peers on loopback,
+private, link-local, multicast and unspecified addresses but its own, so that it opens no way into
+the host or its network; on 0.0.0.0 or [::] it needs --relay-advertise, the address clients dial.
 
 The API token it accepts comes from --token, else ` + fakeTokenEnv + `, else it is random; it is
 printed at start. (CLOUDFLARE_API_TOKEN is never read here, so a real token is never printed.) The
@@ -51,12 +55,23 @@ be values the client accepts.`,
 			if noRelay {
 				opts = append(opts, turntest.WithoutRelay())
 			}
+			if host, _, err := net.SplitHostPort(relayAddr); err == nil && !noRelay && relayAdvertise == "" {
+				if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+					return usagef("--relay-addr %s listens on every interface, which no client can dial: "+
+						"add --relay-advertise with the address clients reach this host at, e.g. its LAN address", relayAddr)
+				}
+			}
+			if relayAdvertise != "" {
+				opts = append(opts, turntest.WithRelayAdvertisedIP(relayAdvertise))
+			}
 			if legacyURLs {
 				opts = append(opts, turntest.WithLegacyICEURLs())
 			}
 			switch {
 			case relayTLS && noRelay:
 				return usagef("--relay-tls needs the relay: drop --no-relay")
+			case relayAdvertise != "" && noRelay:
+				return usagef("--relay-advertise needs the relay: drop --no-relay")
 			case certOut != "" && !relayTLS:
 				return usagef("--relay-cert-out needs --relay-tls")
 			case relayTLS:
@@ -147,6 +162,7 @@ Press Ctrl-C to stop.
 	cmd.Flags().StringVar(&addr, "addr", "127.0.0.1:8787", "address to listen on")
 	cmd.Flags().StringVar(&token, "token", "", "API token the fake accepts (default $"+fakeTokenEnv+", else random; printed at start)")
 	cmd.Flags().StringVar(&relayAddr, "relay-addr", "127.0.0.1:0", "address of the TURN relay, UDP and TCP (port 0: a free one)")
+	cmd.Flags().StringVar(&relayAdvertise, "relay-advertise", "", "IP address the relay's URLs carry (default: --relay-addr's; needed with 0.0.0.0 or [::])")
 	cmd.Flags().BoolVar(&noRelay, "no-relay", false, "run no TURN relay; ICE answers carry Cloudflare's URLs")
 	cmd.Flags().BoolVar(&legacyURLs, "legacy-ice-urls", false, "with --no-relay, answer Cloudflare's older URL set, with port-53 URLs")
 	cmd.Flags().BoolVar(&relayTLS, "relay-tls", false, "also serve TURN over TLS (turns:), with a self-signed certificate made at start")

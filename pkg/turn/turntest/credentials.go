@@ -139,3 +139,23 @@ func (t *credentialTable) unlink(c *credential) {
 	}
 	c.older, c.newer = nil, nil
 }
+
+// relayCredential is the fake's side of the relay's seam: the secret of the credential named
+// username while the relay may serve it, else why not. A credential the table no longer holds
+// (evicted by newer ones, or swept after expiry) is refused like a revoked one.
+func (f *Fake) relayCredential(username string) (secret, refusal string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := f.creds.get(username)
+	switch {
+	case c == nil:
+		return "", "unknown or evicted credential"
+	case c.revoked:
+		return "", "credential revoked"
+	case !c.expires.After(f.now()):
+		return "", "credential expired"
+	case f.byID[c.keyID] == nil:
+		return "", "the credential's key was deleted"
+	}
+	return c.secret, ""
+}

@@ -16,13 +16,15 @@
 // WithRelayTLS), and generate-ice-servers then answers stun:/turn: URLs that point at it, so a
 // WebRTC peer that takes the answer as is gets working TURN. The relay authenticates exactly the
 // credentials the fake minted: a live credential of a live key allocates; a revoked or expired one,
-// or one whose key was deleted, is refused. RelayedBytes and RelayedBytesByIdentifier count the
+// or one whose key was deleted, is refused, and its allocations stop. Off loopback (WithRelayAddr)
+// it refuses peers on internal addresses, so it opens no way into the host. RelayedBytes and RelayedBytesByIdentifier count the
 // bytes it carried. With WithoutRelay (and with New, which serves HTTP only) the answer is the URL
 // set Cloudflare documents today, or the older one with port-53 URLs (WithLegacyICEURLs).
 //
 // Memory is bounded: at most 1,000 keys per account (WithMaxKeys) for at most 1,000 accounts, about
 // 440 bytes per key with an 18-character name (BenchmarkKeyMemory), and the 10,000 newest ICE
-// credentials, expired ones dropped first.
+// credentials, expired ones dropped first. A credential dropped is dead: the relay refuses it and
+// stops its allocations, and revoking it answers 404, as for one never minted.
 //
 // InjectFault makes the next requests fail in chosen ways (a status, Retry-After, an HTML page, a
 // truncated or oversize body, a delay, a dropped connection, a redirect) to test a client's error

@@ -41,6 +41,10 @@ const (
 	errCodeLimit          = 10013
 )
 
+// credentialTableSize is how many ICE credentials a new Fake keeps: maxCredentials, fewer in tests
+// of eviction.
+var credentialTableSize = maxCredentials
+
 // Fake is the in-memory state of the Cloudflare TURN APIs and the http.Handler that serves them.
 // Key management is served under /client/v4 and ICE credentials under /v1, so the Handler can be
 // mounted at the root of any server. A Fake is safe for concurrent use.
@@ -79,6 +83,7 @@ type settings struct {
 	legacyURLs           bool
 	noRelay, relayTLS    bool
 	relayAddr            string
+	relayAdvertisedIP    string
 	relayAllocsPerCred   int
 }
 
@@ -122,7 +127,7 @@ func New(opts ...Option) *Fake {
 		iceURLs:        iceURLs,
 		accounts:       make(map[string]map[string]*key),
 		byID:           make(map[string]*key),
-		creds:          newCredentialTable(maxCredentials),
+		creds:          newCredentialTable(credentialTableSize),
 		requests:       make(map[string]int),
 	}
 	onBadParam := func(w http.ResponseWriter, r *http.Request, err error) {
@@ -458,7 +463,10 @@ func (f *Fake) GenerateIceServers(w http.ResponseWriter, r *http.Request, keyID 
 	})
 }
 
-// RevokeIceCredential implements callshttp.ServerInterface.
+// RevokeIceCredential implements callshttp.ServerInterface. A credential the fake no longer holds
+// (evicted by 10,000 newer ones, or dropped after it expired) answers 404, as one never minted
+// does: the fake cannot tell them apart. Such a credential is dead already: the relay refuses it
+// and stops its allocations.
 func (f *Fake) RevokeIceCredential(w http.ResponseWriter, r *http.Request, keyID, username string) {
 	f.serve(w, r, OpRevokeIceCredential, func(w http.ResponseWriter, r *http.Request) {
 		k := f.liveKey(w, r, keyID)

@@ -39,7 +39,19 @@ func WithoutRelay() Option { return func(s *settings) { s.noRelay = true } }
 
 // WithRelayAddr sets the address the relay listens on, for UDP and TCP alike (default
 // 127.0.0.1:0, a free loopback port; UDP and TCP then share one port number when they can).
+//
+// Off loopback (a LAN address, 0.0.0.0 or [::]) the relay refuses peers on loopback, private,
+// link-local, multicast and unspecified addresses, so that a credential holder cannot reach the
+// host's or the network's internal services through it; it still relays between its own
+// allocations. On every interface (0.0.0.0 or [::]) it needs WithRelayAdvertisedIP: that is no
+// address a client can dial.
 func WithRelayAddr(addr string) Option { return func(s *settings) { s.relayAddr = addr } }
+
+// WithRelayAdvertisedIP sets the IP address the relay's ICE URLs and relayed addresses carry
+// (default: the WithRelayAddr host). It is required when the relay listens on every interface,
+// and must be in the listen address's family; use the address clients reach this host at, e.g.
+// its LAN address.
+func WithRelayAdvertisedIP(ip string) Option { return func(s *settings) { s.relayAdvertisedIP = ip } }
 
 // WithRelayTLS makes the relay also accept TURN over TLS (turns:) on a port of its own, with a
 // certificate made at start for 127.0.0.1, ::1 and localhost; Relay.RootCAs trusts it.
@@ -53,22 +65,28 @@ func WithClock(now func() time.Time) Option { return func(s *settings) { s.now =
 // carry a secret.
 func WithLogger(l *slog.Logger) Option { return func(s *settings) { s.logger = l } }
 
-// Relay is the fake's TURN server, pion's, on loopback. It authenticates exactly the ICE
-// credentials the fake minted: a live credential of a live key allocates; a revoked or expired
-// credential, or one whose key was deleted, is refused with 401. It answers STUN binding
-// requests too. Its traffic is counted per credential (Fake.RelayedBytes).
+// Relay is the fake's TURN server, pion's, on loopback unless WithRelayAddr says otherwise. It
+// authenticates exactly the ICE credentials the fake minted: a live credential of a live key
+// allocates; a revoked or expired credential, or one whose key was deleted, is refused with 401.
+// It answers STUN binding requests too. Its traffic is counted per credential (Fake.RelayedBytes).
 //
-// Revoking a credential, or deleting its key, also stops the allocations it made before: the
-// relay closes an allocation's socket at its next packet, so nothing more is relayed (pion
-// cannot end an allocation by username: the allocation lingers, relaying nothing, until it
-// expires). An expired credential's allocations run until they are not refreshed.
+// Once a credential may no longer allocate (revoked, expired, its key deleted, or evicted from the
+// fake's table by 10,000 newer credentials), the allocations it made before stop too: the relay
+// closes an allocation's socket at its next packet, so nothing more is relayed (pion cannot end
+// an allocation by username: the allocation lingers, relaying nothing, until it expires).
 //
 // It is bounded: 256 allocations in all, DefaultRelayAllocationsPerCredential per
 // credential (WithRelayAllocationsPerCredential), 256 TCP and 256 TLS connections, each closed
-// unless it authenticates within 10s and then sends something at least once an allocation
-// lifetime, and at most 64 distinct peer IPs per allocation, in the relay's address family
-// and on loopback when the relay is. It relays UDP only. Refusals are logged, sampled.
+// unless it holds an allocation within 10s (one refused is closed at once) and then sends
+// something at least once an allocation lifetime (so one credential keeps no more connections
+// than allocations), and at most 64 distinct peer IPs and 64 channel bindings per allocation,
+// peers in the relay's address family. Peers must be on loopback when the relay is; off
+// loopback, no peer may be on a loopback, private, link-local, multicast or unspecified
+// address, and the relay's own address is a peer only at its relayed sockets (see
+// WithRelayAddr). It relays UDP only. Refusals are logged, sampled.
 type Relay struct {
+	// The addresses clients dial: the advertised IP (WithRelayAdvertisedIP, else the listen IP)
+	// and the port listened on.
 	UDPAddr string // STUN and TURN over UDP, e.g. 127.0.0.1:40001
 	TCPAddr string // TURN over TCP, on the UDP port when it was free
 	TLSAddr string // TURN over TLS; empty unless WithRelayTLS
@@ -131,6 +149,10 @@ func startRelay(f *Fake, s settings) (_ *Relay, err error) {
 	if ip == nil {
 		return nil, fmt.Errorf("turntest: relay address %q: the host must be an IP address, e.g. 127.0.0.1", addr)
 	}
+	public, err := advertisedIP(addr, ip, s.relayAdvertisedIP)
+	if err != nil {
+		return nil, err
+	}
 	udp, tcp, err := listenBoth(addr)
 	if err != nil {
 		return nil, err
@@ -143,13 +165,13 @@ func startRelay(f *Fake, s settings) (_ *Relay, err error) {
 			}
 		}
 	}()
-	r := &Relay{UDPAddr: udp.LocalAddr().String(), TCPAddr: tcp.Addr().String()}
-	g := newRelayGuard(f, ip, s.relayAllocsPerCred)
+	r := &Relay{UDPAddr: dialable(public, udp.LocalAddr()), TCPAddr: dialable(public, tcp.Addr())}
+	g := newRelayGuard(f, ip, public, s.relayAllocsPerCred)
 	r.guard = g
-	gen := &countingGenerator{g: g, RelayAddressGeneratorStatic: turn.RelayAddressGeneratorStatic{RelayAddress: ip, Address: host}}
-	listeners := []turn.ListenerConfig{{Listener: g.limitConns(tcp, "tcp"), RelayAddressGenerator: gen, PermissionHandler: g.permit}}
+	gen := &countingGenerator{g: g, RelayAddressGeneratorStatic: turn.RelayAddressGeneratorStatic{RelayAddress: public, Address: host}}
+	listeners := []turn.ListenerConfig{{Listener: &notingListener{Listener: g.limitConns(tcp, "tcp"), g: g}, RelayAddressGenerator: gen, PermissionHandler: g.permit}}
 	if s.relayTLS {
-		cfg, pool, err := selfSignedTLS()
+		cfg, pool, err := selfSignedTLS(public)
 		if err != nil {
 			return nil, err
 		}
@@ -158,10 +180,11 @@ func startRelay(f *Fake, s settings) (_ *Relay, err error) {
 			return nil, fmt.Errorf("turntest: relay TLS listener: %w", err)
 		}
 		closers = append(closers, raw.Close)
-		r.TLSAddr, r.certs, r.cert = raw.Addr().String(), pool, cfg.Certificates[0].Certificate[0]
-		// Limited below TLS, so pion gets the *tls.Conn and bounds the handshake.
+		r.TLSAddr, r.certs, r.cert = dialable(public, raw.Addr()), pool, cfg.Certificates[0].Certificate[0]
+		// Limited below TLS, whose handshake then has the deadline of a connection without an
+		// allocation; noted above it, where the TURN frames are.
 		tl := tls.NewListener(g.limitConns(raw, "tls"), cfg)
-		listeners = append(listeners, turn.ListenerConfig{Listener: tl, RelayAddressGenerator: gen, PermissionHandler: g.permit})
+		listeners = append(listeners, turn.ListenerConfig{Listener: &notingListener{Listener: tl, g: g}, RelayAddressGenerator: gen, PermissionHandler: g.permit})
 	}
 	// The quota handler may run on pion's goroutines before NewServer has returned its result.
 	var server atomic.Pointer[turn.Server]
@@ -181,16 +204,23 @@ func startRelay(f *Fake, s settings) (_ *Relay, err error) {
 			// Called with false only when the credential is live but the request's integrity
 			// check failed: the client has the wrong password.
 			OnAuth: func(src, _ net.Addr, _, username, _, method string, ok bool) {
-				if ok {
-					g.authenticated(src)
-				} else {
+				if !ok {
 					g.log.refuse(slog.LevelInfo, "wrong credential (message integrity)", "username", logName(username), "from", src.String(), "method", method)
 				}
 			},
-			OnAllocationDeleted: func(src, _ net.Addr, _, _, _ string) { g.allocationDeleted(src) },
+			OnAllocationCreated: func(src, _ net.Addr, _, _, _ string, _ net.Addr, _ int) { g.allocated(src, true) },
+			OnAllocationDeleted: func(src, _ net.Addr, _, _, _ string) {
+				g.allocated(src, false)
+				g.allocationDeleted(src)
+			},
+			OnChannelCreated: func(src, _ net.Addr, _, _, _ string, _, peer net.Addr, channel uint16) {
+				g.channelCreated(src, peer, channel)
+			},
+			OnChannelDeleted: func(src, _ net.Addr, _, _, _ string, _, _ net.Addr, channel uint16) { g.channelDeleted(src, channel) },
 		},
+		InboundMTU:         relayInboundMTU,
 		AllocationLifetime: allocationLifetime,
-		PacketConnConfigs:  []turn.PacketConnConfig{{PacketConn: udp, RelayAddressGenerator: gen, PermissionHandler: g.permit}},
+		PacketConnConfigs:  []turn.PacketConnConfig{{PacketConn: &notingPacketConn{PacketConn: udp, g: g}, RelayAddressGenerator: gen, PermissionHandler: g.permit}},
 		ListenerConfigs:    listeners,
 		LoggerFactory:      quietLoggers(),
 	})
@@ -199,6 +229,38 @@ func startRelay(f *Fake, s settings) (_ *Relay, err error) {
 	}
 	server.Store(r.server)
 	return r, nil
+}
+
+// advertisedIP returns the IP the relay's URLs carry: advertised when set, else the listen IP,
+// which must then be one a client can dial.
+func advertisedIP(addr string, listen net.IP, advertised string) (net.IP, error) {
+	if advertised == "" {
+		if listen.IsUnspecified() {
+			return nil, fmt.Errorf("turntest: relay address %s listens on every interface, which no client can dial: "+
+				"say which address clients reach this host at with WithRelayAdvertisedIP, e.g. its LAN address", addr)
+		}
+		return listen, nil
+	}
+	ip := net.ParseIP(advertised)
+	switch {
+	case ip == nil:
+		return nil, fmt.Errorf("turntest: relay advertised IP %q is not an IP address, e.g. 192.168.1.20", advertised)
+	case ip.IsUnspecified():
+		return nil, fmt.Errorf("turntest: relay advertised IP %s is no address a client can dial: use this host's address, e.g. 192.168.1.20", ip)
+	case (ip.To4() != nil) != (listen.To4() != nil):
+		family := "IPv6"
+		if listen.To4() != nil {
+			family = "IPv4"
+		}
+		return nil, fmt.Errorf("turntest: relay advertised IP %s is not in the family of the listen address %s: use an %s address", ip, listen, family)
+	}
+	return ip, nil
+}
+
+// dialable is the address clients reach a listener at: the advertised IP and the listener's port.
+func dialable(ip net.IP, a net.Addr) string {
+	_, port, _ := net.SplitHostPort(a.String())
+	return net.JoinHostPort(ip.String(), port)
 }
 
 // listenBoth listens for UDP and TCP on addr, on one port number when addr's port is 0.
@@ -224,25 +286,12 @@ func listenBoth(addr string) (net.PacketConn, net.Listener, error) {
 // relayAuth is the relay's AuthHandler: it hands pion the long-term key of a credential the fake
 // minted, while the credential and its key live.
 func (f *Fake) relayAuth(g *relayGuard, ra *turn.RequestAttributes) (string, []byte, bool) {
-	f.mu.Lock()
-	c := f.creds.get(ra.Username)
-	var why string
-	switch {
-	case c == nil:
-		why = "unknown or evicted credential"
-	case c.revoked:
-		why = "credential revoked"
-	case !c.expires.After(f.now()):
-		why = "credential expired"
-	case f.byID[c.keyID] == nil:
-		why = "the credential's key was deleted"
-	}
-	f.mu.Unlock()
+	secret, why := f.relayCredential(ra.Username)
 	if why != "" {
 		g.log.refuse(slog.LevelInfo, why, "username", logName(ra.Username), "from", ra.SrcAddr.String(), "method", ra.Method.String())
 		return "", nil, false
 	}
-	return ra.Username, turn.GenerateAuthKey(ra.Username, ra.Realm, c.secret), true
+	return ra.Username, turn.GenerateAuthKey(ra.Username, ra.Realm, secret), true
 }
 
 // RelayedBytes returns how many bytes the relay has carried, both ways, for the credential
@@ -306,7 +355,21 @@ func (g *countingGenerator) AllocatePacketConn(conf turn.AllocateListenerConfig)
 		release()
 		return nil, nil, errors.New("turntest relay: the credential is gone")
 	}
-	cc := &countingConn{PacketConn: pc, g: g.g, c: c, release: release}
+	ua, ok := pc.LocalAddr().(*net.UDPAddr)
+	if !ok {
+		pc.Close()
+		release()
+		return nil, nil, fmt.Errorf("turntest relay: relayed socket on %v, not a UDP address", pc.LocalAddr())
+	}
+	port := ua.Port
+	g.g.relayedPort(port, 1)
+	var once sync.Once
+	cc := &countingConn{PacketConn: pc, g: g.g, c: c, release: func() {
+		once.Do(func() {
+			g.g.relayedPort(port, -1)
+			release()
+		})
+	}}
 	if c.customIdentifier != "" {
 		cc.ident = f.creds.identifier(c.customIdentifier)
 	}
@@ -334,18 +397,10 @@ func (c *countingConn) count(n int) {
 	}
 }
 
-// dead reports whether the credential was revoked or its key deleted, closing the socket if so.
+// dead reports whether the credential may no longer use the relay (revoked, expired, evicted
+// from the fake's table, or its key deleted), closing the socket if so.
 func (c *countingConn) dead() bool {
-	f := c.g.f
-	f.mu.Lock()
-	why := ""
-	switch {
-	case c.c.revoked:
-		why = "credential revoked"
-	case f.byID[c.c.keyID] == nil:
-		why = "the credential's key was deleted"
-	}
-	f.mu.Unlock()
+	_, why := c.g.f.relayCredential(c.c.username)
 	if why == "" {
 		return false
 	}
@@ -356,20 +411,33 @@ func (c *countingConn) dead() bool {
 	return true
 }
 
+// ReadFrom drops what comes from a peer the relay may not talk to (see relayGuard.offLimits).
 func (c *countingConn) ReadFrom(p []byte) (int, net.Addr, error) {
-	n, addr, err := c.PacketConn.ReadFrom(p)
-	if err == nil && c.dead() {
-		return 0, nil, net.ErrClosed
+	for {
+		n, addr, err := c.PacketConn.ReadFrom(p)
+		if err == nil && c.dead() {
+			return 0, nil, net.ErrClosed
+		}
+		if err == nil && c.g.offLimits(addr) {
+			c.g.log.refuse(slog.LevelInfo, "packet from the relay's own address, not from one of its relayed addresses", "username", logName(c.c.username), "peer", addr.String())
+			continue
+		}
+		c.count(n)
+		return n, addr, err
 	}
-	c.count(n)
-	return n, addr, err
 }
+
+var errOffLimits = errors.New("turntest relay: the peer is the relay's own address but none of its relayed addresses")
 
 // WriteTo counts before writing: the peer's answer may come back through ReadFrom before this
 // goroutine runs again, and a test that saw the answer must see the count.
 func (c *countingConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 	if c.dead() {
 		return 0, net.ErrClosed
+	}
+	if c.g.offLimits(addr) {
+		c.g.log.refuse(slog.LevelInfo, "peer at the relay's own address, not at one of its relayed addresses", "username", logName(c.c.username), "peer", addr.String())
+		return 0, errOffLimits
 	}
 	c.count(len(p))
 	n, err := c.PacketConn.WriteTo(p, addr)
@@ -383,8 +451,8 @@ func (c *countingConn) Close() error {
 	return c.PacketConn.Close()
 }
 
-// selfSignedTLS makes a certificate for loopback and a pool that trusts it.
-func selfSignedTLS() (*tls.Config, *x509.CertPool, error) {
+// selfSignedTLS makes a certificate for loopback and the advertised IP, and a pool that trusts it.
+func selfSignedTLS(advertised net.IP) (*tls.Config, *x509.CertPool, error) {
 	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, fmt.Errorf("turntest: relay certificate: %w", err)
@@ -401,6 +469,9 @@ func selfSignedTLS() (*tls.Config, *x509.CertPool, error) {
 		IsCA:                  true,
 		DNSNames:              []string{"localhost"},
 		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+	}
+	if !advertised.IsLoopback() {
+		tmpl.IPAddresses = append(tmpl.IPAddresses, advertised)
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &priv.PublicKey, priv)
 	if err != nil {

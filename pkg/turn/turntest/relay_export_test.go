@@ -2,7 +2,7 @@ package turntest
 
 import "time"
 
-// SetStreamAuthTimeout shortens the time a TCP/TLS connection has to authenticate, for tests of
+// SetStreamAuthTimeout shortens the time a TCP/TLS connection has to make an allocation, for tests of
 // servers started after it; the returned func puts the old value back.
 func SetStreamAuthTimeout(d time.Duration) func() {
 	old := streamAuthTimeout
@@ -16,3 +16,17 @@ func (r *Relay) PeerCounts() int {
 	defer r.guard.mu.Unlock()
 	return len(r.guard.peers)
 }
+
+// SetMaxCredentials makes fakes created after it keep n ICE credentials (not 10,000), so that a
+// test evicts one with few mints; the returned func puts the old value back.
+func SetMaxCredentials(n int) func() {
+	old := credentialTableSize
+	credentialTableSize = n
+	return func() { credentialTableSize = old }
+}
+
+// MaxStreamConns is how many TCP (and how many TLS) connections the relay keeps at once.
+const MaxStreamConns = maxStreamConns
+
+// MaxChannelsPerAllocation is how many channels one allocation may bind.
+const MaxChannelsPerAllocation = maxChannelsPerAllocation

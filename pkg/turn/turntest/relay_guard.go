@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,8 +25,8 @@ const (
 	maxLoggedUsername  = 64 // bytes of an attacker-chosen username that reach the log
 )
 
-// streamAuthTimeout is a TCP/TLS connection's time to make its first authenticated request (a
-// variable for tests).
+// streamAuthTimeout is a TCP/TLS connection's time to make an allocation, from its arrival or
+// from the end of its allocation (a variable for tests).
 var streamAuthTimeout = 10 * time.Second
 
 // WithRelayAllocationsPerCredential sets how many allocations one ICE credential may hold on the
@@ -40,29 +41,108 @@ func WithRelayAllocationsPerCredential(n int) Option {
 type relayGuard struct {
 	f          *Fake
 	log        *refusalLog
-	loopback   bool // the relay listens on loopback: peers must be loopback too
-	ipv4       bool // the relay's address family
+	loopback   bool        // the relay listens on loopback: peers must be loopback too
+	ipv4       bool        // the relay's address family
+	own        []net.IP    // off loopback: the relay's own addresses, peers only at its relayed ports
+	relayPorts map[int]int // port → relayed sockets on it, for peers at the relay's own addresses
 	perCred    int
 	mu         sync.Mutex
 	allocs     map[string]int                 // username → allocations held
 	peers      map[string]map[string]struct{} // client transport address → peer IPs permitted
-	unauthConn map[string]*limitedConn        // remote address → stream conn not yet authenticated
+	streams    map[string]*limitedConn        // remote address → stream conn
+	pending    map[string]pendingRequest      // client transport address → its request pion handles now
+	channels   map[string]map[uint16]string   // client transport address → channel → peer
 }
 
-func newRelayGuard(f *Fake, ip net.IP, perCred int) *relayGuard {
+// newRelayGuard guards a relay listening on listen, whose relayed addresses carry advertised.
+func newRelayGuard(f *Fake, listen, advertised net.IP, perCred int) *relayGuard {
 	if perCred <= 0 {
 		perCred = DefaultRelayAllocationsPerCredential
 	}
-	return &relayGuard{
-		f: f, log: newRefusalLog(f.logger, f.now), loopback: ip.IsLoopback(), ipv4: ip.To4() != nil, perCred: perCred,
-		allocs: make(map[string]int), peers: make(map[string]map[string]struct{}), unauthConn: make(map[string]*limitedConn),
+	g := &relayGuard{
+		f: f, log: newRefusalLog(f.logger, f.now), loopback: listen.IsLoopback(), ipv4: advertised.To4() != nil, perCred: perCred,
+		allocs: make(map[string]int), peers: make(map[string]map[string]struct{}), streams: make(map[string]*limitedConn),
+		relayPorts: make(map[int]int), pending: make(map[string]pendingRequest), channels: make(map[string]map[uint16]string),
 	}
+	if !g.loopback {
+		g.own = []net.IP{advertised}
+		if !listen.IsUnspecified() && !listen.Equal(advertised) {
+			g.own = append(g.own, listen)
+		}
+	}
+	return g
+}
+
+// internalPrefixes are ranges that netip's predicates do not name and that lead to no public host:
+// "this network", shared address space (carrier NAT), the limited broadcast, NAT64 (which reaches
+// IPv4, private ranges included), 6to4 (which embeds an IPv4 address) and deprecated site-local.
+var internalPrefixes = []netip.Prefix{
+	netip.MustParsePrefix("0.0.0.0/8"),
+	netip.MustParsePrefix("100.64.0.0/10"),
+	netip.MustParsePrefix("255.255.255.255/32"),
+	netip.MustParsePrefix("64:ff9b::/96"),
+	netip.MustParsePrefix("64:ff9b:1::/48"),
+	netip.MustParsePrefix("2002::/16"),
+	netip.MustParsePrefix("fec0::/10"),
+}
+
+// internalPeer reports whether ip is an address a relay off loopback must not send to: loopback,
+// unspecified, private, link-local, multicast, or one of internalPrefixes.
+func internalPeer(ip net.IP) bool {
+	a, ok := netip.AddrFromSlice(ip)
+	if !ok {
+		return true
+	}
+	a = a.Unmap()
+	if a.IsLoopback() || a.IsUnspecified() || a.IsPrivate() || a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast() ||
+		a.IsInterfaceLocalMulticast() || a.IsMulticast() {
+		return true
+	}
+	for _, p := range internalPrefixes {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// ownIP reports whether ip is one of the relay's own addresses, off loopback.
+func (g *relayGuard) ownIP(ip net.IP) bool {
+	for _, o := range g.own {
+		if o.Equal(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// relayedPort records (add 1) or forgets (add -1) a relayed socket's port.
+func (g *relayGuard) relayedPort(port, add int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.relayPorts[port] += add; g.relayPorts[port] <= 0 {
+		delete(g.relayPorts, port)
+	}
+}
+
+// offLimits reports whether a relayed socket must not exchange packets with addr: off loopback,
+// the relay's own addresses are peers only at the ports of its relayed sockets (relaying between
+// two allocations), not at the host's other services. permit has refused every other internal address.
+func (g *relayGuard) offLimits(addr net.Addr) bool {
+	ua, ok := addr.(*net.UDPAddr)
+	if !ok || !g.ownIP(ua.IP) {
+		return false
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.relayPorts[ua.Port] == 0
 }
 
 // quota is the relay's QuotaHandler: it answers 486 before pion allocates anything.
 func (g *relayGuard) quota(total func() int, username string, from net.Addr) bool {
 	if n := total(); n >= maxAllocations {
 		g.log.refuse(slog.LevelWarn, fmt.Sprintf("%d allocations, the relay's limit", maxAllocations), "username", logName(username), "from", from.String())
+		g.refusedAllocation(from)
 		return false
 	}
 	g.mu.Lock()
@@ -70,6 +150,7 @@ func (g *relayGuard) quota(total func() int, username string, from net.Addr) boo
 	g.mu.Unlock()
 	if n >= g.perCred {
 		g.log.refuse(slog.LevelWarn, fmt.Sprintf("%d allocations of one credential, the relay's limit", g.perCred), "username", logName(username), "from", from.String())
+		g.refusedAllocation(from)
 		return false
 	}
 	return true
@@ -102,7 +183,8 @@ func (g *relayGuard) take(username string) (release func(), err error) {
 func addrKey(a net.Addr) string { return a.Network() + " " + a.String() }
 
 // permit is the relay's PermissionHandler: peers in the relay's address family only, loopback
-// only when the relay is on loopback, and at most maxPeersPerAllocation distinct peer IPs for a
+// only when the relay is on loopback, no internal address but its own when it is not, at most
+// maxPeersPerAllocation distinct peer IPs and maxChannelsPerAllocation channel bindings for a
 // client's allocation (pion asks only once the allocation exists).
 func (g *relayGuard) permit(client net.Addr, peer net.IP) bool {
 	var why string
@@ -111,12 +193,15 @@ func (g *relayGuard) permit(client net.Addr, peer net.IP) bool {
 		why = "peer not in the relay's address family"
 	case g.loopback && !peer.IsLoopback():
 		why = "peer not on loopback, like the relay"
+	case !g.loopback && internalPeer(peer) && !g.ownIP(peer):
+		why = "peer on a loopback, private, link-local, multicast or unspecified address, and the relay is not on loopback"
 	}
 	if why == "" {
 		g.mu.Lock()
 		key := addrKey(client)
 		set := g.peers[key]
-		if _, ok := set[peer.String()]; !ok {
+		why = g.channelRefusalLocked(key)
+		if _, ok := set[peer.String()]; !ok && why == "" {
 			if len(set) >= maxPeersPerAllocation {
 				why = fmt.Sprintf("%d peers of one allocation, the relay's limit", maxPeersPerAllocation)
 			} else {
@@ -136,42 +221,60 @@ func (g *relayGuard) permit(client net.Addr, peer net.IP) bool {
 	return true
 }
 
-// allocationDeleted forgets the peers of a client's allocation.
+// allocationDeleted forgets the peers and channels of a client's allocation.
 func (g *relayGuard) allocationDeleted(client net.Addr) {
 	g.mu.Lock()
 	delete(g.peers, addrKey(client))
+	delete(g.channels, addrKey(client))
 	g.mu.Unlock()
 }
 
-// authenticated lifts the short first deadline of the stream connection from addr, if it is one.
-func (g *relayGuard) authenticated(from net.Addr) {
+// stream returns the stream connection from addr, or nil when addr is not one (UDP).
+func (g *relayGuard) stream(from net.Addr) *limitedConn {
 	if _, ok := from.(*net.TCPAddr); !ok {
-		return
+		return nil
 	}
 	g.mu.Lock()
-	c := g.unauthConn[from.String()]
-	delete(g.unauthConn, from.String())
-	g.mu.Unlock()
-	if c != nil {
-		c.authenticated.Store(true)
+	defer g.mu.Unlock()
+	return g.streams[from.String()]
+}
+
+// allocated marks the stream connection from addr, if it is one, as holding an allocation (or, with
+// false, as no longer holding one), which sets the deadline it must next send something by.
+func (g *relayGuard) allocated(from net.Addr, holds bool) {
+	if c := g.stream(from); c != nil {
+		c.setAllocated(holds)
+	}
+}
+
+// refusedAllocation closes the stream connection from addr, if it is one, once its refusal is
+// written: a connection holds a slot only while it holds an allocation.
+func (g *relayGuard) refusedAllocation(from net.Addr) {
+	if c := g.stream(from); c != nil {
+		c.closeAfterWrite.Store(true)
 	}
 }
 
 // limitConns bounds the connections l hands out at once to maxStreamConns, closing (and logging)
 // any beyond, so a client that opens connections without end cannot exhaust the process. A
-// connection must make an authenticated request within streamAuthTimeout, and then send
-// something at least once an allocation lifetime; otherwise it is closed and frees its slot.
+// connection must make an allocation within streamAuthTimeout of its arrival, and then send
+// something at least once an allocation lifetime; otherwise it is closed and frees its slot. One
+// whose allocation is refused is closed once the refusal is written, and one whose allocation ends
+// has streamAuthTimeout to make another. A connection holds at most one allocation, so one
+// credential holds at most as many connections open past streamAuthTimeout as it may hold
+// allocations (WithRelayAllocationsPerCredential).
 // l is the raw TCP listener: a TLS listener goes on top, so pion sees a *tls.Conn and bounds
 // the handshake itself.
 func (g *relayGuard) limitConns(l net.Listener, name string) net.Listener {
-	return &limitListener{Listener: l, slots: make(chan struct{}, maxStreamConns), g: g, name: name}
+	return &limitListener{Listener: l, slots: make(chan struct{}, maxStreamConns), g: g, name: name, allocateWithin: streamAuthTimeout}
 }
 
 type limitListener struct {
 	net.Listener
-	slots chan struct{}
-	g     *relayGuard
-	name  string
+	slots          chan struct{}
+	g              *relayGuard
+	name           string
+	allocateWithin time.Duration // streamAuthTimeout when the relay started
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
@@ -182,15 +285,16 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		}
 		select {
 		case l.slots <- struct{}{}:
-			lc := &limitedConn{Conn: c, authBy: time.Now().Add(streamAuthTimeout)}
+			lc := &limitedConn{Conn: c, allocateWithin: l.allocateWithin}
+			lc.setAllocated(false)
 			key := c.RemoteAddr().String()
 			l.g.mu.Lock()
-			l.g.unauthConn[key] = lc
+			l.g.streams[key] = lc
 			l.g.mu.Unlock()
 			lc.release = func() {
 				l.g.mu.Lock()
-				if l.g.unauthConn[key] == lc {
-					delete(l.g.unauthConn, key)
+				if l.g.streams[key] == lc {
+					delete(l.g.streams, key)
 				}
 				l.g.mu.Unlock()
 				<-l.slots
@@ -206,19 +310,30 @@ func (l *limitListener) Accept() (net.Conn, error) {
 // limitedConn is a stream connection holding one of its listener's slots until closed.
 type limitedConn struct {
 	net.Conn
-	authBy        time.Time // wall clock: deadlines are the kernel's
-	authenticated atomic.Bool
-	once          sync.Once
-	release       func()
+	allocateWithin  time.Duration
+	allocateBy      atomic.Int64 // Unix nanoseconds, wall clock (deadlines are the kernel's); 0 while it holds an allocation
+	closeAfterWrite atomic.Bool
+	once            sync.Once
+	release         func()
 }
 
-// Read reads before the connection's deadline: authBy until it has authenticated, then an
-// allocation lifetime from now. A connection past its deadline is closed here: pion does not
-// close one whose TLS handshake failed.
+// setAllocated records whether the connection holds an allocation; when it does not, it has
+// allocateWithin from now to make one.
+func (c *limitedConn) setAllocated(holds bool) {
+	if holds {
+		c.allocateBy.Store(0)
+	} else {
+		c.allocateBy.Store(time.Now().Add(c.allocateWithin).UnixNano())
+	}
+}
+
+// Read reads before the connection's deadline: the time it has to make an allocation while it
+// holds none, else an allocation lifetime from now. A connection past its deadline is closed
+// here: pion does not close one whose TLS handshake failed.
 func (c *limitedConn) Read(p []byte) (int, error) {
-	deadline := c.authBy
-	if c.authenticated.Load() {
-		deadline = time.Now().Add(allocationLifetime)
+	deadline := time.Now().Add(allocationLifetime)
+	if by := c.allocateBy.Load(); by != 0 {
+		deadline = time.Unix(0, by)
 	}
 	if err := c.Conn.SetReadDeadline(deadline); err != nil {
 		return 0, err
@@ -235,7 +350,7 @@ func (c *limitedConn) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	n, err := c.Conn.Write(p)
-	if err != nil {
+	if err != nil || c.closeAfterWrite.Load() {
 		c.Close()
 	}
 	return n, err

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -33,8 +35,8 @@ func TestRelayKeepsAuthenticatedStreamConnections(t *testing.T) {
 		}
 		allocs = append(allocs, a)
 	}
-	// A silent connection opened now is closed once the time to authenticate is up; the
-	// authenticated ones outlive it.
+	// A silent connection opened now is closed once the time to make an allocation is up; the
+	// ones holding allocations outlive it.
 	silent, err := net.Dial("tcp", srv.Relay.TCPAddr)
 	if err != nil {
 		t.Fatal(err)
@@ -48,6 +50,37 @@ func TestRelayKeepsAuthenticatedStreamConnections(t *testing.T) {
 		if got := echo(t, a, []byte("still here")); !bytes.Equal(got, []byte("still here")) {
 			t.Fatalf("allocation %d: echo %q", i, got)
 		}
+	}
+}
+
+// One credential cannot hold the relay's TCP slots: a connection whose allocation is refused is
+// closed once the refusal is written, so more attempts than there are slots all get their 486,
+// and another credential still gets a slot.
+func TestRelayClosesStreamConnectionsRefusedAnAllocation(t *testing.T) {
+	var logs syncbuf.Buffer
+	srv := turntest.NewServer(turntest.WithRelayTLS(), turntest.WithRelayAllocationsPerCredential(2), turntest.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	t.Cleanup(srv.Close)
+	m := mint(t, srv, time.Hour)
+	for _, network := range []string{"tcp", "tls"} {
+		if _, err := allocate(t, srv, network, m.username, m.password); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, network := range []string{"tcp", "tls"} {
+		for i := range turntest.MaxStreamConns + 44 {
+			_, err := allocate(t, srv, network, m.username, m.password)
+			var te *stun.TurnError
+			if !errors.As(err, &te) || te.ErrorCodeAttr.Code != stun.CodeAllocQuotaReached {
+				t.Fatalf("%s: attempt %d over the credential's allocations: %v, want 486 Allocation Quota Reached", network, i, err)
+			}
+		}
+		other := mintFrom(t, srv, m.key, time.Hour)
+		if _, err := allocate(t, srv, network, other.username, other.password); err != nil {
+			t.Fatalf("%s: another credential: %v", network, err)
+		}
+	}
+	if !strings.Contains(logs.String(), "2 allocations of one credential") {
+		t.Errorf("refusals not logged:\n%s", logs.String())
 	}
 }
 
@@ -130,12 +163,40 @@ func TestRelayPermitsFewLoopbackPeers(t *testing.T) {
 	}
 }
 
-func TestRelayStopsRevokedAllocations(t *testing.T) {
+// mintMany mints n credentials of key, four at a time.
+func mintMany(t *testing.T, srv *turntest.Server, key turn.KeyWithSecret, n int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	slots := make(chan struct{}, 4)
+	for range n {
+		slots <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			_, err := srv.Client().GenerateICEServers(context.Background(), turn.GenerateICEServersParams{KeyID: key.ID, KeySecret: key.Secret, TTL: time.Hour})
+			if err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
+
+// An allocation stops relaying once its credential may no longer allocate: revoked, its key
+// deleted, expired, or evicted from the fake's table by newer credentials.
+func TestRelayStopsAllocationsOfDeadCredentials(t *testing.T) {
+	const kept = 100 // credentials the fake keeps, so that 100 newer mints evict one
+	t.Cleanup(turntest.SetMaxCredentials(kept))
 	var logs syncbuf.Buffer
-	srv := turntest.NewServer(turntest.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	clock := &fakeClock{now: time.Now()}
+	srv := turntest.NewServer(turntest.WithClock(clock.Now), turntest.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 	t.Cleanup(srv.Close)
 	ctx := context.Background()
-	for _, mode := range []string{"credential revoked", "the credential's key was deleted"} {
+	for _, mode := range []string{"credential revoked", "the credential's key was deleted", "credential expired", "unknown or evicted credential"} {
 		m := mint(t, srv, time.Hour)
 		a, err := allocate(t, srv, "udp", m.username, m.password)
 		if err != nil {
@@ -173,10 +234,24 @@ func TestRelayStopsRevokedAllocations(t *testing.T) {
 				break
 			}
 		}
-		if mode == "credential revoked" {
+		switch mode {
+		case "credential revoked":
 			err = srv.Client().RevokeICECredential(ctx, turn.RevokeICECredentialParams{KeyID: m.key.ID, KeySecret: m.key.Secret, Username: m.username})
-		} else {
+		case "the credential's key was deleted":
 			_, err = srv.Client().DeleteKey(ctx, turn.KeyParams{KeyID: m.key.ID})
+		case "credential expired":
+			clock.Add(time.Hour)
+		case "unknown or evicted credential":
+			mintMany(t, srv, m.key, kept)
+			if srv.Revoked(m.username) || srv.RelayedBytes(m.username) != 0 {
+				t.Fatal("the credential was not evicted")
+			}
+			// Revoking it answers 404, as for a credential never minted: the fake no longer knows it.
+			err = srv.Client().RevokeICECredential(ctx, turn.RevokeICECredentialParams{KeyID: m.key.ID, KeySecret: m.key.Secret, Username: m.username})
+			if !errors.Is(err, turn.ErrNotFound) {
+				t.Fatalf("revoking an evicted credential: %v, want 404", err)
+			}
+			err = nil
 		}
 		if err != nil {
 			t.Fatal(err)
@@ -191,7 +266,7 @@ func TestRelayStopsRevokedAllocations(t *testing.T) {
 		}
 		peer.Close()
 		if n := after.Load(); n != 0 {
-			t.Errorf("%s: the peer got %d packets after the revocation", mode, n)
+			t.Errorf("%s: the peer got %d packets after the credential died", mode, n)
 		}
 	}
 }
@@ -221,5 +296,188 @@ func TestRelayLogsBoundedUsernames(t *testing.T) {
 	out = logs.String()
 	if !strings.Contains(out, `refusals not logged" reason="unknown or evicted credential" count=10`) || strings.Count(out, "unknown or evicted credential") != 12 {
 		t.Errorf("no count of the refusals not logged, or no new refusal logged:\n%s", out)
+	}
+}
+
+// A relay off loopback refuses internal peers: the test listens on every interface and advertises
+// 127.0.0.1, so that its clients stay on loopback while the relay applies the policy of a relay
+// reachable from the network. Refused permissions are STUN errors: no packet leaves the host.
+func TestRelayOffLoopbackRefusesInternalPeers(t *testing.T) {
+	var logs syncbuf.Buffer
+	srv := turntest.NewServer(turntest.WithRelayAddr("0.0.0.0:0"), turntest.WithRelayAdvertisedIP("127.0.0.1"),
+		turntest.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	t.Cleanup(srv.Close)
+	for _, u := range srv.Relay.URLs() {
+		if !strings.Contains(u, ":127.0.0.1:") {
+			t.Errorf("URL %s does not carry the advertised address", u)
+		}
+	}
+	m := mint(t, srv, time.Hour)
+	a, err := allocate(t, srv, "udp", m.username, m.password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := allocate(t, srv, "tcp", m.username, m.password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, peer := range []string{"127.0.0.2", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "0.0.0.0", "100.64.0.1", "224.0.0.1", "255.255.255.255"} {
+		err := a.client.CreatePermission(&net.UDPAddr{IP: net.ParseIP(peer), Port: 9})
+		if err == nil || !strings.Contains(err.Error(), "403") {
+			t.Errorf("permission for %s: %v, want 403 Forbidden", peer, err)
+		}
+	}
+	if !strings.Contains(logs.String(), "peer on a loopback, private, link-local, multicast or unspecified address") {
+		t.Errorf("refusal not logged:\n%s", logs.String())
+	}
+	// A public address is permitted (a permission sends nothing).
+	if err := a.client.CreatePermission(&net.UDPAddr{IP: net.IPv4(203, 0, 113, 7), Port: 9}); err != nil {
+		t.Errorf("permission for a public address: %v", err)
+	}
+	// Between two of its own allocations, the relay relays.
+	aAddr, bAddr := a.relay.LocalAddr(), b.relay.LocalAddr()
+	got := make([]byte, 100)
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if time.Now().After(deadline) {
+			t.Fatal("no packet between two allocations of the relay")
+		}
+		b.relay.WriteTo([]byte("permit me"), aAddr) // b's permission for a's address
+		a.relay.WriteTo([]byte("a to b"), bAddr)
+		b.relay.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		if n, from, err := b.relay.ReadFrom(got); err == nil && string(got[:n]) == "a to b" && from.String() == aAddr.String() {
+			break
+		}
+	}
+	// A service on the relay's own address, at a port that is no allocation's, gets nothing.
+	service, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer service.Close()
+	var reached atomic.Int64
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			if _, _, err := service.ReadFrom(buf); err != nil {
+				return
+			}
+			reached.Add(1)
+		}
+	}()
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(logs.String(), "peer at the relay's own address, not at one of its relayed addresses"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("the relay did not refuse a packet to a service on its own address:\n%s", logs.String())
+		}
+		a.relay.WriteTo([]byte("leak"), service.LocalAddr())
+	}
+	// What the service sends to a relayed address is dropped too.
+	service.WriteTo([]byte("inbound"), aAddr)
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(logs.String(), "packet from the relay's own address, not from one of its relayed addresses"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("the relay did not drop a packet from a service on its own address:\n%s", logs.String())
+		}
+		service.WriteTo([]byte("inbound"), aAddr)
+	}
+	if n := reached.Load(); n != 0 {
+		t.Errorf("a service on the relay's own address got %d packets", n)
+	}
+}
+
+func TestRelayOnEveryInterfaceNeedsAnAdvertisedIP(t *testing.T) {
+	for _, tc := range []struct{ addr, advertised, want string }{
+		{"0.0.0.0:0", "", "WithRelayAdvertisedIP"},
+		{"[::]:0", "", "WithRelayAdvertisedIP"},
+		{"0.0.0.0:0", "0.0.0.0", "no address a client can dial"},
+		{"0.0.0.0:0", "::1", "use an IPv4 address"},
+		{"127.0.0.1:0", "relay.example", "not an IP address"},
+	} {
+		srv, err := turntest.NewServerErr(turntest.WithRelayAddr(tc.addr), turntest.WithRelayAdvertisedIP(tc.advertised))
+		if err == nil {
+			srv.Close()
+			t.Errorf("%s advertised %q: started, URLs %v; want an error", tc.addr, tc.advertised, srv.Relay.URLs())
+			continue
+		}
+		if !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s advertised %q: %v, want it to say %q", tc.addr, tc.advertised, err, tc.want)
+		}
+	}
+}
+
+// setter is a stun.Setter from a func.
+type setter func(*stun.Message) error
+
+func (f setter) AddTo(m *stun.Message) error { return f(m) }
+
+// channelBind asks the relay, through a's pion client, to bind channel to peer, authenticating as
+// the client does (a first request for the nonce, then the request with message integrity).
+func channelBind(a *allocation, username, password string, channel uint16, peer *net.UDPAddr) error {
+	attrs := []stun.Setter{
+		stun.TransactionID, stun.NewType(stun.MethodChannelBind, stun.ClassRequest),
+		&stun.RawAttribute{Type: stun.AttrChannelNumber, Value: []byte{byte(channel >> 8), byte(channel), 0, 0}},
+		setter(func(m *stun.Message) error {
+			return (&stun.XORMappedAddress{IP: peer.IP, Port: peer.Port}).AddToAs(m, stun.AttrXORPeerAddress)
+		}),
+	}
+	msg, err := stun.Build(attrs...)
+	if err != nil {
+		return err
+	}
+	res, err := a.client.PerformTransaction(msg, a.client.TURNServerAddr(), false)
+	if err != nil {
+		return err
+	}
+	var nonce stun.Nonce
+	var realm stun.Realm
+	if err := nonce.GetFrom(res.Msg); err != nil {
+		return err
+	}
+	if err := realm.GetFrom(res.Msg); err != nil {
+		return err
+	}
+	msg, err = stun.Build(append(attrs, stun.NewUsername(username), realm, nonce,
+		stun.NewLongTermIntegrity(username, realm.String(), password), stun.Fingerprint)...)
+	if err != nil {
+		return err
+	}
+	res, err = a.client.PerformTransaction(msg, a.client.TURNServerAddr(), false)
+	if err != nil {
+		return err
+	}
+	if res.Msg.Type.Class == stun.ClassErrorResponse {
+		var code stun.ErrorCodeAttribute
+		code.GetFrom(res.Msg)
+		return fmt.Errorf("channel bind refused: %d %s", code.Code, code.Reason)
+	}
+	return nil
+}
+
+// Channel bindings are bounded per allocation, over every transport: 64 bind, to 64 ports of one
+// peer, the next is refused, and the ones held can still be refreshed.
+func TestRelayLimitsChannelBindings(t *testing.T) {
+	var logs syncbuf.Buffer
+	srv := turntest.NewServer(turntest.WithRelayTLS(), turntest.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	t.Cleanup(srv.Close)
+	m := mint(t, srv, time.Hour)
+	for _, network := range []string{"udp", "tcp", "tls"} {
+		a, err := allocate(t, srv, network, m.username, m.password)
+		if err != nil {
+			t.Fatal(err)
+		}
+		peer := func(i int) *net.UDPAddr { return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 20000 + i} }
+		for i := range turntest.MaxChannelsPerAllocation {
+			if err := channelBind(a, m.username, m.password, uint16(0x4000+i), peer(i)); err != nil {
+				t.Fatalf("%s: channel %d: %v", network, i, err)
+			}
+		}
+		n := turntest.MaxChannelsPerAllocation
+		if err := channelBind(a, m.username, m.password, uint16(0x4000+n), peer(n)); err == nil || !strings.Contains(err.Error(), "channel bind refused") {
+			t.Errorf("%s: channel %d over the limit: %v, want it refused", network, n+1, err)
+		}
+		if err := channelBind(a, m.username, m.password, 0x4003, peer(3)); err != nil {
+			t.Errorf("%s: refreshing a bound channel: %v", network, err)
+		}
+	}
+	if !strings.Contains(logs.String(), "64 channel bindings of one allocation") {
+		t.Errorf("refusal not logged:\n%s", logs.String())
 	}
 }
