@@ -2,6 +2,75 @@ package turnredis
 
 import "github.com/redis/go-redis/v9"
 
+// Every operation of the request path is a script, so that a Redis user without script
+// permission fails all of them alike (Check says so at start-up) rather than some working and
+// health flipping with each request.
+
+// boundedRead is the prelude of the scripts that read a credential: bounded(k, max) returns
+// {0, ”, 0} when k is absent, {2, size, 0} when k holds something no replica wrote (another
+// type, more than max bytes, or no expiry), else {1, value, pttl}, the value's remaining life on
+// Redis's clock. No value larger than max is ever sent to a replica.
+const boundedRead = `
+local function bounded(k, max)
+  local t = redis.call('TYPE', k).ok
+  if t == 'none' then return {0, '', 0} end
+  if t ~= 'string' then return {2, -1, 0} end
+  local n = redis.call('STRLEN', k)
+  local ttl = redis.call('PTTL', k)
+  if n > max or ttl < 0 then return {2, n, 0} end
+  return {1, redis.call('GET', k), ttl}
+end
+`
+
+// readScript reads credential KEYS[1], at most ARGV[1] bytes.
+var readScript = redis.NewScript(boundedRead + `
+return bounded(KEYS[1], tonumber(ARGV[1]))
+`)
+
+// setScript stores credential ARGV[1] under KEYS[1] for ARGV[2] ms.
+var setScript = redis.NewScript(`
+return redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+`)
+
+// dropScript deletes credential KEYS[1], returning it as readScript does (ARGV[1] bytes at
+// most), and publishes notice ARGV[3] on channel ARGV[2].
+var dropScript = redis.NewScript(boundedRead + `
+local r = bounded(KEYS[1], tonumber(ARGV[1]))
+redis.call('DEL', KEYS[1])
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+return r
+`)
+
+// leaseScript takes mint lease KEYS[1] for this replica (token ARGV[1], ARGV[2] ms) if it is
+// free, and returns {took, holder} followed by credential KEYS[2] as readScript returns it (ARGV[3]
+// bytes at most). A lease without expiry, which no replica writes, is foreign and replaced.
+var leaseScript = redis.NewScript(boundedRead + `
+if redis.call('PTTL', KEYS[1]) == -1 then redis.call('DEL', KEYS[1]) end
+local took = 0
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then took = 1 end
+local holder = ''
+if redis.call('TYPE', KEYS[1]).ok == 'string' and redis.call('STRLEN', KEYS[1]) <= 64 then
+  holder = redis.call('GET', KEYS[1])
+end
+local r = bounded(KEYS[2], tonumber(ARGV[3]))
+return {took, holder, r[1], r[2], r[3]}
+`)
+
+// checkScript runs, on its own key KEYS[1] and the drop channel ARGV[1], each command the other
+// scripts run, so that a missing permission shows at start-up (see Store.Check).
+var checkScript = redis.NewScript(`
+redis.call('TIME')
+redis.call('SET', KEYS[1], '1', 'NX', 'PX', 10000)
+redis.call('TYPE', KEYS[1])
+redis.call('STRLEN', KEYS[1])
+redis.call('PTTL', KEYS[1])
+redis.call('PEXPIRE', KEYS[1], 10000)
+redis.call('GET', KEYS[1])
+redis.call('DEL', KEYS[1])
+redis.call('PUBLISH', ARGV[1], 'check')
+return 1
+`)
+
 // The limiter is GCRA (the generic cell rate algorithm), the token bucket kept as one number per
 // key: the theoretical arrival time (TAT) of the next request, in microseconds. A key lives only
 // until its bucket would be full again, so Redis forgets idle callers by itself and forgetting

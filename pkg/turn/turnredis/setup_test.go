@@ -51,7 +51,13 @@ type replica struct {
 
 func (c *cluster) replica(t *testing.T, cfg turn.ICEHandlerConfig, o turnredis.Options) *replica {
 	t.Helper()
-	rdb, err := turnredis.NewClient("redis://" + c.redis.Addr)
+	return c.replicaOn(t, "redis://"+c.redis.Addr, cfg, o)
+}
+
+// replicaOn is replica on the Redis at url.
+func (c *cluster) replicaOn(t *testing.T, url string, cfg turn.ICEHandlerConfig, o turnredis.Options) *replica {
+	t.Helper()
+	rdb, err := turnredis.NewClient(url)
 	if err != nil {
 		t.Fatal(err)
 	}
