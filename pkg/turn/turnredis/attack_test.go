@@ -152,6 +152,9 @@ func TestClosedPortIsReportedRefused(t *testing.T) {
 	l.Close()
 	c := newCluster(t)
 	r := c.replicaOn(t, "redis://"+addr, turn.ICEHandlerConfig{}, turnredis.Options{Timeout: time.Second})
+	if code, body := r.get(t, "alice"); code != http.StatusOK {
+		t.Errorf("%d %s, want 200 from local state", code, body)
+	}
 	err = r.store.Check(context.Background())
 	if !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Errorf("Check: %v, want connection refused", err)

@@ -259,7 +259,7 @@ func (s *Store) listen(ctx context.Context) {
 		if err := s.listenOnce(ctx); err != nil && ctx.Err() == nil {
 			var perr panicError
 			if errors.As(err, &perr) {
-				s.failed(err)
+				s.failed(err, true)
 			}
 		}
 		select {

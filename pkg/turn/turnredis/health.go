@@ -22,13 +22,18 @@ func (s *Store) tryRedis() bool {
 // in the client, which a broken or hostile server's reply can cause, is a failure like any
 // other.
 func (s *Store) do(ctx context.Context, op func(context.Context) (any, error)) (any, error) {
+	return s.doLogged(ctx, op, true)
+}
+
+// doLogged is do; a failure is logged only with logFailure.
+func (s *Store) doLogged(ctx context.Context, op func(context.Context) (any, error), logFailure bool) (any, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.Timeout)
 	defer cancel()
 	s.calls.Add(1)
 	s.lastTry.Store(time.Now().UnixNano())
 	v, err := guarded(ctx, op)
 	if err != nil && !errors.Is(err, redis.Nil) {
-		s.failed(err)
+		s.failed(err, logFailure)
 		return nil, err
 	}
 	if s.down.Load() && s.down.Swap(false) {
@@ -50,10 +55,10 @@ func guarded(ctx context.Context, op func(context.Context) (any, error)) (v any,
 
 // failed records a Redis failure: Redis is not tried again for RetryAfter, and the change of
 // state is logged once.
-func (s *Store) failed(err error) {
+func (s *Store) failed(err error, log bool) {
 	s.failures.Add(1)
 	s.downUntil.Store(time.Now().Add(s.opts.RetryAfter).UnixNano())
-	if !s.down.Swap(true) {
+	if !s.down.Swap(true) && log {
 		s.opts.Logger.Warn("turnredis: Redis unavailable; this replica runs on local state until it is back",
 			"error", err.Error()+hint(err), "retry_after", s.opts.RetryAfter)
 	}
@@ -91,14 +96,15 @@ func (s *Store) Healthy() bool {
 // channel of its own: it returns nil when the store can share state through Redis, else an
 // error naming what is wrong (the dial error, a refused password, a missing permission such as
 // +@scripting). Call it at start-up to fail fast on a misconfiguration; the store works without
-// it, on local state while Redis fails. It counts as a Redis operation for Healthy.
+// it, on local state while Redis fails. It counts as a Redis operation for Healthy; its failure
+// is the caller's to log, and the store does not log it again.
 func (s *Store) Check(ctx context.Context) error {
-	_, err := s.do(ctx, func(ctx context.Context) (any, error) {
+	_, err := s.doLogged(ctx, func(ctx context.Context) (any, error) {
 		if err := s.rdb.Ping(ctx).Err(); err != nil {
 			return nil, err
 		}
 		return checkScript.Run(ctx, s.rdb, []string{s.prefix + "check"}, s.dropChannel()).Result()
-	})
+	}, false)
 	if err != nil {
 		return fmt.Errorf("turnredis: check: %w%s", err, hint(err))
 	}
