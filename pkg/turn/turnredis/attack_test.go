@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -16,28 +17,48 @@ import (
 	"github.com/cfturn/cfturn/pkg/turn"
 	"github.com/cfturn/cfturn/pkg/turn/turnredis"
 	"github.com/cfturn/cfturn/pkg/turn/turntest"
+	"github.com/redis/go-redis/v9"
 )
 
 // A server that answers the drop listener's SUBSCRIBE and the request path's scripts with an
-// array of 2^63-1 elements (which makes the client's reader panic) crashes nothing: the replica
-// answers from local state and logs the outage once.
+// array of 2^63-1 elements crashes nothing. A client of NewClient closes the connection on the
+// announcement; on a client made otherwise the reader panics, and the store recovers the panic as
+// a Redis failure. Either way the replica answers from local state and logs the outage once.
 func TestHostileRedisNeverCrashes(t *testing.T) {
 	huge := "*9223372036854775807\r\n"
 	addr := hostileRedis(t, map[string]string{"SUBSCRIBE": huge, "EVALSHA": huge, "EVAL": huge})
-	c := newCluster(t)
-	r := c.replicaOn(t, "redis://"+addr, turn.ICEHandlerConfig{}, turnredis.Options{Timeout: time.Second})
-	eventually(t, "the drop listener's subscription fails", func() bool { return r.store.Stats().RedisFailures >= 1 })
-	for _, user := range []string{"alice", "bob"} {
-		if code, body := r.get(t, user); code != http.StatusOK {
-			t.Errorf("%s: %d %s, want 200 from local state", user, code, body)
-		}
-	}
-	if err := r.store.Check(context.Background()); err == nil || !strings.Contains(err.Error(), "panicked") {
-		t.Errorf("Check: %v, want the panic reported as an error", err)
-	}
-	logs := c.logs.String()
-	if n := strings.Count(logs, "Redis unavailable"); n != 1 || !strings.Contains(logs, "panicked") {
-		t.Errorf("%d 'Redis unavailable' records, want 1 naming the panic:\n%s", n, logs)
+	for name, tc := range map[string]struct {
+		client func() *redis.Client
+		want   string
+	}{
+		"NewClient": {func() *redis.Client {
+			rdb, err := turnredis.NewClient("redis://" + addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return rdb
+		}, "closing the connection"},
+		"own client": {func() *redis.Client {
+			return redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true})
+		}, "panicked"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := newCluster(t)
+			r := c.replicaWith(t, tc.client(), turn.ICEHandlerConfig{}, turnredis.Options{Timeout: time.Second})
+			eventually(t, "the drop listener's subscription fails", func() bool { return r.store.Stats().RedisFailures >= 1 })
+			for _, user := range []string{"alice", "bob"} {
+				if code, body := r.get(t, user); code != http.StatusOK {
+					t.Errorf("%s: %d %s, want 200 from local state", user, code, body)
+				}
+			}
+			if err := r.store.Check(context.Background()); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Check: %v, want an error saying %q", err, tc.want)
+			}
+			logs := c.logs.String()
+			if n := strings.Count(logs, "Redis unavailable"); n != 1 || !strings.Contains(logs, tc.want) {
+				t.Errorf("%d 'Redis unavailable' records, want 1 saying %q:\n%s", n, tc.want, logs)
+			}
+		})
 	}
 }
 
@@ -297,5 +318,37 @@ func TestFreshnessOnRedisClock(t *testing.T) {
 	}
 	if n := c.mints(); n != 1 {
 		t.Errorf("%d mints, want 1", n)
+	}
+}
+
+// A server that announces a 1 GB string, or sends a line that never ends, costs the replica no
+// such memory: the connection is closed on the announcement, and the replica answers from local
+// state.
+func TestHostileRedisRepliesAreBounded(t *testing.T) {
+	for name, reply := range map[string]string{
+		"1 GB string":        "$1000000000\r\n",
+		"100M-element array": "*100000000\r\n",
+		"endless line":       "+" + strings.Repeat("x", 1<<20),
+	} {
+		t.Run(name, func(t *testing.T) {
+			addr := hostileRedis(t, map[string]string{"EVALSHA": reply, "EVAL": reply, "SUBSCRIBE": reply})
+			c := newCluster(t)
+			r := c.replicaOn(t, "redis://"+addr, turn.ICEHandlerConfig{}, turnredis.Options{Timeout: time.Second})
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			for _, user := range []string{"alice", "bob", "carol"} {
+				if code, body := r.get(t, user); code != http.StatusOK {
+					t.Errorf("%s: %d %s, want 200 from local state", user, code, body)
+				}
+			}
+			err := r.store.Check(context.Background())
+			runtime.ReadMemStats(&after)
+			if grew := after.TotalAlloc - before.TotalAlloc; grew > 64<<20 {
+				t.Errorf("the replica allocated %d MiB for what the server announced", grew>>20)
+			}
+			if err == nil || !strings.Contains(err.Error(), "closing the connection") {
+				t.Errorf("Check: %v, want the bound named", err)
+			}
+		})
 	}
 }

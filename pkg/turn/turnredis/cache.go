@@ -43,6 +43,7 @@ func (s *Store) Credential(ctx context.Context, key string) (*turn.ICECredential
 		s.foreign("a credential read returned an unexpected reply", -1)
 		return nil, nil
 	}
+	now = s.opts.Now() // the key's remaining life counts from its answer
 	c := s.open(rk, r, now)
 	if c == nil {
 		return nil, nil
@@ -98,12 +99,12 @@ func (s *Store) open(rk string, r stored, now time.Time) *turn.ICECredential {
 }
 
 // rebase moves c's times so that it expires at expires, and its answer's expiresAt with them,
-// when they differ by more than a second. The minter's clock wrote c's times; the key's remaining
+// when they differ by more than maxSkew. The minter's clock wrote c's times; the key's remaining
 // life is Redis's, so a replica whose clock is off cannot make others serve a credential past
 // its real expiry.
 func rebase(c *turn.ICECredential, expires time.Time) *turn.ICECredential {
 	shift := expires.Sub(c.Expires)
-	if shift > -time.Second && shift < time.Second {
+	if shift > -maxSkew && shift < maxSkew {
 		return c
 	}
 	moved := *c
@@ -119,6 +120,11 @@ func rebase(c *turn.ICECredential, expires time.Time) *turn.ICECredential {
 	}
 	return &moved
 }
+
+// maxSkew is the difference between the minter's clock and the key's remaining life that is
+// not corrected: it is within what a loaded Redis call can take, and the same answer then stays
+// byte for byte the same on every replica.
+const maxSkew = 5 * time.Second
 
 // foreign logs a value no replica wrote, at most once per RetryAfter.
 func (s *Store) foreign(msg string, size int64) {

@@ -22,7 +22,7 @@
 // scripts run on keys under Prefix, and the drop channel (Check tries them all). Time is Redis's:
 // the limiter reads TIME, and a replica counts a credential's freshness and expiry from its key's
 // remaining life, so a replica whose clock is off cannot make the others serve a credential past
-// its real expiry.
+// its real expiry (differences under 5s, within what a loaded call can take, are left alone).
 //
 // # What Redis can do to a replica
 //
