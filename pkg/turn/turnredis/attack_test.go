@@ -45,7 +45,7 @@ func TestHostileRedisNeverCrashes(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			c := newCluster(t)
 			r := c.replicaWith(t, tc.client(), turn.ICEHandlerConfig{}, turnredis.Options{Timeout: time.Second})
-			eventually(t, "the drop listener's subscription fails", func() bool { return r.store.Stats().RedisFailures >= 1 })
+			eventually(t, "a Redis call fails", func() bool { return r.store.Stats().RedisFailures >= 1 })
 			for _, user := range []string{"alice", "bob"} {
 				if code, body := r.get(t, user); code != http.StatusOK {
 					t.Errorf("%s: %d %s, want 200 from local state", user, code, body)
