@@ -189,7 +189,7 @@ func TestClosedPortIsReportedRefused(t *testing.T) {
 // dropped credential again.
 func TestDropDuringPauseReachesRedis(t *testing.T) {
 	c := newCluster(t)
-	a := c.replica(t, turn.ICEHandlerConfig{RatePerMinute: -1}, turnredis.Options{Timeout: 300 * time.Millisecond, RetryAfter: time.Hour})
+	a := c.replica(t, turn.ICEHandlerConfig{RatePerMinute: -1}, turnredis.Options{Timeout: time.Second, RetryAfter: time.Hour})
 	b := c.replica(t, turn.ICEHandlerConfig{RatePerMinute: -1}, turnredis.Options{LocalTTL: time.Nanosecond})
 	_, first := a.get(t, "alice")
 	if _, fromB := b.get(t, "alice"); string(fromB) != string(first) {
