@@ -193,10 +193,12 @@ func (s *Store) Stats() Stats {
 	return Stats{RedisCalls: s.calls.Load(), RedisFailures: s.failures.Load(), LocalEntries: s.local.len(), Healthy: s.Healthy()}
 }
 
-// Redis names: the prefix, then the kind, then the keyed digest of the identity (see sealer).
-func (s *Store) credKey(key string) string  { return s.prefix + "cred:" + s.seal.name(key) }
-func (s *Store) leaseKey(key string) string { return s.prefix + "lease:" + s.seal.name(key) }
-func (s *Store) rateKey(key string) string  { return s.prefix + "rate:" + s.seal.name(key) }
+// Redis names: the prefix, then the kind, then the keyed digest of the identity (see sealer) in
+// braces, a Redis Cluster hash tag, so that a script given an identity's lease and credential
+// finds both on one node.
+func (s *Store) credKey(key string) string  { return s.prefix + "cred:{" + s.seal.name(key) + "}" }
+func (s *Store) leaseKey(key string) string { return s.prefix + "lease:{" + s.seal.name(key) + "}" }
+func (s *Store) rateKey(key string) string  { return s.prefix + "rate:{" + s.seal.name(key) + "}" }
 func (s *Store) dropChannel() string        { return s.prefix + "drop" }
 
 func minTime(a, b time.Time) time.Time {
