@@ -79,39 +79,45 @@ func redisOutputBytes(t *testing.T, r *replica) int64 {
 	return 0
 }
 
-// A foreign value under a credential key (key names are visible on a shared Redis) is never read
-// whole and never makes the replica give up on Redis: a 32 MiB string, a hash, and a value with
-// no expiry are each a miss, logged, and the identity is minted and served.
+// A foreign value under an identity's keys (key names are visible on a shared Redis) is never
+// read whole and never makes the replica give up on Redis: under the credential key a 32 MiB
+// string, a hash, and a value with no expiry are each a miss, logged; under the limiter and
+// lease keys, a hash or a long string is replaced. Every identity is minted and served.
 func TestForeignValuesAreMisses(t *testing.T) {
 	c := newCluster(t)
-	r := c.replica(t, turn.ICEHandlerConfig{RatePerMinute: -1}, turnredis.Options{})
+	r := c.replica(t, turn.ICEHandlerConfig{}, turnredis.Options{})
 	ctx := context.Background()
-	credKey := func(user string) string {
-		return turnredis.DefaultPrefix + c.key.ID + ":cred:" + identityKey(t, r, user)
+	name := func(kind, user string) string {
+		return turnredis.DefaultPrefix + c.key.ID + ":" + kind + ":" + identityKey(t, r, user)
 	}
-	if err := r.rdb.Set(ctx, credKey("alice"), strings.Repeat("x", 32<<20), time.Hour).Err(); err != nil {
-		t.Fatal(err)
+	for _, err := range []error{
+		r.rdb.Set(ctx, name("cred", "alice"), strings.Repeat("x", 32<<20), time.Hour).Err(),
+		r.rdb.HSet(ctx, name("cred", "bob"), "f", "v").Err(),
+		r.rdb.Set(ctx, name("cred", "carol"), "no expiry", 0).Err(),
+		r.rdb.HSet(ctx, name("rate", "dave"), "f", "v").Err(),
+		r.rdb.Set(ctx, name("rate", "erin"), strings.Repeat("9", 1<<20), 0).Err(),
+		r.rdb.HSet(ctx, name("lease", "frank"), "f", "v").Err(),
+		r.rdb.Set(ctx, name("lease", "grace"), "forever", 0).Err(),
+	} {
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
-	if err := r.rdb.HSet(ctx, credKey("bob"), "f", "v").Err(); err != nil {
-		t.Fatal(err)
-	}
-	if err := r.rdb.Set(ctx, credKey("carol"), "no expiry", 0).Err(); err != nil {
-		t.Fatal(err)
-	}
+	users := []string{"alice", "bob", "carol", "dave", "erin", "frank", "grace"}
 	before := redisOutputBytes(t, r)
-	for _, user := range []string{"alice", "bob", "carol"} {
+	for _, user := range users {
 		if code, body := r.get(t, user); code != http.StatusOK {
 			t.Errorf("%s: %d %s", user, code, body)
 		}
 	}
 	if sent := redisOutputBytes(t, r) - before; sent > 1<<20 {
-		t.Errorf("Redis sent %d bytes to serve three callers: the foreign value was read", sent)
+		t.Errorf("Redis sent %d bytes to serve %d callers: a foreign value was read", sent, len(users))
 	}
 	if st := r.store.Stats(); st.RedisFailures != 0 || !st.Healthy {
 		t.Errorf("stats %+v: a foreign value made Redis fail", st)
 	}
-	if n := c.mints(); n != 3 {
-		t.Errorf("%d mints, want 3", n)
+	if n := c.mints(); n != len(users) {
+		t.Errorf("%d mints, want %d", n, len(users))
 	}
 	if !strings.Contains(c.logs.String(), "no replica wrote") {
 		t.Errorf("the foreign value was not logged:\n%s", c.logs)
