@@ -29,7 +29,8 @@
 // Nothing Redis sends crashes a replica: a panic of the client on a reply is a Redis failure.
 // A value under a credential key that no replica wrote (another type, no expiry, over
 // MaxValueBytes) is never sent to a replica; it counts as no credential, logged at most once per
-// RetryAfter.
+// RetryAfter. One under a limiter or lease key is replaced. A client made by NewClient also
+// bounds every reply it reads (see NewClient).
 //
 // # Cost per request
 //
