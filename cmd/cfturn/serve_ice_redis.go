@@ -21,7 +21,8 @@ const redisURLEnv = "CFTURN_REDIS_URL"
 // sharedStore connects serve-ice to Redis when --redis-url or CFTURN_REDIS_URL names one, and
 // returns the store and a function that closes it; with neither, it returns nil (the handler's
 // in-memory store). Redis being down at start is not an error: the replica starts on local state
-// and joins the others when Redis answers.
+// and joins the others when Redis answers. A Redis that refuses the replica (password, ACL
+// permissions, certificate) is.
 func (a *app) sharedStore(flagURL, caFile string, keyID string, secret turn.Secret, logger *slog.Logger) (*turnredis.Store, func(), error) {
 	raw, from := flagURL, "--redis-url"
 	if raw == "" {
@@ -55,12 +56,18 @@ func (a *app) sharedStore(flagURL, caFile string, keyID string, secret turn.Secr
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), turnredis.DefaultTimeout*4)
 	defer cancel()
-	if err := rdb.Ping(ctx).Err(); err != nil {
-		// A refused password or certificate will not get better by waiting: say so now.
+	// Check runs every command the store's scripts need, so a user without script permission
+	// is found now rather than leaving sharing silently off.
+	if err := store.Check(ctx); err != nil {
+		// A refused password, permission or certificate will not get better by waiting: say so now.
 		if msg := err.Error(); misconfigured(msg) {
 			store.Close()
 			rdb.Close()
-			return nil, nil, usagef("%s: Redis refused this replica: %s (check the user and password in the URL, and --redis-ca-file for rediss://)", from, msg)
+			fix := " (check the user and password in the URL, and --redis-ca-file for rediss://)"
+			if strings.Contains(msg, "NOPERM") {
+				fix = ""
+			}
+			return nil, nil, usagef("%s: Redis refused this replica: %s%s", from, msg, fix)
 		}
 		logger.Warn("cfturn serve-ice: Redis does not answer; starting on local state, shared state resumes when it does", "error", err.Error())
 	} else {
@@ -96,7 +103,7 @@ type redisCollector struct {
 func newRedisCollector(s *turnredis.Store) *redisCollector {
 	return &redisCollector{
 		s:        s,
-		up:       prometheus.NewDesc("cfturn_redis_up", "1 while Redis answered its last call, 0 while this replica runs on local state.", nil, nil),
+		up:       prometheus.NewDesc("cfturn_redis_up", "1 while Redis answered the store's last real operation (a script), 0 while this replica runs on local state.", nil, nil),
 		calls:    prometheus.NewDesc("cfturn_redis_calls_total", "Round trips to Redis.", nil, nil),
 		failures: prometheus.NewDesc("cfturn_redis_failures_total", "Redis calls that failed or timed out.", nil, nil),
 	}

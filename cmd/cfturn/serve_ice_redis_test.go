@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -129,5 +130,57 @@ func TestServeICERedisWrongPassword(t *testing.T) {
 		strings.NewReader(""), &stdout, &stderr, func(k string) string { return env[k] })
 	if code != 2 || !strings.Contains(stderr.String(), "Redis refused this replica") || strings.Contains(stderr.String(), "hunter2") {
 		t.Errorf("exit %d, stderr %q", code, stderr.String())
+	}
+}
+
+// A Redis user without script permission stops serve-ice at start, with the permission named:
+// otherwise sharing would be silently off while Redis answers PING.
+func TestServeICERedisNoScriptPermission(t *testing.T) {
+	rs := redisserver.Start(t)
+	admin, err := turnredis.NewClient("redis://" + rs.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	if err := admin.Do(context.Background(), "ACL", "SETUSER", "noscript", "on", ">pw-noscript", "~*", "&*", "+@all", "-@scripting").Err(); err != nil {
+		t.Fatal(err)
+	}
+	srv := turntest.NewServer(turntest.WithoutRelay())
+	defer srv.Close()
+	key := createKey(t, srv)
+	env := map[string]string{"CFTURN_KEY_SECRET": key.Secret, redisURLEnv: "redis://noscript:pw-noscript@" + rs.Addr}
+	// Bounded: a serve-ice that started anyway is stopped, and the test fails below.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var stdout, stderr strings.Builder
+	code := run(ctx, []string{"--base-url", srv.APIBaseURL, "serve-ice", "--addr", "127.0.0.1:0", "--key-id", key.ID},
+		strings.NewReader(""), &stdout, &stderr, func(k string) string { return env[k] })
+	if code != 2 || !strings.Contains(stderr.String(), "+@scripting") || strings.Contains(stderr.String(), "pw-noscript") ||
+		strings.Count(strings.TrimSpace(stderr.String()), "\n") != 0 {
+		t.Errorf("exit %d, stderr %q: want exit 2, one line naming the missing +@scripting, and no password", code, stderr.String())
+	}
+}
+
+// Redis on a closed port is reported as refused, not as a timeout, and serve-ice starts on local
+// state.
+func TestServeICERedisClosedPort(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	srv := turntest.NewServer(turntest.WithoutRelay())
+	t.Cleanup(srv.Close)
+	key, err := srv.Client().CreateKey(context.Background(), turn.CreateKeyParams{Name: "closed"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := startServeICEOn(t, srv, key, map[string]string{redisURLEnv: "redis://" + addr}, "--identity-header", "X-User")
+	if code, body := a.get(t, "/", "alice"); code != 200 {
+		t.Errorf("Redis down at start: %d %s", code, body)
+	}
+	if logs := a.stderr.String(); !strings.Contains(logs, "connection refused") || strings.Contains(logs, "deadline exceeded") {
+		t.Errorf("want the dial error logged:\n%s", logs)
 	}
 }

@@ -13,7 +13,10 @@ import (
 // NewClient returns a Redis client for url (redis://[user:password@]host:port/db, or rediss://
 // for TLS, as redis.ParseURL reads it) set up for a Store: operations bounded by their context,
 // so by Options.Timeout (the client's own retries, which replace connections broken by a Redis
-// restart, happen inside that bound). configure, when given, adjusts the options before the
+// restart, happen inside that bound). Each dial is tried once per attempt, so a Redis that
+// refuses connections is reported as refused rather than as a timeout. Replies are bounded
+// (lines 64 KiB, bulk strings 8 MiB, arrays 65536 elements): a connection whose server announces
+// more is closed, where the client would otherwise allocate whatever size it is told. configure, when given, adjusts the options before the
 // client is made, e.g. to trust a private CA. Errors never quote the URL, which may hold a
 // password.
 func NewClient(url string, configure ...func(*redis.Options) error) (*redis.Client, error) {
@@ -23,11 +26,15 @@ func NewClient(url string, configure ...func(*redis.Options) error) (*redis.Clie
 	}
 	o.ContextTimeoutEnabled = true
 	o.DialTimeout = min(o.DialTimeout, time.Second)
+	// The pool's own dial retries outlast a short context, which then hides the dial error
+	// ("connection refused") behind "context deadline exceeded"; the command retries remain.
+	o.DialerRetries = 1
 	for _, f := range configure {
 		if err := f(o); err != nil {
 			return nil, err
 		}
 	}
+	guard(o)
 	return redis.NewClient(o), nil
 }
 

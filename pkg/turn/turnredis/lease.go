@@ -3,11 +3,8 @@ package turnredis
 import (
 	"context"
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/cfturn/cfturn/pkg/turn"
 )
@@ -22,15 +19,21 @@ const (
 
 // Flight implements turn.ICEStore. Within a replica one mint per identity runs at a time; across
 // replicas a lease in Redis (SET NX) elects one minter and the others wait for its credential to
-// appear. The minter renews its lease while it mints, so a slow mint keeps it; a minter that
-// crashes stops renewing, and its lease expires after LeaseTTL. A mint that fails leaves a mark
-// for one second, during which the identity's waiters get turn.ErrICEStoreBusy.
+// appear, until ctx's deadline (the handler's RequestTimeout) whatever its cancellation: the wait
+// is shared by this replica's callers for key. The minter renews its lease while it mints, so a
+// slow mint keeps it; a minter that crashes stops renewing, and its lease expires after LeaseTTL.
+// A mint that fails leaves a mark for one second, during which the identity's waiters get
+// turn.ErrICEStoreBusy.
 func (s *Store) Flight(ctx context.Context, key string, mint func() (*turn.ICECredential, error)) (*turn.ICECredential, error) {
-	return s.fallback.Flight(ctx, key, func() (*turn.ICECredential, error) { return s.leased(key, mint) })
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(turn.DefaultICERequestTimeout)
+	}
+	return s.fallback.Flight(ctx, key, func() (*turn.ICECredential, error) { return s.leased(deadline, key, mint) })
 }
 
-func (s *Store) leased(key string, mint func() (*turn.ICECredential, error)) (*turn.ICECredential, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), s.opts.LeaseTTL+s.opts.Timeout)
+func (s *Store) leased(deadline time.Time, key string, mint func() (*turn.ICECredential, error)) (*turn.ICECredential, error) {
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	lk, rk := s.leaseKey(key), s.credKey(key)
 	token := rand.Text()
@@ -38,37 +41,37 @@ func (s *Store) leased(key string, mint func() (*turn.ICECredential, error)) (*t
 		if !s.tryRedis() {
 			return mint()
 		}
-		// One round trip: take the lease if free, and read the credential and the lease.
-		var took bool
-		var cred []byte
-		var holder string
-		_, err := s.do(ctx, func(ctx context.Context) (any, error) {
-			p := s.rdb.Pipeline()
-			setNX := p.SetNX(ctx, lk, token, s.opts.LeaseTTL)
-			get := p.Get(ctx, rk)
-			held := p.Get(ctx, lk)
-			if _, err := p.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-				return nil, err
-			}
-			took = setNX.Val()
-			cred, _ = get.Bytes()
-			holder = held.Val()
-			return nil, nil
+		if s.isPending(key) && !s.replayDrop(ctx, key) {
+			return mint()
+		}
+		// One round trip: take the lease if free, and read the lease and the credential.
+		v, err := s.do(ctx, func(ctx context.Context) (any, error) {
+			return leaseScript.Run(ctx, s.rdb, []string{lk, rk}, token, s.opts.LeaseTTL.Milliseconds(), s.opts.MaxValueBytes).Slice()
 		})
 		if err != nil {
 			// Redis failed mid-flight: mint here rather than fail the browser.
 			return mint()
 		}
+		r := v.([]any)
+		if len(r) != 5 {
+			return mint()
+		}
+		took, _ := r[0].(int64)
+		holder, _ := r[1].(string)
+		cred, ok := parseStored(r[2:])
+		if !ok {
+			return mint()
+		}
 		// Whoever holds the lease, a credential that is fresh is the answer: another replica
 		// may have finished minting between this replica's miss and now.
 		if c := s.fresh(key, rk, cred); c != nil {
-			if took {
+			if took == 1 {
 				s.release(lk, token)
 			}
 			return c, nil
 		}
 		switch {
-		case took:
+		case took == 1:
 			return s.mintLeased(key, lk, token, mint)
 		case holder == leaseFailed:
 			return nil, fmt.Errorf("turnredis: %w", turn.ErrICEStoreBusy)
@@ -81,14 +84,11 @@ func (s *Store) leased(key string, mint func() (*turn.ICECredential, error)) (*t
 	}
 }
 
-// fresh opens cred, read from rk, and returns it if it is still fresh.
-func (s *Store) fresh(key, rk string, cred []byte) *turn.ICECredential {
-	if cred == nil {
-		return nil
-	}
+// fresh returns the credential r holds, read from rk, if it is still fresh.
+func (s *Store) fresh(key, rk string, r stored) *turn.ICECredential {
 	now := s.opts.Now()
-	c, err := s.seal.open(rk, cred)
-	if err != nil || !now.Before(c.FreshUntil) {
+	c := s.open(rk, r, now)
+	if c == nil || !now.Before(c.FreshUntil) {
 		return nil
 	}
 	s.remember(key, c, now)

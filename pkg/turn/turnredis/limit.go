@@ -106,7 +106,7 @@ func interval(lim turn.ICELimit) string {
 	return strconv.FormatFloat(1e6/lim.PerSecond, 'f', 3, 64)
 }
 
-// giveBackLoop returns idle reserves every ReserveIdle.
+// giveBackLoop returns idle reserves every ReserveIdle, and sends the drops Redis missed.
 func (s *Store) giveBackLoop(ctx context.Context) {
 	defer s.wg.Done()
 	t := time.NewTicker(s.opts.ReserveIdle)
@@ -117,6 +117,9 @@ func (s *Store) giveBackLoop(ctx context.Context) {
 			return
 		case now := <-t.C:
 			s.giveBack(ctx, now.Add(-s.opts.ReserveIdle))
+			if s.tryRedis() {
+				s.replayDrops(ctx)
+			}
 		}
 	}
 }

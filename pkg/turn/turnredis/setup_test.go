@@ -51,12 +51,25 @@ type replica struct {
 
 func (c *cluster) replica(t *testing.T, cfg turn.ICEHandlerConfig, o turnredis.Options) *replica {
 	t.Helper()
-	rdb, err := turnredis.NewClient("redis://" + c.redis.Addr)
+	return c.replicaOn(t, "redis://"+c.redis.Addr, cfg, o)
+}
+
+// replicaOn is replica on the Redis at url.
+func (c *cluster) replicaOn(t *testing.T, url string, cfg turn.ICEHandlerConfig, o turnredis.Options) *replica {
+	t.Helper()
+	rdb, err := turnredis.NewClient(url)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return c.replicaWith(t, rdb, cfg, o)
+}
+
+// replicaWith is replica on client rdb, which it closes at the end of the test.
+func (c *cluster) replicaWith(t *testing.T, rdb *redis.Client, cfg turn.ICEHandlerConfig, o turnredis.Options) *replica {
+	t.Helper()
 	t.Cleanup(func() { rdb.Close() })
 	var store *turnredis.Store
+	var err error
 	o.KeyID, o.KeySecret = c.key.ID, c.key.Secret
 	if o.Timeout == 0 {
 		// Generous for a loaded 2-core machine under -race; TestRedisSlow covers a short one.

@@ -23,6 +23,9 @@ const (
 	DefaultLocalEntries = 10000
 	DefaultLocalCallers = 100000
 	DefaultReserveIdle  = 500 * time.Millisecond
+	// DefaultMaxValueBytes is far above a sealed answer of Cloudflare's (about 1 KiB) and far
+	// below what would hurt a replica to read.
+	DefaultMaxValueBytes = 64 << 10
 )
 
 // Options configures a Store. Zero fields take the defaults above.
@@ -56,6 +59,10 @@ type Options struct {
 	// Redis is down (defaults 10000 credentials and 100000 rate-limit buckets).
 	LocalEntries int
 	LocalCallers int
+	// MaxValueBytes bounds a sealed credential (default 64 KiB). A larger credential is kept on
+	// this replica only; a larger value found in Redis (which no replica wrote) is never read,
+	// and counts as no credential.
+	MaxValueBytes int
 
 	// Logger gets one record each time Redis becomes unreachable and when it is back; records
 	// hold no credential, identity or password.
@@ -83,14 +90,26 @@ type Store struct {
 	calls          atomic.Int64
 	failures       atomic.Int64
 
+	// pending holds the keys whose drop has not reached Redis yet; they are sent again as soon
+	// as Redis answers (see DropCredential).
+	pendingMu sync.Mutex
+	pending   map[string]struct{}
+	// sub is the drop listener's subscription, closed by Close to end its wait.
+	subMu  sync.Mutex
+	sub    *redis.PubSub
+	closed bool
+	// foreignLogged is when a value no replica wrote was last logged (Unix ns), so that an
+	// attacker who can write to Redis cannot flood the log through it.
+	foreignLogged atomic.Int64
+
 	stop context.CancelFunc
 	wg   sync.WaitGroup
 }
 
 var _ turn.ICEStore = (*Store)(nil)
 
-// New returns a Store on rdb (see redis.ParseURL for redis:// and rediss:// URLs). It does not
-// contact Redis: a Store starts usable whether or not Redis is up.
+// New returns a Store on rdb (see NewClient). It does not contact Redis: a Store starts usable
+// whether or not Redis is up. Call Check to learn at start-up whether it can share state.
 func New(rdb redis.UniversalClient, o Options) (*Store, error) {
 	if rdb == nil {
 		return nil, fmt.Errorf("turnredis: the Redis client is nil")
@@ -102,7 +121,8 @@ func New(rdb redis.UniversalClient, o Options) (*Store, error) {
 		return nil, fmt.Errorf("turnredis: KeyID and KeySecret are required (they namespace and seal what Redis holds)")
 	}
 	for name, v := range map[string]int64{"Timeout": int64(o.Timeout), "LocalTTL": int64(o.LocalTTL), "LeaseTTL": int64(o.LeaseTTL),
-		"RetryAfter": int64(o.RetryAfter), "ReserveIdle": int64(o.ReserveIdle), "LocalEntries": int64(o.LocalEntries), "LocalCallers": int64(o.LocalCallers)} {
+		"RetryAfter": int64(o.RetryAfter), "ReserveIdle": int64(o.ReserveIdle), "LocalEntries": int64(o.LocalEntries), "LocalCallers": int64(o.LocalCallers),
+		"MaxValueBytes": int64(o.MaxValueBytes)} {
 		if v < 0 {
 			return nil, fmt.Errorf("turnredis: Options.%s must not be negative (0 means the default)", name)
 		}
@@ -115,6 +135,7 @@ func New(rdb redis.UniversalClient, o Options) (*Store, error) {
 	o.ReserveIdle = cmp.Or(o.ReserveIdle, DefaultReserveIdle)
 	o.LocalEntries = cmp.Or(o.LocalEntries, DefaultLocalEntries)
 	o.LocalCallers = cmp.Or(o.LocalCallers, DefaultLocalCallers)
+	o.MaxValueBytes = cmp.Or(o.MaxValueBytes, DefaultMaxValueBytes)
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -134,6 +155,7 @@ func New(rdb redis.UniversalClient, o Options) (*Store, error) {
 		reserves: newReserves(o.LocalCallers),
 		fallback: turn.NewMemoryICEStore(o.LocalEntries, o.LocalCallers),
 		prefix:   o.Prefix + o.KeyID + ":",
+		pending:  make(map[string]struct{}),
 		stop:     stop,
 	}
 	s.wg.Add(2)
@@ -142,12 +164,19 @@ func New(rdb redis.UniversalClient, o Options) (*Store, error) {
 	return s, nil
 }
 
-// Close stops the store's goroutines and gives back the rate-limit tokens it holds. It does not
-// close the Redis client.
+// Close stops the store's goroutines, gives back the rate-limit tokens it holds and tries once
+// more the drops that have not reached Redis. It does not close the Redis client.
 func (s *Store) Close() error {
 	s.stop()
+	s.subMu.Lock()
+	s.closed = true
+	if s.sub != nil {
+		s.sub.Close()
+	}
+	s.subMu.Unlock()
 	s.wg.Wait()
 	s.giveBack(context.Background(), time.Time{})
+	s.replayDrops(context.Background())
 	return nil
 }
 
@@ -164,10 +193,12 @@ func (s *Store) Stats() Stats {
 	return Stats{RedisCalls: s.calls.Load(), RedisFailures: s.failures.Load(), LocalEntries: s.local.len(), Healthy: s.Healthy()}
 }
 
-// Redis names: the prefix, then the kind, then the keyed digest of the identity (see sealer).
-func (s *Store) credKey(key string) string  { return s.prefix + "cred:" + s.seal.name(key) }
-func (s *Store) leaseKey(key string) string { return s.prefix + "lease:" + s.seal.name(key) }
-func (s *Store) rateKey(key string) string  { return s.prefix + "rate:" + s.seal.name(key) }
+// Redis names: the prefix, then the kind, then the keyed digest of the identity (see sealer) in
+// braces, a Redis Cluster hash tag, so that a script given an identity's lease and credential
+// finds both on one node.
+func (s *Store) credKey(key string) string  { return s.prefix + "cred:{" + s.seal.name(key) + "}" }
+func (s *Store) leaseKey(key string) string { return s.prefix + "lease:{" + s.seal.name(key) + "}" }
+func (s *Store) rateKey(key string) string  { return s.prefix + "rate:{" + s.seal.name(key) + "}" }
 func (s *Store) dropChannel() string        { return s.prefix + "drop" }
 
 func minTime(a, b time.Time) time.Time {
