@@ -18,7 +18,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/cfturn/cfturn/gen/calls"
-	"github.com/cfturn/cfturn/gen/callshttp"
+	"github.com/cfturn/cfturn/gen/callsserver"
 	"github.com/cfturn/cfturn/pkg/turn"
 )
 
@@ -130,8 +130,8 @@ func New(opts ...Option) *Fake {
 	}
 	// The generated routes, mounted once per API root; a request reaches only its own API's routes.
 	keys, ice := http.NewServeMux(), http.NewServeMux()
-	callshttp.HandlerWithOptions(f, callshttp.StdHTTPServerOptions{BaseURL: "/client/v4", BaseRouter: keys, ErrorHandlerFunc: onBadParam})
-	callshttp.HandlerWithOptions(f, callshttp.StdHTTPServerOptions{BaseURL: "/v1", BaseRouter: ice, ErrorHandlerFunc: onBadParam})
+	callsserver.HandlerWithOptions(f, callsserver.StdHTTPServerOptions{BaseURL: "/client/v4", BaseRouter: keys, ErrorHandlerFunc: onBadParam})
+	callsserver.HandlerWithOptions(f, callsserver.StdHTTPServerOptions{BaseURL: "/v1", BaseRouter: ice, ErrorHandlerFunc: onBadParam})
 	f.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := r.URL.Path
 		switch {
@@ -279,7 +279,7 @@ func (f *Fake) readName(w http.ResponseWriter, r *http.Request) (name *string, o
 	return body.Name, true
 }
 
-// ListTurnKeys implements callshttp.ServerInterface.
+// ListTurnKeys implements callsserver.ServerInterface.
 func (f *Fake) ListTurnKeys(w http.ResponseWriter, r *http.Request, accountID string) {
 	f.serve(w, r, OpListTurnKeys, func(w http.ResponseWriter, r *http.Request) {
 		if !f.authorized(w, r, accountID) {
@@ -296,7 +296,7 @@ func (f *Fake) ListTurnKeys(w http.ResponseWriter, r *http.Request, accountID st
 	})
 }
 
-// CreateTurnKey implements callshttp.ServerInterface.
+// CreateTurnKey implements callsserver.ServerInterface.
 func (f *Fake) CreateTurnKey(w http.ResponseWriter, r *http.Request, accountID string) {
 	f.serve(w, r, OpCreateTurnKey, func(w http.ResponseWriter, r *http.Request) {
 		if !f.authorized(w, r, accountID) {
@@ -336,7 +336,7 @@ func (f *Fake) CreateTurnKey(w http.ResponseWriter, r *http.Request, accountID s
 	})
 }
 
-// GetTurnKey implements callshttp.ServerInterface.
+// GetTurnKey implements callsserver.ServerInterface.
 func (f *Fake) GetTurnKey(w http.ResponseWriter, r *http.Request, accountID, keyID string) {
 	f.serve(w, r, OpGetTurnKey, func(w http.ResponseWriter, r *http.Request) {
 		if f.authorized(w, r, accountID, keyID) {
@@ -345,7 +345,7 @@ func (f *Fake) GetTurnKey(w http.ResponseWriter, r *http.Request, accountID, key
 	})
 }
 
-// UpdateTurnKey implements callshttp.ServerInterface.
+// UpdateTurnKey implements callsserver.ServerInterface.
 func (f *Fake) UpdateTurnKey(w http.ResponseWriter, r *http.Request, accountID, keyID string) {
 	f.serve(w, r, OpUpdateTurnKey, func(w http.ResponseWriter, r *http.Request) {
 		if !f.authorized(w, r, accountID, keyID) {
@@ -364,7 +364,7 @@ func (f *Fake) UpdateTurnKey(w http.ResponseWriter, r *http.Request, accountID, 
 	})
 }
 
-// DeleteTurnKey implements callshttp.ServerInterface.
+// DeleteTurnKey implements callsserver.ServerInterface.
 func (f *Fake) DeleteTurnKey(w http.ResponseWriter, r *http.Request, accountID, keyID string) {
 	f.serve(w, r, OpDeleteTurnKey, func(w http.ResponseWriter, r *http.Request) {
 		if !f.authorized(w, r, accountID, keyID) {
@@ -415,7 +415,7 @@ func (f *Fake) liveKey(w http.ResponseWriter, r *http.Request, keyID string) *ke
 	return k
 }
 
-// GenerateIceServers implements callshttp.ServerInterface.
+// GenerateIceServers implements callsserver.ServerInterface.
 func (f *Fake) GenerateIceServers(w http.ResponseWriter, r *http.Request, keyID string) {
 	f.serve(w, r, OpGenerateIceServers, func(w http.ResponseWriter, r *http.Request) {
 		k := f.liveKey(w, r, keyID)
@@ -458,7 +458,7 @@ func (f *Fake) GenerateIceServers(w http.ResponseWriter, r *http.Request, keyID 
 	})
 }
 
-// RevokeIceCredential implements callshttp.ServerInterface.
+// RevokeIceCredential implements callsserver.ServerInterface.
 func (f *Fake) RevokeIceCredential(w http.ResponseWriter, r *http.Request, keyID, username string) {
 	f.serve(w, r, OpRevokeIceCredential, func(w http.ResponseWriter, r *http.Request) {
 		k := f.liveKey(w, r, keyID)
