@@ -8,7 +8,7 @@ FUZZ_PKG  := ./pkg/turn
 # in Go 1.27), and a count has no deadline to race. The counts take about 10 s each on a 2-core CI
 # machine. FUZZTIME=30s (or 1000000x) overrides them all for a longer local run.
 FUZZ_TARGETS := FuzzDecodeEnvelope:120000x FuzzValidateIDs:150000x FuzzValidateTTL:180000x \
-	FuzzErrorText:80000x FuzzRouteMatchesBuilder:80000x FuzzCredentialCheck:60000x \
+	FuzzErrorText:80000x FuzzBuiltURL:80000x FuzzCredentialCheck:60000x \
 	FuzzExcerptHidesSecret:40000x
 FUZZTIME  ?=
 

@@ -7,4 +7,5 @@
 package cfturn
 
 //go:generate go tool oapi-codegen -config gen/calls/config.yaml openapi/calls.yaml
-//go:generate go tool oapi-codegen -config gen/callshttp/config.yaml openapi/calls.yaml
+//go:generate go tool oapi-codegen -config gen/callsclient/config.yaml openapi/calls.yaml
+//go:generate go tool oapi-codegen -config gen/callsserver/config.yaml openapi/calls.yaml

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	cloudflare "github.com/cloudflare/cloudflare-go/v7"
 	"github.com/cloudflare/cloudflare-go/v7/calls"
@@ -96,6 +97,55 @@ func BenchmarkClients(b *testing.B) {
 					}
 				})
 			}
+		}
+	}
+}
+
+// BenchmarkClientsInterleaved makes the calls of BenchmarkClients with the three libraries taking
+// turns call by call (the order rotating), and reports each one's time per call and the ratios.
+// On a shared machine load changes over a run; BenchmarkClients measures the libraries one after
+// another, so a change falls on one of them, while here it falls on all three alike. The report
+// takes its time ratios from here.
+func BenchmarkClientsInterleaved(b *testing.B) {
+	srv := httptest.NewServer(Handler)
+	defer srv.Close()
+	modes := []struct {
+		name string
+		hc   *http.Client
+		base string
+	}{
+		{"memory", &http.Client{Transport: InMemory{}}, "http://127.0.0.1/client/v4"},
+		{"loopback", srv.Client(), srv.URL + "/client/v4"},
+	}
+	for _, m := range modes {
+		libs := [3]client{floorClient(m.hc, m.base), turnClient(b, m.hc, m.base), sdkClient(m.hc, m.base)}
+		for _, op := range []string{"create", "list", "get"} {
+			var fns [3]func(context.Context) error
+			for i, c := range libs {
+				fns[i] = map[string]func(context.Context) error{"create": c.create, "list": c.list, "get": c.get}[op]
+			}
+			b.Run(m.name+"/"+op, func(b *testing.B) {
+				ctx := context.Background()
+				var spent [3]time.Duration
+				calls := 0
+				for b.Loop() {
+					for k := range fns {
+						i := (calls + k) % len(fns)
+						start := time.Now()
+						if err := fns[i](ctx); err != nil {
+							b.Fatal(err)
+						}
+						spent[i] += time.Since(start)
+					}
+					calls++
+				}
+				for i, name := range []string{"floor", "cfturn", "sdk"} {
+					b.ReportMetric(float64(spent[i].Nanoseconds())/float64(calls), name+"-ns/call")
+				}
+				b.ReportMetric(float64(spent[1])/float64(spent[0]), "cfturn/floor")
+				b.ReportMetric(float64(spent[2])/float64(spent[0]), "sdk/floor")
+				b.ReportMetric(float64(spent[1])/float64(spent[2]), "cfturn/sdk")
+			})
 		}
 	}
 }

@@ -89,17 +89,33 @@ func methodDocs(t *testing.T) map[string]string {
 	return out
 }
 
-// A program importing only pkg/turn links the generated models and the standard library, nothing
-// else: not kin-openapi or a YAML parser, and not the oapi-codegen runtime with google/uuid and
-// go-jsonmerge, which only the generated request builders and server need (gen/callshttp).
+// A program importing only pkg/turn links its generated models and request builders (gen/calls,
+// gen/callsclient), the oapi-codegen runtime those builders encode parameters with, the runtime's
+// own two modules, and the standard library: not the generated server interface, kin-openapi or a
+// YAML parser, pion, Redis or Prometheus.
 func TestClientDependenciesStaySmall(t *testing.T) {
-	out, err := exec.Command("go", "list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}", "github.com/cfturn/cfturn/pkg/turn").CombinedOutput()
+	out, err := exec.Command("go", "list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}} {{.Module.Path}}{{end}}", "github.com/cfturn/cfturn/pkg/turn").CombinedOutput()
 	if err != nil {
 		t.Fatalf("go list: %v\n%s", err, out)
 	}
-	got := strings.Fields(string(out))
-	want := []string{"github.com/cfturn/cfturn/gen/calls", "github.com/cfturn/cfturn/pkg/turn"}
-	if !slices.Equal(got, want) {
-		t.Errorf("pkg/turn links %v, want only %v and the standard library", got, want)
+	var own, modules []string
+	for line := range strings.Lines(string(out)) {
+		pkg, mod, _ := strings.Cut(strings.TrimSpace(line), " ")
+		switch {
+		case mod == "github.com/cfturn/cfturn":
+			own = append(own, pkg)
+		case !slices.Contains(modules, mod):
+			modules = append(modules, mod)
+		}
+	}
+	slices.Sort(own)
+	slices.Sort(modules)
+	wantOwn := []string{"github.com/cfturn/cfturn/gen/calls", "github.com/cfturn/cfturn/gen/callsclient", "github.com/cfturn/cfturn/pkg/turn"}
+	wantModules := []string{"github.com/apapsch/go-jsonmerge/v2", "github.com/google/uuid", "github.com/oapi-codegen/runtime"}
+	if !slices.Equal(own, wantOwn) {
+		t.Errorf("pkg/turn links cfturn's packages %q, want %q", own, wantOwn)
+	}
+	if !slices.Equal(modules, wantModules) {
+		t.Errorf("pkg/turn links the modules %q, want %q", modules, wantModules)
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"os"
 	"time"
+
+	"github.com/cfturn/cfturn/gen/callsclient"
 )
 
 // Version is the cfturn version, sent in the User-Agent.
@@ -20,8 +22,7 @@ const userAgent = "cfturn-go/" + Version
 // Client talks to the Cloudflare TURN key API and the Realtime ICE credentials API.
 // A Client is immutable after NewClient and safe for concurrent use by many goroutines.
 type Client struct {
-	cfg    config
-	routes routes
+	cfg config
 
 	apiAuth   *[]string // Authorization header value for the API token, or nil; see Format
 	userAgent []string  // User-Agent header value
@@ -81,7 +82,7 @@ func NewClient(opts ...Option) (*Client, error) {
 	}
 	hc.CheckRedirect = sameHostRedirects(hc.CheckRedirect)
 	cfg.hc = &hc
-	c := &Client{cfg: cfg, routes: newRoutes(cfg.apiBase, cfg.iceBase), userAgent: []string{cfg.userAgent}}
+	c := &Client{cfg: cfg, userAgent: []string{cfg.userAgent}}
 	if !cfg.token.IsZero() {
 		c.apiAuth = &[]string{"Bearer " + cfg.token.Reveal()}
 	}
@@ -116,11 +117,13 @@ func sameHostRedirects(next func(*http.Request, []*http.Request) error) func(*ht
 	}
 }
 
-// operation describes one API operation for sending, retrying, logging and errors.
+// operation describes one API operation for sending, retrying, logging and errors. Its method and
+// path template come from the spec through gen/callsclient; the request itself is built there too.
 type operation struct {
+	// Operation is the spec's method and path template. Errors and logs show the template, never
+	// the concrete path: it may hold an ICE username.
+	callsclient.Operation
 	name     string // for errors: "create key"
-	method   string
-	path     string // template, never the concrete path: it may hold an ICE username
 	envelope bool   // the Cloudflare API envelope (key management) rather than plain statuses
 	// emptyFailure: a failure may be {} instead of an envelope, as Cloudflare documents for delete
 	emptyFailure bool
@@ -269,7 +272,7 @@ func (c *Client) transportError(ctx context.Context, op *operation, err error) e
 	if ctxErr := ctx.Err(); ctxErr != nil && !errors.Is(err, ctxErr) {
 		err = fmt.Errorf("%w: %v", ctxErr, err)
 	}
-	return fmt.Errorf("turn: %s: %s %s: %w", op.name, op.method, op.path, err)
+	return fmt.Errorf("turn: %s: %s %s: %w", op.name, op.Method, op.Path, err)
 }
 
 func (c *Client) log(ctx context.Context, op *operation, attempt int, start time.Time, res *response, err error) {
@@ -278,8 +281,8 @@ func (c *Client) log(ctx context.Context, op *operation, attempt int, start time
 	}
 	attrs := []slog.Attr{
 		slog.String("op", op.name),
-		slog.String("method", op.method),
-		slog.String("path", op.path),
+		slog.String("method", op.Method),
+		slog.String("path", op.Path),
 		slog.Int("attempt", attempt),
 		slog.Duration("duration", time.Since(start)),
 	}

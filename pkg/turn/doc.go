@@ -77,6 +77,17 @@
 // remembers a failing upstream for all callers, and serves a cached credential whose refresh
 // failed while it has MinRemaining left. Its state lives behind ICEStore.
 //
+// # Adding an operation
+//
+// Requests are built by gen/callsclient, generated from openapi/calls.yaml (through
+// gen/callsclient/client.tmpl); this package writes no path, method or parameter encoding itself.
+// To add an operation: describe it in openapi/calls.yaml; run go generate ./... (make generate),
+// which adds New<Op>Request and <Op>Operation to gen/callsclient and a method to the fake's server
+// interface, so the compiler points at turntest until the fake implements it; write one Client
+// method that validates its arguments, builds the request with New<Op>Request, and sends it
+// through the client's one send path with an operation (name, <Op>Operation, retry rule); add its
+// test against turntest, and its entry in api_test.go's facadeMethods.
+//
 // # Testing
 //
 // Package turntest runs an in-memory fake of both APIs on loopback, in the manner of

@@ -89,8 +89,8 @@ func statusError(op *operation, res *response, secrets []Secret) *APIError {
 func newAPIError(op *operation, res *response) *APIError {
 	return &APIError{
 		Operation:  op.name,
-		Method:     op.method,
-		Path:       op.path,
+		Method:     op.Method,
+		Path:       op.Path,
 		StatusCode: res.status,
 		RayID:      res.header.Get("Cf-Ray"),
 		RetryAfter: parseRetryAfter(res.header.Get("Retry-After"), time.Now()),

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/cfturn/cfturn/pkg/turn"
@@ -147,69 +148,7 @@ func TestFaultMatrix(t *testing.T) {
 		for _, op := range faultOps {
 			t.Run(row.name+"/"+op.id, func(t *testing.T) {
 				t.Parallel()
-				var logs bytes.Buffer
-				var logMu sync.Mutex
-				logger := slog.New(slog.NewJSONHandler(lockedWriter{&logs, &logMu}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-				e := setup(t, append([]turn.Option{turn.WithLogger(logger)}, row.opts...)...)
-				e.contract.RequestsOnly = true // the faults break the contract on purpose
-				ctx := context.Background()
-
-				key, err := e.client.CreateKey(ctx, turn.CreateKeyParams{Name: "target"})
-				if err != nil {
-					t.Fatal(err)
-				}
-				ice, err := e.client.GenerateICEServers(ctx, turn.GenerateICEServersParams{KeyID: key.ID, KeySecret: key.Secret, TTL: time.Hour})
-				if err != nil {
-					t.Fatal(err)
-				}
-				username := ice.Servers[1].Username
-				keysBefore := len(e.fake.Keys(e.fake.AccountID()))
-				before := e.fake.Requests()[op.id]
-
-				ft := row.fault
-				ft.Operation = turntest.Operation(op.id)
-				e.fake.InjectFault(ft)
-				err = op.call(ctx, e.client, key, username)
-
-				want := row.other
-				if op.create {
-					want = row.create
-				}
-				if w, ok := row.except[op.id]; ok {
-					want = w
-				}
-				attempts := e.fake.Requests()[op.id] - before
-				switch {
-				case want.class == nil && err != nil:
-					t.Errorf("want %v, got error %v", want, err)
-				case want.class == errDropped && !isDropped(err):
-					t.Errorf("want a dropped-connection error, got %v", err)
-				case want.class != nil && want.class != errDropped && !errors.Is(err, want.class):
-					t.Errorf("want %v, got %v", want, err)
-				}
-				if attempts != want.attempts {
-					t.Errorf("server saw %d attempts, want %d (err: %v)", attempts, want.attempts, err)
-				}
-				if op.create {
-					if added := len(e.fake.Keys(e.fake.AccountID())) - keysBefore; added > 1 || (want.class == nil && added != 1) {
-						t.Errorf("create left %d new keys", added)
-					}
-				}
-
-				logMu.Lock()
-				emitted := logs.String()
-				logMu.Unlock()
-				if err != nil {
-					emitted += fmt.Sprintf("%v\n%+v\n%#v\n%s\n", err, err, err, err.Error())
-				}
-				if !strings.Contains(emitted, `"msg":"turn: attempt"`) {
-					t.Error("no debug record per attempt")
-				}
-				for _, secret := range []string{e.fake.Token(), key.Secret.Reveal(), username, ice.Servers[1].Credential.Reveal()} {
-					if strings.Contains(emitted, secret) {
-						t.Fatalf("a credential leaked into what the client emitted:\n%s", emitted)
-					}
-				}
+				synctest.Test(t, func(t *testing.T) { faultCase(t, row, op) })
 			})
 		}
 	}
@@ -218,6 +157,74 @@ func TestFaultMatrix(t *testing.T) {
 			t.Errorf("the client followed %d redirects to another host", n)
 		}
 	})
+}
+
+// faultCase runs one fault against one operation in a synctest bubble: the waits the fault
+// causes (Retry-After, a slow server, the per-attempt timeout) take no real time.
+func faultCase(t *testing.T, row faultRow, op faultOp) {
+	var logs bytes.Buffer
+	var logMu sync.Mutex
+	logger := slog.New(slog.NewJSONHandler(lockedWriter{&logs, &logMu}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	e := setupInBubble(t, turntest.New(), append([]turn.Option{turn.WithLogger(logger)}, row.opts...)...)
+	e.contract.RequestsOnly = true // the faults break the contract on purpose
+	ctx := context.Background()
+
+	key, err := e.client.CreateKey(ctx, turn.CreateKeyParams{Name: "target"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ice, err := e.client.GenerateICEServers(ctx, turn.GenerateICEServersParams{KeyID: key.ID, KeySecret: key.Secret, TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	username := ice.Servers[1].Username
+	keysBefore := len(e.fake.Keys(e.fake.AccountID()))
+	before := e.fake.Requests()[op.id]
+
+	ft := row.fault
+	ft.Operation = turntest.Operation(op.id)
+	e.fake.InjectFault(ft)
+	err = op.call(ctx, e.client, key, username)
+
+	want := row.other
+	if op.create {
+		want = row.create
+	}
+	if w, ok := row.except[op.id]; ok {
+		want = w
+	}
+	attempts := e.fake.Requests()[op.id] - before
+	switch {
+	case want.class == nil && err != nil:
+		t.Errorf("want %v, got error %v", want, err)
+	case want.class == errDropped && !isDropped(err):
+		t.Errorf("want a dropped-connection error, got %v", err)
+	case want.class != nil && want.class != errDropped && !errors.Is(err, want.class):
+		t.Errorf("want %v, got %v", want, err)
+	}
+	if attempts != want.attempts {
+		t.Errorf("server saw %d attempts, want %d (err: %v)", attempts, want.attempts, err)
+	}
+	if op.create {
+		if added := len(e.fake.Keys(e.fake.AccountID())) - keysBefore; added > 1 || (want.class == nil && added != 1) {
+			t.Errorf("create left %d new keys", added)
+		}
+	}
+
+	logMu.Lock()
+	emitted := logs.String()
+	logMu.Unlock()
+	if err != nil {
+		emitted += fmt.Sprintf("%v\n%+v\n%#v\n%s\n", err, err, err, err.Error())
+	}
+	if !strings.Contains(emitted, `"msg":"turn: attempt"`) {
+		t.Error("no debug record per attempt")
+	}
+	for _, secret := range []string{e.fake.Token(), key.Secret.Reveal(), username, ice.Servers[1].Credential.Reveal()} {
+		if strings.Contains(emitted, secret) {
+			t.Fatalf("a credential leaked into what the client emitted:\n%s", emitted)
+		}
+	}
 }
 
 type lockedWriter struct {

@@ -3,6 +3,7 @@ package turn
 import (
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"regexp"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/cfturn/cfturn/gen/calls"
+	"github.com/cfturn/cfturn/gen/callsclient"
 )
 
 // White-box fuzz targets: decoding what a server sends, checking what a caller passes, and
@@ -183,4 +185,102 @@ func abs(n int) int {
 		return -n
 	}
 	return n
+}
+
+// builderBases are API roots with path prefixes, with and without the trailing slash the client
+// keeps, and one whose prefix is itself escaped.
+var builderBases = []string{
+	"https://api.cloudflare.com/client/v4",
+	"http://127.0.0.1:8787/some/prefix/client/v4/",
+	"http://[::1]:8787/with%20space/v1/",
+}
+
+// checkBuiltURL checks a request from the generated builders: the base's path prefix is kept, and
+// each parameter fills exactly its own path segment of the spec's template, decoded back as given.
+func checkBuiltURL(t *testing.T, base string, op *operation, req *http.Request, params ...string) {
+	t.Helper()
+	if req.Method != op.Method {
+		t.Fatalf("%s: method %s, the spec says %s", op.name, req.Method, op.Method)
+	}
+	prefix, err := url.Parse(strings.TrimSuffix(base, "/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rest, ok := strings.CutPrefix(req.URL.EscapedPath(), prefix.EscapedPath()+"/")
+	if !ok || req.URL.Host != prefix.Host {
+		t.Fatalf("%s: %s lost the base URL %s", op.name, req.URL, base)
+	}
+	got := strings.Split(rest, "/")
+	want := strings.Split(strings.TrimPrefix(op.Path, "/"), "/")
+	if len(got) != len(want) {
+		t.Fatalf("%s: %s has %d segments after the base, the template %s has %d", op.name, req.URL, len(got), op.Path, len(want))
+	}
+	for i, seg := range want {
+		if !strings.HasPrefix(seg, "{") {
+			if got[i] != seg {
+				t.Fatalf("%s: segment %d is %q, want %q", op.name, i, got[i], seg)
+			}
+			continue
+		}
+		v, err := url.PathUnescape(got[i])
+		if err != nil || v != params[0] {
+			t.Fatalf("%s: segment %s is %q, decoding to %q (%v), want %q", op.name, seg, got[i], v, err, params[0])
+		}
+		if got[i] == "." || got[i] == ".." {
+			t.Fatalf("%s: parameter %q left as a dot segment", op.name, params[0])
+		}
+		params = params[1:]
+	}
+}
+
+// The generated request builders keep the base URL's path prefix and escape every parameter into
+// its own segment, whatever it holds: validation refuses most of these before a request is built,
+// and the builders do not rely on it.
+func TestGeneratedBuildersKeepPrefixAndEscape(t *testing.T) {
+	const acct, key = "023e105f4ecef8ad9ca31a8372d0c353", "2a95132c15732412d22c1476fa83f27a"
+	for _, base := range builderBases {
+		req, err := callsclient.NewListTurnKeysRequest(base, acct)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkBuiltURL(t, base, opListKeys, req, acct)
+		req, err = callsclient.NewUpdateTurnKeyRequest(base, acct, key, calls.TurnKeyUpdateRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkBuiltURL(t, base, opUpdateKey, req, acct, key)
+		if req.Header.Get("Content-Type") != "application/json" || req.GetBody == nil {
+			t.Errorf("update: Content-Type %q, GetBody set %v", req.Header.Get("Content-Type"), req.GetBody != nil)
+		}
+		for _, username := range []string{"1700000000:user", "user name/ü%?#", "a%2Fb", ".", "..", "...", "a;b,c"} {
+			req, err := callsclient.NewRevokeIceCredentialRequest(base, key, username)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkBuiltURL(t, base, opRevokeICE, req, key, username)
+		}
+	}
+}
+
+func FuzzBuiltURL(f *testing.F) {
+	f.Add("023e105f4ecef8ad9ca31a8372d0c353", "2a95132c15732412d22c1476fa83f27a", "1700000000:user")
+	f.Add("a", "ZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZ", "user name/ü%?#")
+	f.Add("0", "00000000000000000000000000000000", "..")
+	f.Fuzz(func(t *testing.T, acct, key, username string) {
+		if !utf8.ValidString(acct + key + username) {
+			return // the builders take what validation lets through, and that is valid UTF-8
+		}
+		for _, base := range builderBases {
+			req, err := callsclient.NewDeleteTurnKeyRequest(base, acct, key)
+			if err != nil {
+				t.Fatalf("delete %q %q: %v", acct, key, err)
+			}
+			checkBuiltURL(t, base, opDeleteKey, req, acct, key)
+			req, err = callsclient.NewRevokeIceCredentialRequest(base, key, username)
+			if err != nil {
+				t.Fatalf("revoke %q %q: %v", key, username, err)
+			}
+			checkBuiltURL(t, base, opRevokeICE, req, key, username)
+		}
+	})
 }

@@ -7,11 +7,11 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"net/http"
 	"slices"
 	"time"
 
 	"github.com/cfturn/cfturn/gen/calls"
+	"github.com/cfturn/cfturn/gen/callsclient"
 )
 
 // ICEServers is a generated iceServers list. json.Marshal turns it into {"iceServers": [...]},
@@ -57,8 +57,8 @@ type RevokeICECredentialParams struct {
 }
 
 var (
-	opGenerateICE = &operation{name: "generate ICE servers", method: http.MethodPost, path: "/turn/keys/{key_id}/credentials/generate-ice-servers"}
-	opRevokeICE   = &operation{name: "revoke ICE credential", method: http.MethodPost, path: "/turn/keys/{key_id}/credentials/{username}/revoke"}
+	opGenerateICE = &operation{Operation: callsclient.GenerateIceServersOperation, name: "generate ICE servers"}
+	opRevokeICE   = &operation{Operation: callsclient.RevokeIceCredentialOperation, name: "revoke ICE credential"}
 )
 
 // GenerateICEServers mints short-lived ICE credentials from a TURN key. It is authorised by the key's
@@ -81,7 +81,7 @@ func (c *Client) GenerateICEServers(ctx context.Context, p GenerateICEServersPar
 	if p.CustomIdentifier != "" {
 		body.CustomIdentifier = &p.CustomIdentifier
 	}
-	req, err := newRequest(op.method, c.routes.ice.url(p.KeyID), body)
+	req, err := callsclient.NewGenerateIceServersRequest(c.cfg.iceBase, p.KeyID, body)
 	if err != nil {
 		return ICEServers{}, buildError(op, err)
 	}
@@ -114,7 +114,7 @@ func (c *Client) RevokeICECredential(ctx context.Context, p RevokeICECredentialP
 	if err := checkUsername(op.name, p.Username); err != nil {
 		return err
 	}
-	req, err := newRequest(op.method, c.routes.revoke.url(p.KeyID, p.Username), nil)
+	req, err := callsclient.NewRevokeIceCredentialRequest(c.cfg.iceBase, p.KeyID, p.Username)
 	if err != nil {
 		return buildError(op, err)
 	}

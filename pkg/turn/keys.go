@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/cfturn/cfturn/gen/calls"
+	"github.com/cfturn/cfturn/gen/callsclient"
 )
 
 // Key is a TURN key as the API lists it, without its secret.
@@ -58,17 +59,12 @@ type ListKeysParams struct {
 	AccountID string // empty: the client's default account
 }
 
-const (
-	keysPath = "/accounts/{account_id}/calls/turn_keys"
-	keyPath  = keysPath + "/{key_id}"
-)
-
 var (
-	opCreateKey = &operation{name: "create key", method: http.MethodPost, path: keysPath, envelope: true, retry: retryUnsent}
-	opListKeys  = &operation{name: "list keys", method: http.MethodGet, path: keysPath, envelope: true}
-	opGetKey    = &operation{name: "get key", method: http.MethodGet, path: keyPath, envelope: true}
-	opUpdateKey = &operation{name: "update key", method: http.MethodPut, path: keyPath, envelope: true}
-	opDeleteKey = &operation{name: "delete key", method: http.MethodDelete, path: keyPath, envelope: true, emptyFailure: true}
+	opCreateKey = &operation{Operation: callsclient.CreateTurnKeyOperation, name: "create key", envelope: true, retry: retryUnsent}
+	opListKeys  = &operation{Operation: callsclient.ListTurnKeysOperation, name: "list keys", envelope: true}
+	opGetKey    = &operation{Operation: callsclient.GetTurnKeyOperation, name: "get key", envelope: true}
+	opUpdateKey = &operation{Operation: callsclient.UpdateTurnKeyOperation, name: "update key", envelope: true}
+	opDeleteKey = &operation{Operation: callsclient.DeleteTurnKeyOperation, name: "delete key", envelope: true, emptyFailure: true}
 )
 
 // CreateKey creates a TURN key and returns it with its secret, which Cloudflare shows only this once.
@@ -88,7 +84,7 @@ func (c *Client) CreateKey(ctx context.Context, p CreateKeyParams) (KeyWithSecre
 	if p.Name != "" {
 		body.Name = &p.Name
 	}
-	req, err := newRequest(op.method, c.routes.keys.url(account), body)
+	req, err := callsclient.NewCreateTurnKeyRequest(c.cfg.apiBase, account, body)
 	if err != nil {
 		return KeyWithSecret{}, buildError(op, err)
 	}
@@ -123,7 +119,7 @@ func (c *Client) ListKeys(ctx context.Context, p ListKeysParams) ([]Key, error) 
 	if err != nil {
 		return nil, err
 	}
-	req, err := newRequest(op.method, c.routes.keys.url(account), nil)
+	req, err := callsclient.NewListTurnKeysRequest(c.cfg.apiBase, account)
 	if err != nil {
 		return nil, buildError(op, err)
 	}
@@ -174,7 +170,7 @@ func (c *Client) GetKey(ctx context.Context, p KeyParams) (Key, error) {
 	if err != nil {
 		return Key{}, err
 	}
-	req, err := newRequest(op.method, c.routes.key.url(account, p.KeyID), nil)
+	req, err := callsclient.NewGetTurnKeyRequest(c.cfg.apiBase, account, p.KeyID)
 	if err != nil {
 		return Key{}, buildError(op, err)
 	}
@@ -191,7 +187,7 @@ func (c *Client) UpdateKey(ctx context.Context, p UpdateKeyParams) (Key, error) 
 	if err != nil {
 		return Key{}, err
 	}
-	req, err := newRequest(op.method, c.routes.key.url(account, p.KeyID), calls.TurnKeyUpdateRequest{Name: &p.Name})
+	req, err := callsclient.NewUpdateTurnKeyRequest(c.cfg.apiBase, account, p.KeyID, calls.TurnKeyUpdateRequest{Name: &p.Name})
 	if err != nil {
 		return Key{}, buildError(op, err)
 	}
@@ -208,7 +204,7 @@ func (c *Client) DeleteKey(ctx context.Context, p KeyParams) (Key, error) {
 	if err != nil {
 		return Key{}, err
 	}
-	req, err := newRequest(op.method, c.routes.key.url(account, p.KeyID), nil)
+	req, err := callsclient.NewDeleteTurnKeyRequest(c.cfg.apiBase, account, p.KeyID)
 	if err != nil {
 		return Key{}, buildError(op, err)
 	}
@@ -226,7 +222,7 @@ func (c *Client) keyCallSetup(op *operation, accountID, keyID string) (string, S
 	if err != nil {
 		return "", Secret{}, err
 	}
-	if strings.Contains(op.path, "{key_id}") {
+	if strings.Contains(op.Path, "{key_id}") {
 		if err := checkKeyID(op.name, keyID); err != nil {
 			return "", Secret{}, err
 		}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -260,5 +262,36 @@ func TestICEAnswersCurrentAndOlder(t *testing.T) {
 		if err != nil || string(out) != body {
 			t.Errorf("%s: marshalled\n%s\nwant\n%s (%v)", name, out, body, err)
 		}
+	}
+}
+
+// Requests go to the operation's path under the base URLs' own paths, the revoke username escaped
+// into its one segment: the generated builders append to the base URL and do not resolve against
+// it, and a '%' in a username (which validation lets through: it is a token character) is sent as
+// %25, never read as an escape.
+func TestRequestsKeepBasePathAndEscapeUsername(t *testing.T) {
+	paths := make(chan string, 4)
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		paths <- r.Method + " " + r.URL.EscapedPath()
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer ts.Close()
+	c, err := turn.NewClient(turn.WithGetenv(nil), turn.WithAPIToken(testToken), turn.WithAccountID(testAccount),
+		turn.WithBaseURL(ts.URL+"/deep/client/v4"), turn.WithICEBaseURL(ts.URL+"/deep/v1"), turn.WithRetry(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.RevokeICECredential(context.Background(), turn.RevokeICECredentialParams{KeyID: testKeyID, KeySecret: turn.NewSecret(testSecret), Username: "1700000000:a%2Fb"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := <-paths, "POST /deep/v1/turn/keys/"+testKeyID+"/credentials/1700000000:a%252Fb/revoke"; got != want {
+		t.Errorf("revoke sent %s, want %s", got, want)
+	}
+	if _, err := c.GetKey(context.Background(), turn.KeyParams{KeyID: testKeyID}); !errors.Is(err, turn.ErrUnexpectedResponse) {
+		t.Errorf("get answered 204 without a body: %v, want ErrUnexpectedResponse", err)
+	}
+	if got, want := <-paths, "GET /deep/client/v4/accounts/"+testAccount+"/calls/turn_keys/"+testKeyID; got != want {
+		t.Errorf("get sent %s, want %s", got, want)
 	}
 }

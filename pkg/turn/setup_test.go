@@ -1,8 +1,11 @@
 package turn_test
 
 import (
+	"context"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"testing"
 	"time"
 
@@ -35,11 +38,37 @@ func setupFake(t *testing.T, fake *turntest.Fake, opts ...turn.Option) *env {
 	t.Helper()
 	ts := httptest.NewServer(http.StripPrefix(prefix, fake.Handler()))
 	t.Cleanup(ts.Close)
+	return newEnv(t, fake, ts.URL, ts.Client().Transport, opts)
+}
+
+// setupInBubble is setup for a test running inside a testing/synctest bubble: a real net/http
+// server serves the fake over in-memory connections (net.Pipe) that the bubble owns, so that
+// every wait on time — Retry-After, backoff, per-attempt timeouts, the fake's delays — passes on
+// the bubble's clock, at once, while the requests still go through net/http on both sides. A
+// socket on loopback would not do: a goroutine waiting on one is not durably blocked, so the
+// bubble's clock would never move.
+func setupInBubble(t *testing.T, fake *turntest.Fake, opts ...turn.Option) *env {
+	t.Helper()
+	l := &pipeListener{conns: make(chan net.Conn), closed: make(chan struct{})}
+	srv := &http.Server{Handler: http.StripPrefix(prefix, fake.Handler())}
+	go srv.Serve(l)
+	tr := &http.Transport{DialContext: l.dial}
+	t.Cleanup(func() {
+		// Shutdown waits, on the bubble's clock, for handlers still in a fault's delay: a request
+		// whose body the handler has not read yet does not see its client go away.
+		tr.CloseIdleConnections()
+		srv.Shutdown(context.Background())
+	})
+	return newEnv(t, fake, "http://127.0.0.1:8787", tr, opts)
+}
+
+func newEnv(t *testing.T, fake *turntest.Fake, url string, transport http.RoundTripper, opts []turn.Option) *env {
+	t.Helper()
 	e := &env{
 		fake:     fake,
-		contract: &contract.Transport{TB: t, Base: ts.Client().Transport},
-		apiBase:  ts.URL + prefix + "/client/v4",
-		iceBase:  ts.URL + prefix + "/v1",
+		contract: &contract.Transport{TB: t, Base: transport},
+		apiBase:  url + prefix + "/client/v4",
+		iceBase:  url + prefix + "/v1",
 	}
 	base := []turn.Option{
 		turn.WithGetenv(nil),
@@ -57,3 +86,44 @@ func setupFake(t *testing.T, fake *turntest.Fake, opts ...turn.Option) *env {
 	e.client = c
 	return e
 }
+
+// pipeListener is a net.Listener whose connections are made in memory by its dial.
+type pipeListener struct {
+	conns     chan net.Conn
+	closed    chan struct{}
+	closeOnce sync.Once
+}
+
+func (l *pipeListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *pipeListener) Close() error {
+	l.closeOnce.Do(func() { close(l.closed) })
+	return nil
+}
+
+func (l *pipeListener) Addr() net.Addr { return pipeAddr{} }
+
+// dial hands the server end of a new pipe to Accept and returns the client end.
+func (l *pipeListener) dial(ctx context.Context, _, _ string) (net.Conn, error) {
+	client, server := net.Pipe()
+	select {
+	case l.conns <- server:
+		return client, nil
+	case <-l.closed:
+		return nil, net.ErrClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+type pipeAddr struct{}
+
+func (pipeAddr) Network() string { return "pipe" }
+func (pipeAddr) String() string  { return "pipe" }

@@ -18,7 +18,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/cfturn/cfturn/gen/calls"
-	"github.com/cfturn/cfturn/gen/callshttp"
+	"github.com/cfturn/cfturn/gen/callsserver"
 	"github.com/cfturn/cfturn/pkg/turn"
 )
 
@@ -135,8 +135,8 @@ func New(opts ...Option) *Fake {
 	}
 	// The generated routes, mounted once per API root; a request reaches only its own API's routes.
 	keys, ice := http.NewServeMux(), http.NewServeMux()
-	callshttp.HandlerWithOptions(f, callshttp.StdHTTPServerOptions{BaseURL: "/client/v4", BaseRouter: keys, ErrorHandlerFunc: onBadParam})
-	callshttp.HandlerWithOptions(f, callshttp.StdHTTPServerOptions{BaseURL: "/v1", BaseRouter: ice, ErrorHandlerFunc: onBadParam})
+	callsserver.HandlerWithOptions(f, callsserver.StdHTTPServerOptions{BaseURL: "/client/v4", BaseRouter: keys, ErrorHandlerFunc: onBadParam})
+	callsserver.HandlerWithOptions(f, callsserver.StdHTTPServerOptions{BaseURL: "/v1", BaseRouter: ice, ErrorHandlerFunc: onBadParam})
 	f.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := r.URL.Path
 		switch {
@@ -284,7 +284,7 @@ func (f *Fake) readName(w http.ResponseWriter, r *http.Request) (name *string, o
 	return body.Name, true
 }
 
-// ListTurnKeys implements callshttp.ServerInterface.
+// ListTurnKeys implements callsserver.ServerInterface.
 func (f *Fake) ListTurnKeys(w http.ResponseWriter, r *http.Request, accountID string) {
 	f.serve(w, r, OpListTurnKeys, func(w http.ResponseWriter, r *http.Request) {
 		if !f.authorized(w, r, accountID) {
@@ -301,7 +301,7 @@ func (f *Fake) ListTurnKeys(w http.ResponseWriter, r *http.Request, accountID st
 	})
 }
 
-// CreateTurnKey implements callshttp.ServerInterface.
+// CreateTurnKey implements callsserver.ServerInterface.
 func (f *Fake) CreateTurnKey(w http.ResponseWriter, r *http.Request, accountID string) {
 	f.serve(w, r, OpCreateTurnKey, func(w http.ResponseWriter, r *http.Request) {
 		if !f.authorized(w, r, accountID) {
@@ -341,7 +341,7 @@ func (f *Fake) CreateTurnKey(w http.ResponseWriter, r *http.Request, accountID s
 	})
 }
 
-// GetTurnKey implements callshttp.ServerInterface.
+// GetTurnKey implements callsserver.ServerInterface.
 func (f *Fake) GetTurnKey(w http.ResponseWriter, r *http.Request, accountID, keyID string) {
 	f.serve(w, r, OpGetTurnKey, func(w http.ResponseWriter, r *http.Request) {
 		if f.authorized(w, r, accountID, keyID) {
@@ -350,7 +350,7 @@ func (f *Fake) GetTurnKey(w http.ResponseWriter, r *http.Request, accountID, key
 	})
 }
 
-// UpdateTurnKey implements callshttp.ServerInterface.
+// UpdateTurnKey implements callsserver.ServerInterface.
 func (f *Fake) UpdateTurnKey(w http.ResponseWriter, r *http.Request, accountID, keyID string) {
 	f.serve(w, r, OpUpdateTurnKey, func(w http.ResponseWriter, r *http.Request) {
 		if !f.authorized(w, r, accountID, keyID) {
@@ -369,7 +369,7 @@ func (f *Fake) UpdateTurnKey(w http.ResponseWriter, r *http.Request, accountID, 
 	})
 }
 
-// DeleteTurnKey implements callshttp.ServerInterface.
+// DeleteTurnKey implements callsserver.ServerInterface.
 func (f *Fake) DeleteTurnKey(w http.ResponseWriter, r *http.Request, accountID, keyID string) {
 	f.serve(w, r, OpDeleteTurnKey, func(w http.ResponseWriter, r *http.Request) {
 		if !f.authorized(w, r, accountID, keyID) {
@@ -420,7 +420,7 @@ func (f *Fake) liveKey(w http.ResponseWriter, r *http.Request, keyID string) *ke
 	return k
 }
 
-// GenerateIceServers implements callshttp.ServerInterface.
+// GenerateIceServers implements callsserver.ServerInterface.
 func (f *Fake) GenerateIceServers(w http.ResponseWriter, r *http.Request, keyID string) {
 	f.serve(w, r, OpGenerateIceServers, func(w http.ResponseWriter, r *http.Request) {
 		k := f.liveKey(w, r, keyID)
@@ -463,7 +463,7 @@ func (f *Fake) GenerateIceServers(w http.ResponseWriter, r *http.Request, keyID 
 	})
 }
 
-// RevokeIceCredential implements callshttp.ServerInterface. A credential the fake no longer holds
+// RevokeIceCredential implements callsserver.ServerInterface. A credential the fake no longer holds
 // (evicted by 10,000 newer ones, or dropped after it expired) answers 404, as one never minted
 // does: the fake cannot tell them apart. Such a credential is dead already: the relay refuses it
 // and stops its allocations.
