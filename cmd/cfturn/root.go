@@ -79,7 +79,7 @@ with "cfturn demo" or "cfturn serve-fake".
 	pf := root.PersistentFlags()
 	pf.BoolVar(&a.json, "json", false, "print JSON for scripts instead of tables")
 	pf.StringVar(&a.accountID, "account-id", "", "Cloudflare account ID (default $CLOUDFLARE_ACCOUNT_ID)")
-	pf.StringVar(&a.baseURL, "base-url", "", "key API root (default "+turn.DefaultAPIBaseURL+")")
+	pf.StringVar(&a.baseURL, "base-url", "", "key API root (default "+turn.DefaultAPIBaseURL+"); one not ending in /client/v4 needs --ice-base-url too")
 	pf.StringVar(&a.iceBaseURL, "ice-base-url", "", "ICE API root (default "+turn.DefaultICEBaseURL+"; with --base-url ending in /client/v4, the same server's /v1)")
 	a.changed = pf.Changed
 	root.AddCommand(a.keysCommand(), a.iceCommand(), a.checkCommand(), a.serveICECommand(), a.serveFakeCommand(), a.demoCommand(), a.versionCommand())
