@@ -30,16 +30,16 @@ const (
 type Option func(*config) error
 
 type config struct {
-	token      Secret
-	tokenSet   bool
-	accountID  string
-	apiBase    string // ends in "/", as the generated request builders need
-	iceBase    string // ends in "/"
-	iceBaseSet bool   // WithICEBaseURL was given; see resolveICEBase
-	hc         *http.Client
-	userAgent  string
-	logger     *slog.Logger
-	getenv     func(string) string
+	token     Secret
+	tokenSet  bool
+	accountID string
+	apiBase   string // ends in "/", as the generated request builders need
+	iceBase   string // ends in "/"
+	iceGiven  bool   // WithICEBaseURL was given; see resolveICEBase
+	hc        *http.Client
+	userAgent string
+	logger    *slog.Logger
+	getenv    func(string) string
 
 	maxRetries    int
 	backoffBase   time.Duration
@@ -101,7 +101,7 @@ func WithBaseURL(root string) Option {
 func WithICEBaseURL(root string) Option {
 	return func(c *config) (err error) {
 		c.iceBase, err = checkBaseURL("WithICEBaseURL", root)
-		c.iceBaseSet = err == nil
+		c.iceGiven = err == nil
 		return err
 	}
 }
@@ -109,7 +109,7 @@ func WithICEBaseURL(root string) Option {
 // resolveICEBase applies WithBaseURL's rule for the ICE root once every option has been applied,
 // so that the order of WithBaseURL and WithICEBaseURL does not matter.
 func (c *config) resolveICEBase() error {
-	if c.iceBaseSet || c.apiBase == DefaultAPIBaseURL+"/" {
+	if c.iceGiven || c.apiBase == DefaultAPIBaseURL+"/" {
 		return nil
 	}
 	if server, ok := strings.CutSuffix(c.apiBase, "/client/v4/"); ok {
