@@ -36,15 +36,25 @@ lint:
 ## test: every test of the three modules, with the race detector (the README's test command).
 ## bench/ is a module of its own whose tests check the official Cloudflare SDK against the fake;
 ## e2e/ holds the WebRTC and browser tests (pion/webrtc, chromedp) through the fake's TURN relay.
-## Tests that need redis-server or Chromium skip without them, except under CI (CI set), where
-## they fail: `make deps` installs both.
-test:
-	$(GO) test -race -count=1 ./...
-	cd bench && $(GO) test -race -count=1 ./...
-	cd e2e && $(GO) test -race -count=1 ./...
+## It runs `make deps` first. Tests that need redis-server or Chromium skip without them, except
+## under CI (CI set), where they fail; a run that skipped anything ends with a loud list of what
+## and why (internal/testsummary reads go test -json). -race needs cgo, so a C compiler: make deps
+## installs gcc when there is none; without one, outside CI, the tests run without -race and say so.
+RACE = $(shell [ "$$($(GO) env CGO_ENABLED)" = 1 ] && echo -race)
+test: deps
+	@if [ -z "$(RACE)" ]; then \
+		if [ -n "$$CI" ]; then echo "test: -race needs cgo and a C compiler, and there is none: run make deps as root (it installs gcc)" >&2; exit 1; fi; \
+		echo "test: WARNING: no C compiler, so the tests run WITHOUT the race detector (make deps installs gcc when run as root)" >&2; \
+	fi
+	@{ $(GO) test -json $(RACE) -count=1 ./... || echo "testsummary: failed: go test ./... (exit $$?)"; \
+	  (cd bench && $(GO) test -json $(RACE) -count=1 ./...) || echo "testsummary: failed: go test in bench/ (exit $$?)"; \
+	  (cd e2e && $(GO) test -json $(RACE) -count=1 ./...) || echo "testsummary: failed: go test in e2e/ (exit $$?)"; \
+	} 2>&1 | $(GO) run ./internal/testsummary
 
-## deps: install with apt what the tests start (redis-server, chromium-headless-shell) and what the
-## README's snippets use (curl, jq), each only when missing (needs root)
+## deps: install with apt what the tests start (redis-server, chromium-headless-shell), what the
+## README's snippets use (curl, jq) and, when there is no C compiler for -race, gcc; each only when
+## missing. apt needs root: as another user it uses sudo when that works without a password, and
+## otherwise says what to install (and fails under CI).
 DEB_DEPS := redis-server:redis-server chromium-headless-shell:chromium-headless-shell curl:curl jq:jq
 deps:
 	@missing=""; for d in $(DEB_DEPS); do \
@@ -52,10 +62,17 @@ deps:
 		if [ "$$cmd" = chromium-headless-shell ] && { [ -n "$$CFTURN_CHROMIUM" ] || command -v chromium >/dev/null 2>&1; }; then continue; fi; \
 		command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; \
 	done; \
-	if [ -z "$$missing" ]; then echo "deps: all installed"; else \
-		echo "deps: installing$$missing"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
-	fi
+	[ "$$($(GO) env CGO_ENABLED)" = 1 ] || missing="$$missing gcc libc6-dev"; \
+	if [ -z "$$missing" ]; then echo "deps: all installed"; exit 0; fi; \
+	sudo=""; \
+	if [ "$$(id -u)" != 0 ]; then \
+		if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo="sudo"; else \
+			echo "deps: missing$$missing, and installing needs root: run 'sudo make deps' or 'sudo apt-get install$$missing'" >&2; \
+			[ -z "$$CI" ] || exit 1; exit 0; \
+		fi; \
+	fi; \
+	echo "deps: installing$$missing"; \
+	$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing >/dev/null
 
 ## fuzz: run each fuzz target for its execution budget (or FUZZTIME); a finding fails and leaves
 ## its reproducer in pkg/turn/testdata/fuzz/

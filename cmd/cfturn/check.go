@@ -38,6 +38,9 @@ skipped, as browsers block them (--include-port-53 probes them). The whole check
 --timeout.
 
 Exit status: 0 when at least one TURN URL carried a packet, 1 when none did, 2 on bad input.`,
+		Example: `  cfturn check --key-id "$KEY_ID" --key-secret-file turn-key.secret
+  curl -s http://127.0.0.1:8080/ | cfturn check --file - --json
+  cfturn check --file ice.json --ca-file relay.pem --timeout 10s`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if cfg.Timeout <= 0 || cfg.Timeout > turncheck.MaxTimeout {
@@ -60,7 +63,7 @@ Exit status: 0 when at least one TURN URL carried a packet, 1 when none did, 2 o
 			if err != nil {
 				return err
 			}
-			if err := a.printReport(report); err != nil {
+			if err := a.printReport(report, caFile != ""); err != nil {
 				return err
 			}
 			if !report.TURNWorks() {
@@ -69,7 +72,7 @@ Exit status: 0 when at least one TURN URL carried a packet, 1 when none did, 2 o
 			return nil
 		},
 	}
-	flags.register(cmd)
+	flags.register(cmd, "the TURN key's ID, to mint the credentials to check (or --file)")
 	f := cmd.Flags()
 	f.StringVar(&file, "file", "", `read {"iceServers": [...]} from this file ("-" for stdin) instead of minting`)
 	f.DurationVar(&cfg.Timeout, "timeout", turncheck.DefaultTimeout, "time limit for the whole check, above 0 and at most 5m")
@@ -81,6 +84,9 @@ Exit status: 0 when at least one TURN URL carried a packet, 1 when none did, 2 o
 // checkInput returns the ICE servers to check and a function that revokes a credential minted for it.
 func (a *app) checkInput(ctx context.Context, flags *iceFlags, file string) ([]turn.ICEServer, func(), error) {
 	nothing := func() {}
+	if err := flags.emptyKeyID(); err != nil {
+		return nil, nothing, err
+	}
 	switch {
 	case file != "" && flags.keyID != "":
 		return nil, nothing, usagef("pass --key-id or --file, not both")
@@ -135,8 +141,9 @@ func (a *app) checkInput(ctx context.Context, flags *iceFlags, file string) ([]t
 	return ice.Servers, revoke, nil
 }
 
-// printReport writes the report as a table, or as JSON with --json.
-func (a *app) printReport(r turncheck.Report) error {
+// printReport writes the report as a table, or as JSON with --json. Without --ca-file, a TLS
+// failure on an unknown authority gets a hint to pass it.
+func (a *app) printReport(r turncheck.Report, caFileGiven bool) error {
 	if a.json {
 		return writeJSON(a.stdout, r)
 	}
@@ -156,7 +163,11 @@ func (a *app) printReport(r turncheck.Report) error {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", printable(res.URL), res.Transport, res.Status, rtt, printable(addr))
 		if res.Detail != "" {
-			details = append(details, fmt.Sprintf("  %s: %s", printable(res.URL), printable(res.Detail)))
+			detail := printable(res.Detail)
+			if !caFileGiven && unknownAuthority(res.Detail) {
+				detail += " (hint: to trust a private or self-signed certificate, such as serve-fake --relay-cert-out's, pass --ca-file FILE)"
+			}
+			details = append(details, fmt.Sprintf("  %s: %s", printable(res.URL), detail))
 		}
 	}
 	if err := tw.Flush(); err != nil {
@@ -167,6 +178,11 @@ func (a *app) printReport(r turncheck.Report) error {
 	}
 	_, err := fmt.Fprintf(a.stdout, "\nchecked in %v\n", r.Elapsed.Round(time.Millisecond))
 	return err
+}
+
+// unknownAuthority reports whether a check's detail is a TLS certificate no trusted CA signed.
+func unknownAuthority(detail string) bool {
+	return strings.Contains(detail, "certificate signed by unknown authority") || strings.Contains(detail, "x509: certificate is not trusted")
 }
 
 // readCAFile returns a TLS configuration that trusts the PEM certificates of path.

@@ -247,6 +247,9 @@ func TestCheckTLSAgainstServeFake(t *testing.T) {
 	if !regexp.MustCompile(`(?m)^turns:\S+\s+tls\s+failed\s`).MatchString(r.stdout) || !strings.Contains(r.stdout, "TLS: ") {
 		t.Errorf("turns: without --ca-file:\n%s", r.stdout)
 	}
+	if !strings.Contains(r.stdout, "(hint: to trust a private or self-signed certificate, such as serve-fake --relay-cert-out's, pass --ca-file FILE)") {
+		t.Errorf("no --ca-file hint on an unknown authority:\n%s", r.stdout)
+	}
 	for _, tc := range []struct{ args []string }{
 		{[]string{"check", "--key-id", key.ID, "--ca-file", filepath.Join(dir, "missing.pem")}},
 		{[]string{"check", "--key-id", key.ID, "--ca-file", filepath.Join(dir, "empty.pem")}},

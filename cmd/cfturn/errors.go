@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
+	"net/url"
 	"strings"
 
 	"github.com/cfturn/cfturn/pkg/turn"
@@ -94,9 +95,10 @@ func (a *app) errorLine(err error) string {
 	return printable(cliWording.Replace(msg) + a.hint(err))
 }
 
-// hint adds the library's hint for a refused token or key secret, or explains the commonest wrong
-// --base-url: a server's root instead of its API root, which answers a key operation with a 404
-// without the API's JSON.
+// hint adds the library's hint for a refused token or key secret, or explains a 404: the commonest
+// wrong --base-url (a server's root instead of its API root, which answers a key operation without
+// the API's JSON), an --ice-base-url that is not the ICE API's root, or a key that a restarted
+// fake no longer has.
 func (a *app) hint(err error) string {
 	var apiErr *turn.APIError
 	if !errors.As(err, &apiErr) {
@@ -105,13 +107,31 @@ func (a *app) hint(err error) string {
 	if h := apiErr.Hint(); h != "" {
 		return " (hint: " + cliWording.Replace(strings.ReplaceAll(h, "that CreateKey returned", "that cfturn keys create printed")) + ")"
 	}
-	if a.baseURL == "" || apiErr.StatusCode != 404 ||
-		!errors.Is(err, turn.ErrUnexpectedResponse) || !strings.HasPrefix(apiErr.Path, "/accounts/") {
+	if apiErr.StatusCode != 404 {
 		return ""
+	}
+	ice := strings.HasPrefix(apiErr.Path, "/turn/")
+	if ice && a.iceBaseURL != "" && !strings.HasSuffix(strings.TrimSuffix(a.iceBaseURL, "/"), "/v1") {
+		return fmt.Sprintf(" (hint: --ice-base-url %s is probably not the ICE API's root, which ends in /v1: %s, or a fake's http://127.0.0.1:8787/v1)",
+			strings.TrimSuffix(a.iceBaseURL, "/"), turn.DefaultICEBaseURL)
 	}
 	root := strings.TrimSuffix(a.baseURL, "/")
-	if strings.HasSuffix(root, "/client/v4") {
-		return ""
+	if !ice && root != "" && errors.Is(err, turn.ErrUnexpectedResponse) && !strings.HasSuffix(root, "/client/v4") {
+		return fmt.Sprintf(" (hint: --base-url %s probably lacks /client/v4; the key API root is e.g. %s/client/v4)", root, root)
 	}
-	return fmt.Sprintf(" (hint: --base-url %s probably lacks /client/v4; the key API root is e.g. %s/client/v4)", root, root)
+	if ice && a.iceBaseURL != "" {
+		root = a.iceBaseURL
+	}
+	if u, err := url.Parse(root); err == nil && root != "" && isLoopbackHost(u.Hostname()) {
+		return " (hint: if this is cfturn serve-fake, its keys live in memory and are gone once it restarts: create the key again with cfturn keys create)"
+	}
+	return ""
+}
+
+func isLoopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

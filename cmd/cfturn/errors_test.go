@@ -176,10 +176,15 @@ func TestBaseURLMessages(t *testing.T) {
 		{[]string{"--base-url", "127.0.0.1:8787/client/v4", "keys", "list"}, 2, `--base-url "127.0.0.1:8787/client/v4" is not an absolute http(s) URL; pass the API root, e.g. https://api.cloudflare.com/client/v4`},
 		{[]string{"--base-url", "ftp://x/client/v4", "keys", "list"}, 2, `--base-url "ftp://x/client/v4" is not an absolute http(s) URL`},
 		{[]string{"--base-url", "ftp://me:hunter2@x/", "keys", "list"}, 2, `--base-url "ftp://me:xxxxx@x/" is not`},
-		{[]string{"--base-url", srv.URL, "keys", "list"}, 1, "(hint: --base-url " + srv.URL + " probably lacks /client/v4; the key API root is e.g. " + srv.URL + "/client/v4)"},
-		{[]string{"--base-url", srv.URL + "/", "keys", "get", strings.Repeat("a", 32)}, 1, "probably lacks /client/v4"},
-		// An ICE call would otherwise go to Cloudflare, with the key's secret.
+		// A root the ICE root cannot be derived from is refused before any request, for every
+		// command, as the library refuses it: an ICE call would otherwise go to Cloudflare.
+		{[]string{"--base-url", srv.URL, "keys", "list"}, 2, `--base-url: "` + srv.URL + `" does not end in /client/v4`},
 		{[]string{"--base-url", srv.URL, "ice-servers", "--key-id", strings.Repeat("a", 32)}, 2, "pass --ice-base-url too"},
+		// With --ice-base-url given, a server's root still gets its hint from the 404.
+		{[]string{"--base-url", srv.URL, "--ice-base-url", srv.ICEBaseURL, "keys", "list"}, 1, "(hint: --base-url " + srv.URL + " probably lacks /client/v4; the key API root is e.g. " + srv.URL + "/client/v4)"},
+		{[]string{"--base-url", srv.URL + "/", "--ice-base-url", srv.ICEBaseURL, "keys", "get", strings.Repeat("a", 32)}, 1, "probably lacks /client/v4"},
+		// An --ice-base-url that is not the ICE API's root.
+		{[]string{"--ice-base-url", srv.URL, "ice-servers", "--key-id", strings.Repeat("a", 32)}, 1, "(hint: --ice-base-url " + srv.URL + " is probably not the ICE API's root, which ends in /v1: https://rtc.live.cloudflare.com/v1"},
 	} {
 		var stdout, stderr strings.Builder
 		env := map[string]string{"CLOUDFLARE_API_TOKEN": srv.Token(), "CLOUDFLARE_ACCOUNT_ID": srv.AccountID(), "CFTURN_KEY_SECRET": strings.Repeat("k", 64)}
@@ -193,10 +198,32 @@ func TestBaseURLMessages(t *testing.T) {
 			t.Errorf("%v: password echoed: %q", tc.args, r.stderr)
 		}
 	}
-	// A real 404 from the key API, at the right root, gets no hint.
+	// A real 404 from the key API, at the right root, gets no hint about the root.
 	r := cfturn(t, srv, nil, "keys", "get", strings.Repeat("a", 32))
 	r.check(t, 1)
-	if strings.Contains(r.stderr, "hint") {
-		t.Errorf("hint on a real 404: %q", r.stderr)
+	if strings.Contains(r.stderr, "/client/v4") || strings.Contains(r.stderr, "--ice-base-url") {
+		t.Errorf("a hint about the root on a real 404: %q", r.stderr)
+	}
+}
+
+// A key saved from a fake that has restarted since: its 404 says that the fake's state lives in
+// memory, for key and ICE calls. Against a non-loopback server there is no such hint.
+func TestRestartedFakeHint(t *testing.T) {
+	old := turntest.NewServer()
+	key := createKey(t, old)
+	old.Close()
+	srv := turntest.NewServer()
+	defer srv.Close()
+	const want = "(hint: if this is cfturn serve-fake, its keys live in memory and are gone once it restarts: create the key again with cfturn keys create)"
+	for _, args := range [][]string{
+		{"keys", "get", key.ID},
+		{"ice-servers", "--key-id", key.ID},
+		{"--ice-base-url", srv.ICEBaseURL, "ice-servers", "--key-id", key.ID},
+	} {
+		r := cfturn(t, srv, map[string]string{"CFTURN_KEY_SECRET": key.Secret}, args...)
+		r.check(t, 1)
+		if !strings.Contains(r.stderr, "404 Not Found") || !strings.Contains(r.stderr, want) {
+			t.Errorf("%v: %q, want a 404 with %q", args, r.stderr, want)
+		}
 	}
 }

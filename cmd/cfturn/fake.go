@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -38,14 +39,20 @@ documents (--legacy-ice-urls: the older set with port-53 URLs). --relay-tls adds
 Off loopback (--relay-addr on a LAN address, 0.0.0.0 or [::]) the relay refuses peers on loopback,
 private, link-local, multicast and unspecified addresses but its own, so that it opens no way into
 the host or its network; on 0.0.0.0 or [::] it needs --relay-advertise, the address clients dial.
+With --json the banner is one JSON object.
 
 The API token it accepts comes from --token, else ` + fakeTokenEnv + `, else it is random; it is
 printed at start. (CLOUDFLARE_API_TOKEN is never read here, so a real token is never printed.) The
 default account comes from --account-id, else CLOUDFLARE_ACCOUNT_ID, else it is random. Both must
 be values the client accepts.`,
+		Example: `  CFTURN_FAKE_TOKEN=dev-token cfturn serve-fake --addr 127.0.0.1:8787
+  cfturn serve-fake --json --relay-tls --relay-cert-out relay.pem`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := a.checkGlobalFlags(); err != nil {
+				return err
+			}
+			if err := checkListenAddr("addr", addr); err != nil {
 				return err
 			}
 			opts := []turntest.Option{
@@ -174,7 +181,11 @@ func (a *app) demoCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "demo",
 		Short: "Walk a TURN key's whole life against the built-in fake (no account needed)",
-		Args:  args(cobra.NoArgs),
+		Long: `Create, list and rename a TURN key, mint ICE credentials, use them through the fake's TURN
+relay, revoke them and delete the key, all against a fake started for the demo. With --json each
+step is one JSON object on a line of its own.`,
+		Example: "  cfturn demo\n  cfturn demo --json | jq -c '{step, title}'",
+		Args:    args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			srv, err := turntest.NewServerErr()
 			if err != nil {
@@ -186,42 +197,100 @@ func (a *app) demoCommand() *cobra.Command {
 	}
 }
 
+// demoStep is one step of the demo: what a line of demo --json holds.
+type demoStep struct {
+	Step      int            `json:"step"`
+	Title     string         `json:"title"`
+	Operation string         `json:"operation,omitempty"`
+	Result    map[string]any `json:"result,omitempty"`
+	lines     []string
+}
+
+// demoPrinter prints the demo's steps as text or, with --json, as JSON lines.
+type demoPrinter struct {
+	a    *app
+	step int
+}
+
+func (p *demoPrinter) print(s demoStep) error {
+	if p.a.json {
+		s.Title = strings.TrimSpace(s.Title)
+		b, err := json.Marshal(s)
+		if err != nil {
+			return err
+		}
+		_, err = p.a.stdout.Write(append(terminalSafeJSON(b), '\n'))
+		return err
+	}
+	title := s.Title
+	if s.Operation != "" {
+		title += " (" + s.Operation + ")"
+	}
+	if s.Step > 0 {
+		title = fmt.Sprintf("\n%d. %s", s.Step, title)
+	}
+	_, err := fmt.Fprintln(p.a.stdout, title)
+	for _, l := range s.lines {
+		if err == nil {
+			_, err = fmt.Fprintln(p.a.stdout, "   "+l)
+		}
+	}
+	return err
+}
+
+// next returns a new numbered step.
+func (p *demoPrinter) next(title, operation string) demoStep {
+	p.step++
+	return demoStep{Step: p.step, Title: title, Operation: operation, Result: map[string]any{}}
+}
+
 // demo creates, lists, renames a key, mints and revokes ICE credentials and deletes the key,
 // printing each step. Credentials are shown redacted.
 func (a *app) demo(ctx context.Context, srv *turntest.Server) error {
 	c := srv.Client()
-	step := 0
-	say := func(format string, args ...any) {
-		step++
-		fmt.Fprintf(a.stdout, "\n%d. %s\n", step, fmt.Sprintf(format, args...))
+	p := &demoPrinter{a: a}
+	if err := p.print(demoStep{Title: "cfturn demo: an offline fake of Cloudflare's TURN APIs is running at " + srv.URL,
+		Result: map[string]any{"fakeURL": srv.URL}}); err != nil {
+		return err
 	}
-	fmt.Fprintf(a.stdout, "cfturn demo: an offline fake of Cloudflare's TURN APIs is running at %s\n", srv.URL)
 
-	say("Create a TURN key (POST /accounts/{account_id}/calls/turn_keys)")
+	s := p.next("Create a TURN key", "POST /accounts/{account_id}/calls/turn_keys")
 	key, err := c.CreateKey(ctx, turn.CreateKeyParams{Name: "demo-key"})
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(a.stdout, "   id %s, name %q\n   secret: %d characters, shown once by Cloudflare; printed here as %v\n",
-		key.ID, key.Name, len(key.Secret.Reveal()), key.Secret)
+	s.Result["id"], s.Result["name"], s.Result["secret"] = key.ID, key.Name, key.Secret.String()
+	s.lines = []string{fmt.Sprintf("id %s, name %q", key.ID, key.Name),
+		fmt.Sprintf("secret: %d characters, shown once by Cloudflare; printed here as %v", len(key.Secret.Reveal()), key.Secret)}
+	if err := p.print(s); err != nil {
+		return err
+	}
 
-	say("List the account's keys (GET .../turn_keys)")
+	s = p.next("List the account's keys", "GET .../turn_keys")
 	keys, err := c.ListKeys(ctx, turn.ListKeysParams{})
 	if err != nil {
 		return err
 	}
+	s.Result["keys"] = keys
 	for _, k := range keys {
-		fmt.Fprintf(a.stdout, "   %s  %-12s created %s\n", k.ID, k.Name, k.Created.Format(time.RFC3339))
+		s.lines = append(s.lines, fmt.Sprintf("%s  %-12s created %s", k.ID, k.Name, k.Created.Format(time.RFC3339)))
+	}
+	if err := p.print(s); err != nil {
+		return err
 	}
 
-	say("Rename it (PUT .../turn_keys/{key_id})")
+	s = p.next("Rename it", "PUT .../turn_keys/{key_id}")
 	renamed, err := c.UpdateKey(ctx, turn.UpdateKeyParams{KeyID: key.ID, Name: "demo-key-renamed"})
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(a.stdout, "   name %q, modified %s\n", renamed.Name, renamed.Modified.Format(time.RFC3339Nano))
+	s.Result["name"], s.Result["modified"] = renamed.Name, renamed.Modified
+	s.lines = []string{fmt.Sprintf("name %q, modified %s", renamed.Name, renamed.Modified.Format(time.RFC3339Nano))}
+	if err := p.print(s); err != nil {
+		return err
+	}
 
-	say("Mint ICE credentials valid for 1h (POST /v1/turn/keys/{key_id}/credentials/generate-ice-servers)")
+	s = p.next("Mint ICE credentials valid for 1h", "POST /v1/turn/keys/{key_id}/credentials/generate-ice-servers")
 	ice, err := c.GenerateICEServers(ctx, turn.GenerateICEServersParams{KeyID: key.ID, KeySecret: key.Secret, TTL: time.Hour})
 	if err != nil {
 		return err
@@ -231,34 +300,42 @@ func (a *app) demo(ctx context.Context, srv *turntest.Server) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(a.stdout, "   this is what a browser passes to new RTCPeerConnection (credentials redacted here):\n   %s\n   expires %s\n",
-		pretty, ice.Expires.Format(time.RFC3339))
+	s.Result["iceServers"], s.Result["expires"] = ice.Servers, ice.Expires
+	s.lines = []string{"this is what a browser passes to new RTCPeerConnection (credentials redacted here):",
+		string(pretty), "expires " + ice.Expires.Format(time.RFC3339)}
 	if srv.Relay != nil {
-		fmt.Fprintln(a.stdout, "   they open the fake's TURN relay: two allocations each, a packet through both and back (cfturn check):")
-		if err := a.demoCheck(ctx, ice); err != nil {
+		s.lines = append(s.lines, "they open the fake's TURN relay: two allocations each, a packet through both and back (cfturn check):")
+		if s.Result["check"], err = a.demoCheck(ctx, ice, &s.lines); err != nil {
 			return err
 		}
+	}
+	if err := p.print(s); err != nil {
+		return err
 	}
 
 	var username string
-	for _, s := range ice.Servers {
-		if s.Username != "" {
-			username = s.Username
+	for _, srv := range ice.Servers {
+		if srv.Username != "" {
+			username = srv.Username
 		}
 	}
-	say("Revoke that credential (POST /v1/turn/keys/{key_id}/credentials/{username}/revoke)")
+	s = p.next("Revoke that credential", "POST /v1/turn/keys/{key_id}/credentials/{username}/revoke")
 	if err := c.RevokeICECredential(ctx, turn.RevokeICECredentialParams{KeyID: key.ID, KeySecret: key.Secret, Username: username}); err != nil {
 		return err
 	}
-	fmt.Fprintf(a.stdout, "   revoked: %v\n", srv.Revoked(username))
+	s.Result["revoked"] = srv.Revoked(username)
+	s.lines = []string{fmt.Sprintf("revoked: %v", srv.Revoked(username))}
 	if srv.Relay != nil {
-		fmt.Fprintln(a.stdout, "   the relay now refuses it:")
-		if err := a.demoCheck(ctx, ice); err != nil {
+		s.lines = append(s.lines, "the relay now refuses it:")
+		if s.Result["check"], err = a.demoCheck(ctx, ice, &s.lines); err != nil {
 			return err
 		}
 	}
+	if err := p.print(s); err != nil {
+		return err
+	}
 
-	say("Delete the key (DELETE .../turn_keys/{key_id})")
+	s = p.next("Delete the key", "DELETE .../turn_keys/{key_id}")
 	if _, err := c.DeleteKey(ctx, turn.KeyParams{KeyID: key.ID}); err != nil {
 		return err
 	}
@@ -266,14 +343,22 @@ func (a *app) demo(ctx context.Context, srv *turntest.Server) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(a.stdout, "   keys left: %d\n", len(keys))
+	s.Result["keysLeft"] = len(keys)
+	s.lines = []string{fmt.Sprintf("keys left: %d", len(keys))}
+	if err := p.print(s); err != nil {
+		return err
+	}
 
-	_, err = fmt.Fprintln(a.stdout, "\nDone. Against Cloudflare, set CLOUDFLARE_API_TOKEN and CLOUDFLARE_ACCOUNT_ID and run:\n   cfturn keys create --name my-key --out turn-key.secret")
-	return err
+	next := "cfturn keys create --name my-key --out turn-key.secret"
+	return p.print(demoStep{Title: "\nDone. Against Cloudflare, set CLOUDFLARE_API_TOKEN and CLOUDFLARE_ACCOUNT_ID and run:",
+		Result: map[string]any{"done": true, "next": next, "install": "go install ./cmd/cfturn"},
+		lines: []string{next, `(from a clone, "go run ./cmd/cfturn" works wherever cfturn appears; "go install ./cmd/cfturn"`,
+			` puts cfturn in $(go env GOPATH)/bin)`}})
 }
 
-// demoCheck runs turncheck on the TURN URLs of ice and prints one line per URL.
-func (a *app) demoCheck(ctx context.Context, ice turn.ICEServers) error {
+// demoCheck runs turncheck on the TURN URLs of ice, adds one line per URL to lines and returns the
+// results.
+func (a *app) demoCheck(ctx context.Context, ice turn.ICEServers, lines *[]string) ([]turncheck.Result, error) {
 	var servers []turn.ICEServer
 	for _, s := range ice.Servers {
 		if s.Username != "" {
@@ -282,14 +367,14 @@ func (a *app) demoCheck(ctx context.Context, ice turn.ICEServers) error {
 	}
 	report, err := turncheck.Check(ctx, servers, turncheck.Config{})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for _, r := range report.Results {
 		if r.Status == turncheck.StatusOK {
-			fmt.Fprintf(a.stdout, "   %-40s %s, relayed address %s, round trip %v\n", r.URL, r.Status, r.RelayedAddress, r.RTT.Round(time.Microsecond))
+			*lines = append(*lines, fmt.Sprintf("%-40s %s, relayed address %s, round trip %v", r.URL, r.Status, r.RelayedAddress, r.RTT.Round(time.Microsecond)))
 		} else {
-			fmt.Fprintf(a.stdout, "   %-40s %s: %s\n", r.URL, r.Status, r.Detail)
+			*lines = append(*lines, fmt.Sprintf("%-40s %s: %s", r.URL, r.Status, r.Detail))
 		}
 	}
-	return nil
+	return report.Results, nil
 }

@@ -17,11 +17,22 @@ import (
 type iceFlags struct {
 	keyID      string
 	secretFile string
+	cmd        *cobra.Command
 }
 
-func (f *iceFlags) register(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&f.keyID, "key-id", "", "the TURN key's ID (required)")
+// register adds the flags to cmd; keyIDUsage describes --key-id there.
+func (f *iceFlags) register(cmd *cobra.Command, keyIDUsage string) {
+	f.cmd = cmd
+	cmd.Flags().StringVar(&f.keyID, "key-id", "", keyIDUsage)
 	cmd.Flags().StringVar(&f.secretFile, "key-secret-file", "", "file holding the TURN key's secret (default $CFTURN_KEY_SECRET)")
+}
+
+// emptyKeyID says so when --key-id was given an empty value, as an unset shell variable gives.
+func (f *iceFlags) emptyKeyID() error {
+	if f.keyID == "" && f.cmd != nil && f.cmd.Flags().Changed("key-id") {
+		return usagef(`--key-id is empty: pass the TURN key's ID (is the shell variable unset? e.g. KEY_ID=$(cat turn-key.id))`)
+	}
+	return nil
 }
 
 // setup returns the client and the key secret an ICE command needs.
@@ -30,17 +41,15 @@ func (f *iceFlags) setup(a *app) (*turn.Client, turn.Secret, error) {
 	if err != nil {
 		return nil, turn.Secret{}, err
 	}
-	// Without this, the ICE call would go to Cloudflare with the key's secret while the user
-	// meant another server.
-	if a.baseURL != "" && a.iceBaseURL == "" && !strings.HasSuffix(strings.TrimSuffix(a.baseURL, "/"), "/client/v4") {
-		return nil, turn.Secret{}, usagef("--base-url %s does not end in /client/v4, so the ICE API's root cannot be derived from it: pass --ice-base-url too (for cfturn serve-fake: http://HOST:PORT/v1)", printable(a.baseURL))
-	}
 	c, err := a.client()
 	return c, secret, err
 }
 
 // secret reads the key secret from --key-secret-file or CFTURN_KEY_SECRET.
 func (f *iceFlags) secret(a *app) (turn.Secret, error) {
+	if err := f.emptyKeyID(); err != nil {
+		return turn.Secret{}, err
+	}
 	if f.keyID == "" {
 		return turn.Secret{}, usagef("--key-id is required")
 	}
@@ -99,6 +108,8 @@ func (a *app) iceCommand() *cobra.Command {
 configuration a browser passes to new RTCPeerConnection. The key's secret comes from
 CFTURN_KEY_SECRET or --key-secret-file. --custom-identifier tags the credential for Cloudflare's
 per-user usage analytics and abuse monitoring (it is not a secret: no email addresses or tokens).`,
+		Example: `  cfturn ice-servers --key-id "$KEY_ID" --key-secret-file turn-key.secret --ttl 1h
+  CFTURN_KEY_SECRET="$(cat turn-key.secret)" cfturn ice-servers --key-id "$KEY_ID" | cfturn check --file -`,
 		Args: a.subcommands,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, secret, err := flags.setup(a)
@@ -113,7 +124,7 @@ per-user usage analytics and abuse monitoring (it is not a secret: no email addr
 			return writeJSON(a.stdout, ice)
 		},
 	}
-	flags.register(cmd)
+	flags.register(cmd, "the TURN key's ID (required)")
 	cmd.Flags().DurationVar(&ttl, "ttl", 24*time.Hour, "how long the credentials live, in whole seconds (e.g. 10m, 24h; at most 48h)")
 	cmd.Flags().StringVar(&customIdentifier, "custom-identifier", "", "tag for Cloudflare's per-user usage analytics, e.g. user4523958")
 	cmd.AddCommand(a.iceRevoke())
@@ -123,9 +134,10 @@ per-user usage analytics and abuse monitoring (it is not a secret: no email addr
 func (a *app) iceRevoke() *cobra.Command {
 	var flags iceFlags
 	cmd := &cobra.Command{
-		Use:   "revoke USERNAME --key-id ID",
-		Short: "Revoke one ICE credential before its ttl runs out",
-		Args:  args(cobra.ExactArgs(1)),
+		Use:     "revoke USERNAME --key-id ID",
+		Short:   "Revoke one ICE credential before its ttl runs out",
+		Example: `  cfturn ice-servers revoke 2f3b...username --key-id "$KEY_ID" --key-secret-file turn-key.secret`,
+		Args:    args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			c, secret, err := flags.setup(a)
 			if err != nil {
@@ -141,6 +153,6 @@ func (a *app) iceRevoke() *cobra.Command {
 			return err
 		},
 	}
-	flags.register(cmd)
+	flags.register(cmd, "the TURN key's ID (required)")
 	return cmd
 }

@@ -19,7 +19,9 @@ func (a *app) keysCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "keys",
 		Short: "Create, list, get, rename and delete TURN keys",
-		Args:  a.subcommands,
+		Example: `  cfturn keys create --name prod --out turn-key.secret
+  cfturn keys list`,
+		Args: a.subcommands,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return usagef("keys needs a subcommand (see cfturn keys --help)")
 		},
@@ -36,7 +38,14 @@ func (a *app) keysCreate() *cobra.Command {
 		Long: `Create a TURN key. Cloudflare returns the key's secret only this once.
 Without --out the secret is printed; with --out FILE it is written to FILE, created new with mode
 0600 (an existing file is never overwritten), and not printed.`,
-		Args: args(cobra.NoArgs),
+		Example: `  cfturn keys create --name prod --out turn-key.secret
+  KEY_ID=$(cfturn keys create --name prod --out turn-key.secret --json | jq -r .uid)`,
+		Args: func(cmd *cobra.Command, argv []string) error {
+			if len(argv) > 0 {
+				return usagef("keys create takes no arguments: to name the key %s, pass --name %s (see cfturn keys create --help)", printable(argv[0]), shellQuote(argv[0]))
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := a.client()
 			if err != nil {
@@ -97,9 +106,10 @@ func (a *app) saveSecret(f *os.File, path string, key turn.KeyWithSecret) error 
 
 func (a *app) keysList() *cobra.Command {
 	return &cobra.Command{
-		Use:   "list",
-		Short: "List the account's TURN keys",
-		Args:  args(cobra.NoArgs),
+		Use:     "list",
+		Short:   "List the account's TURN keys",
+		Example: "  cfturn keys list\n  cfturn keys list --json | jq -r '.[].uid'",
+		Args:    args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := a.client()
 			if err != nil {
@@ -107,6 +117,10 @@ func (a *app) keysList() *cobra.Command {
 			}
 			keys, err := c.ListKeys(cmd.Context(), turn.ListKeysParams{})
 			if err != nil {
+				return err
+			}
+			if len(keys) == 0 && !a.json {
+				_, err := fmt.Fprintf(a.stdout, "no TURN keys in account %s\n", c.AccountID())
 				return err
 			}
 			return a.printKeys(keys, true)
@@ -118,6 +132,7 @@ func (a *app) keysGet() *cobra.Command {
 	return &cobra.Command{
 		Use:               "get ID",
 		Short:             "Show one TURN key",
+		Example:           "  cfturn keys get 2a95132c15732412d22c1476fa83f27a",
 		Args:              args(cobra.ExactArgs(1)),
 		ValidArgsFunction: a.completeKeyIDArg,
 		RunE: func(cmd *cobra.Command, argv []string) error {
@@ -138,6 +153,7 @@ func (a *app) keysRename() *cobra.Command {
 	return &cobra.Command{
 		Use:               "rename ID NAME",
 		Short:             "Rename a TURN key",
+		Example:           "  cfturn keys rename 2a95132c15732412d22c1476fa83f27a staging",
 		Args:              args(cobra.ExactArgs(2)),
 		ValidArgsFunction: a.completeKeyIDArg,
 		RunE: func(cmd *cobra.Command, argv []string) error {
@@ -166,6 +182,7 @@ func (a *app) keysDelete() *cobra.Command {
 		Short: "Delete a TURN key; credentials minted from it stop working",
 		Long: `Delete a TURN key. On a terminal cfturn asks first; elsewhere, or to skip the question,
 pass --yes.`,
+		Example:           "  cfturn keys delete 2a95132c15732412d22c1476fa83f27a\n  cfturn keys delete --yes 2a95132c15732412d22c1476fa83f27a",
 		Args:              args(cobra.ExactArgs(1)),
 		ValidArgsFunction: a.completeKeyIDArg,
 		RunE: func(cmd *cobra.Command, argv []string) error {
@@ -189,11 +206,25 @@ pass --yes.`,
 			if err != nil {
 				return err
 			}
-			return a.printKeys([]turn.Key{key}, false)
+			if a.json {
+				return a.printKeys([]turn.Key{key}, false)
+			}
+			_, err = fmt.Fprintf(a.stdout, "deleted key %s (name %q); credentials minted from it stop working\n", printable(key.ID), key.Name)
+			return err
 		},
 	}
 	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "delete without asking")
 	return cmd
+}
+
+// shellQuote quotes s for a shell command line when it needs it.
+func shellQuote(s string) string {
+	if s != "" && !strings.ContainsFunc(s, func(r rune) bool {
+		return !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || strings.ContainsRune("-_.,/:@", r))
+	}) {
+		return s
+	}
+	return "'" + strings.ReplaceAll(printable(s), "'", `'\''`) + "'"
 }
 
 // isTerminal reports whether r is a terminal a person can answer on. /dev/null is a character

@@ -10,11 +10,26 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.Getenv)
-	stop()
-	os.Exit(code)
+	// The first Ctrl-C (or SIGTERM) cancels the context: commands stop, servers shut down
+	// gracefully. Later ones go to the app, so that a second Ctrl-C stops a server at once.
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithCancel(context.Background())
+	interrupts := make(chan os.Signal, 1)
+	go func() {
+		<-signals
+		cancel()
+		for s := range signals {
+			select {
+			case interrupts <- s:
+			default:
+			}
+		}
+	}()
+	a := &app{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, completionTimeout: 2 * time.Second, interrupts: interrupts}
+	os.Exit(a.run(ctx, os.Args[1:]))
 }

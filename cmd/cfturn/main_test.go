@@ -262,7 +262,7 @@ func TestWrongTokenIsAPIError(t *testing.T) {
 	r := cfturn(t, srv, map[string]string{"CLOUDFLARE_API_TOKEN": "wrong-token-value"}, "keys", "list")
 	r.check(t, 1)
 	if !strings.Contains(r.stderr, "403 Forbidden") || strings.Contains(r.stderr, "wrong-token-value") ||
-		!strings.Contains(r.stderr, `hint: the API token lacks permission: listing and getting TURN keys need "Calls Read" or "Calls Write"`) {
+		!strings.Contains(r.stderr, `hint: the API token is wrong, expired or revoked, or lacks permission: listing and getting TURN keys need "Calls Read" or "Calls Write"`) {
 		t.Errorf("stderr %q", r.stderr)
 	}
 }

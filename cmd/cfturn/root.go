@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -24,6 +25,8 @@ type app struct {
 	baseURL    string
 	iceBaseURL string
 
+	args              []string               // the command line, for flagError
+	interrupts        <-chan os.Signal       // a Ctrl-C after the first: see serveOn
 	changed           func(flag string) bool // whether a global flag was given
 	completionTimeout time.Duration          // bounds the API call behind a shell completion
 }
@@ -36,6 +39,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 }
 
 func (a *app) run(ctx context.Context, args []string) int {
+	a.args = args
 	root := a.rootCommand()
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
@@ -57,7 +61,11 @@ ICE commands read the TURN key's secret from CFTURN_KEY_SECRET or --key-secret-f
 with "cfturn demo" or "cfturn serve-fake".
 
 ` + exitStatusHelp,
-		Version:       turn.Version,
+		Version: turn.Version,
+		Example: `  cfturn demo                                      # a key's whole life against the built-in fake
+  cfturn keys create --name prod --out turn-key.secret
+  cfturn ice-servers --key-id ID --key-secret-file turn-key.secret
+  cfturn serve-fake                                 # the fake on 127.0.0.1:8787 until Ctrl-C`,
 		Args:          a.subcommands,
 		RunE:          func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 		SilenceUsage:  true,
@@ -67,16 +75,14 @@ with "cfturn demo" or "cfturn serve-fake".
 	root.SetIn(a.stdin)
 	root.SetOut(a.stdout)
 	root.SetErr(a.stderr)
-	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
-		return usagef("%v (see %s --help)", err, cmd.CommandPath())
-	})
+	root.SetFlagErrorFunc(a.flagError)
 	pf := root.PersistentFlags()
 	pf.BoolVar(&a.json, "json", false, "print JSON for scripts instead of tables")
 	pf.StringVar(&a.accountID, "account-id", "", "Cloudflare account ID (default $CLOUDFLARE_ACCOUNT_ID)")
-	pf.StringVar(&a.baseURL, "base-url", "", "key API root (default "+turn.DefaultAPIBaseURL+")")
-	pf.StringVar(&a.iceBaseURL, "ice-base-url", "", "ICE API root (default "+turn.DefaultICEBaseURL+"; with only --base-url set, the same server's /v1)")
+	pf.StringVar(&a.baseURL, "base-url", "", "key API root (default "+turn.DefaultAPIBaseURL+"); one not ending in /client/v4 needs --ice-base-url too")
+	pf.StringVar(&a.iceBaseURL, "ice-base-url", "", "ICE API root (default "+turn.DefaultICEBaseURL+"; with --base-url ending in /client/v4, the same server's /v1)")
 	a.changed = pf.Changed
-	root.AddCommand(a.keysCommand(), a.iceCommand(), a.checkCommand(), a.serveICECommand(), a.serveFakeCommand(), a.demoCommand())
+	root.AddCommand(a.keysCommand(), a.iceCommand(), a.checkCommand(), a.serveICECommand(), a.serveFakeCommand(), a.demoCommand(), a.versionCommand())
 
 	// Add cobra's own commands now, so that they follow the rules of the others: an unknown
 	// argument is an unknown command, with suggestions and exit status 2.
@@ -85,6 +91,7 @@ with "cfturn demo" or "cfturn serve-fake".
 	for _, cmd := range root.Commands() {
 		switch cmd.Name() {
 		case "help":
+			cmd.Example = "  cfturn help keys create"
 			cmd.Args = cobra.ArbitraryArgs
 			cmd.RunE = func(_ *cobra.Command, argv []string) error {
 				target, rest, err := root.Find(argv)
@@ -97,6 +104,10 @@ with "cfturn demo" or "cfturn serve-fake".
 				return target.Help()
 			}
 		case "completion":
+			cmd.Example = "  source <(cfturn completion bash)\n  cfturn completion zsh > \"${fpath[1]}/_cfturn\""
+			for _, shell := range cmd.Commands() {
+				shell.Example = completionExamples[shell.Name()]
+			}
 			cmd.Args = a.subcommands
 			cmd.RunE = func(*cobra.Command, []string) error {
 				return usagef("completion needs a shell: bash, zsh, fish or powershell (see cfturn completion --help)")
@@ -109,6 +120,69 @@ with "cfturn demo" or "cfturn serve-fake".
 		}
 	})
 	return root
+}
+
+func (a *app) versionCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:     "version",
+		Short:   "Print cfturn's version (as cfturn --version does)",
+		Example: "  cfturn version",
+		Args:    args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if a.json {
+				return writeJSON(a.stdout, map[string]string{"version": turn.Version})
+			}
+			_, err := fmt.Fprintf(a.stdout, "cfturn version %s\n", turn.Version)
+			return err
+		},
+	}
+}
+
+// flagError explains an unknown or malformed flag. A flag cobra does not know may stand after a
+// mistyped command ("ice-server --key-id x": the command is the mistake), or be a secret that
+// cfturn takes only from a file or the environment.
+func (a *app) flagError(cmd *cobra.Command, err error) error {
+	if !cmd.HasParent() {
+		if name := firstCommandWord(cmd, a.args); name != "" {
+			if found, _, ferr := cmd.Find([]string{name}); ferr != nil || found == cmd {
+				return a.unknownCommand(cmd, name)
+			}
+		}
+	}
+	if strings.Contains(err.Error(), "unknown flag: --key-secret") && !strings.Contains(err.Error(), "--key-secret-file") {
+		return usagef("%v: cfturn takes the TURN key's secret only from CFTURN_KEY_SECRET or --key-secret-file FILE, never as a flag value, so that it stays out of shell history and the process list (see %s --help)", err, cmd.CommandPath())
+	}
+	return usagef("%v (see %s --help)", err, cmd.CommandPath())
+}
+
+// firstCommandWord returns the first argument that is neither a flag nor a global flag's value:
+// the command the user meant.
+func firstCommandWord(root *cobra.Command, argv []string) string {
+	for i := 0; i < len(argv); i++ {
+		arg := argv[i]
+		switch {
+		case arg == "--":
+			return ""
+		case strings.HasPrefix(arg, "-"):
+			name := strings.TrimLeft(arg, "-")
+			if strings.Contains(name, "=") {
+				continue
+			}
+			if f := root.PersistentFlags().Lookup(name); f != nil && f.Value.Type() != "bool" {
+				i++ // its value
+			}
+		default:
+			return arg
+		}
+	}
+	return ""
+}
+
+var completionExamples = map[string]string{
+	"bash":       "  source <(cfturn completion bash)",
+	"zsh":        "  cfturn completion zsh > \"${fpath[1]}/_cfturn\"",
+	"fish":       "  cfturn completion fish > ~/.config/fish/completions/cfturn.fish",
+	"powershell": "  cfturn completion powershell | Out-String | Invoke-Expression",
 }
 
 func walk(cmd *cobra.Command, fn func(*cobra.Command)) {
@@ -128,18 +202,13 @@ func (a *app) client(extra ...turn.Option) (*turn.Client, error) {
 	if a.accountID != "" {
 		opts = append(opts, turn.WithAccountID(a.accountID))
 	}
-	ice := a.iceBaseURL
+	// The library derives the ICE root from --base-url, or refuses a --base-url it cannot derive
+	// it from (see turn.WithBaseURL): one rule for Go callers and the CLI.
 	if a.baseURL != "" {
 		opts = append(opts, turn.WithBaseURL(a.baseURL))
-		if ice == "" {
-			// A fake or proxy serves both APIs: /client/v4 for keys and /v1 for ICE.
-			if root, ok := strings.CutSuffix(strings.TrimSuffix(a.baseURL, "/"), "/client/v4"); ok {
-				ice = root + "/v1"
-			}
-		}
 	}
-	if ice != "" {
-		opts = append(opts, turn.WithICEBaseURL(ice))
+	if a.iceBaseURL != "" {
+		opts = append(opts, turn.WithICEBaseURL(a.iceBaseURL))
 	}
 	c, err := turn.NewClient(append(opts, extra...)...)
 	if err != nil {

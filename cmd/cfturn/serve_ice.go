@@ -10,6 +10,9 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -58,7 +61,9 @@ answered its last call, /metrics serves Prometheus metrics. Several replicas sha
 limits through Redis with --redis-url or CFTURN_REDIS_URL; if Redis fails, each goes on alone. It
 mints once at start-up so a wrong key or an unreachable upstream fails at once
 (--skip-startup-check to start anyway). Logs go to stderr. Ctrl-C stops it after answering the
-requests in flight.`,
+requests in flight; a second Ctrl-C stops it at once.`,
+		Example: `  cfturn serve-ice --key-id "$KEY_ID" --key-secret-file turn-key.secret --identity-header X-User
+  cfturn --base-url http://127.0.0.1:8787/client/v4 serve-ice --key-id "$KEY_ID" --key-secret-file turn-key.secret --example-page`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			logger, err := newLogger(a.stderr, o.logFormat, o.logLevel)
@@ -66,6 +71,9 @@ requests in flight.`,
 				return err
 			}
 			if err := checkServeICEFlags(cmd, &cfg); err != nil {
+				return err
+			}
+			if err := checkListenAddr("addr", o.addr); err != nil {
 				return err
 			}
 			c, secret, err := flags.setup(a)
@@ -94,7 +102,7 @@ requests in flight.`,
 			return a.serveICE(cmd.Context(), o, cfg, h, m)
 		},
 	}
-	flags.register(cmd)
+	flags.register(cmd, "the TURN key's ID (required)")
 	f := cmd.Flags()
 	f.StringVar(&o.addr, "addr", "127.0.0.1:8080", "address to listen on")
 	f.DurationVar(&cfg.TTL, "ttl", turn.DefaultICETTL, "lifetime of minted credentials, 1s to 48h")
@@ -196,7 +204,6 @@ func (a *app) serveICE(ctx context.Context, o serveICEOptions, cfg turn.ICEHandl
 	mux.Handle("/{$}", h) // credentials at the root only: a browser's /favicon.ico mints nothing
 	if o.examplePage {
 		mux.Handle(examplePagePath, examplePage())
-		logger.Info("cfturn serve-ice: the example page is on", "path", examplePagePath)
 	}
 	timeout := cfg.RequestTimeout
 	l, err := net.Listen("tcp", o.addr)
@@ -236,7 +243,11 @@ func (a *app) serveICE(ctx context.Context, o serveICEOptions, cfg turn.ICEHandl
 	url := "http://" + l.Addr().String() + "/"
 	logger.Info("cfturn serve-ice: serving", "url", url, "read_timeout", srv.ReadTimeout.String(), "request_timeout", timeout.String(),
 		"ttl", cfg.TTL.String(), "mint_rate", cfg.MintsPerSecond, "rate_per_minute", cfg.RatePerMinute)
-	return a.serveOn(ctx, limited, srv, url, o.shutdownMax)
+	pageURL := ""
+	if o.examplePage {
+		pageURL = strings.TrimSuffix(url, "/") + examplePagePath
+	}
+	return a.serveOn(ctx, limited, srv, url, pageURL, o.shutdownMax)
 }
 
 func healthz(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") }
@@ -271,18 +282,47 @@ func serveAdmin(addr string, mux *http.ServeMux, timeout time.Duration, logger *
 	return func() { srv.Close() }, nil
 }
 
-// serveOn announces url and runs srv on l until ctx ends, then shuts down gracefully.
-func (a *app) serveOn(ctx context.Context, l net.Listener, srv *http.Server, url string, shutdownMax time.Duration) error {
+// checkListenAddr refuses an address net.Listen would refuse in its own terms, such as a bare
+// port.
+func checkListenAddr(flag, addr string) error {
+	if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
+		example := "127.0.0.1:8080"
+		if _, err := strconv.Atoi(addr); err == nil {
+			example = "127.0.0.1:" + addr
+		}
+		return usagef("--%s %q: use HOST:PORT, e.g. %s (or :PORT for every interface)", flag, printable(addr), example)
+	}
+	return nil
+}
+
+// serveOn announces url (and the example page's pageURL, when there is one) and runs srv on l
+// until ctx ends, then shuts down gracefully: it answers the requests in flight, unless a second
+// Ctrl-C comes on a.interrupts, which stops it at once.
+func (a *app) serveOn(ctx context.Context, l net.Listener, srv *http.Server, url, pageURL string, shutdownMax time.Duration) error {
 	var err error
 	if a.json {
-		err = writeJSON(a.stdout, map[string]string{"url": url})
+		banner := map[string]string{"url": url}
+		if pageURL != "" {
+			banner["examplePageURL"] = pageURL
+		}
+		err = writeJSON(a.stdout, banner)
 	} else {
 		_, err = fmt.Fprintf(a.stdout, "cfturn serving ICE credentials on %s (Ctrl-C to stop)\n", url)
+		if err == nil && pageURL != "" {
+			_, err = fmt.Fprintf(a.stdout, "the example page is at %s\n", pageURL)
+		}
 	}
 	if err != nil {
 		l.Close()
 		return err
 	}
+	var active atomic.Int64 // requests being answered, for the shutdown message
+	next := srv.Handler
+	srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		active.Add(1)
+		defer active.Add(-1)
+		next.ServeHTTP(w, r)
+	})
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
 	select {
@@ -290,14 +330,34 @@ func (a *app) serveOn(ctx context.Context, l net.Listener, srv *http.Server, url
 		return err
 	case <-ctx.Done():
 	}
-	fmt.Fprintln(a.stderr, "cfturn: shutting down")
+	if n := active.Load(); n > 0 {
+		fmt.Fprintf(a.stderr, "cfturn: shutting down: waiting for %d %s to finish (Ctrl-C again to quit)\n", n, plural(n, "request", "requests"))
+	} else {
+		fmt.Fprintln(a.stderr, "cfturn: shutting down")
+	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownMax)
 	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
-		return err
+	shutdown := make(chan error, 1)
+	go func() { shutdown <- srv.Shutdown(shutdownCtx) }()
+	select {
+	case err := <-shutdown:
+		if err != nil {
+			return err
+		}
+	case <-a.interrupts:
+		n := active.Load()
+		srv.Close()
+		return fmt.Errorf("interrupted again: stopped at once, cutting off %d %s in flight", n, plural(n, "request", "requests"))
 	}
 	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil
+}
+
+func plural(n int64, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }

@@ -24,7 +24,8 @@ func TestHandler(t *testing.T) {
 		h.Get("Content-Security-Policy") == "" || h.Get("Cache-Control") != "no-store" {
 		t.Errorf("GET: %d %v", resp.StatusCode, h)
 	}
-	for _, want := range []string{`iceTransportPolicy: "relay"`, "window.cfturnResult", "getStats"} {
+	for _, want := range []string{`iceTransportPolicy: "relay"`, "window.cfturnResult", "getStats",
+		"run serve-ice without --identity-header to try it"} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("the page lacks %q", want)
 		}

@@ -59,6 +59,9 @@ func NewClient(opts ...Option) (*Client, error) {
 			return nil, err
 		}
 	}
+	if err := cfg.resolveICEBase(); err != nil {
+		return nil, err
+	}
 	if !cfg.tokenSet {
 		if tok := cfg.getenv("CLOUDFLARE_API_TOKEN"); tok != "" {
 			if err := setToken(&cfg, "CLOUDFLARE_API_TOKEN", tok); err != nil {

@@ -105,7 +105,8 @@ func (e *APIError) Error() string {
 }
 
 // Hint says what to check after a 401 or 403, naming the permission the operation needs, or
-// returns "" for other statuses. It is not part of Error, whose text is stable.
+// returns "" for other statuses. Cloudflare answers a mistyped token with 403 as well as a token
+// that lacks the permission, so a 403's hint names both. It is not part of Error, whose text is stable.
 func (e *APIError) Hint() string {
 	ice := strings.HasPrefix(e.Path, "/turn/")
 	switch {
@@ -114,9 +115,9 @@ func (e *APIError) Hint() string {
 	case e.StatusCode == http.StatusUnauthorized:
 		return "the API token was refused: check that it is complete and has not expired or been revoked"
 	case e.StatusCode == http.StatusForbidden && e.Method == http.MethodGet:
-		return `the API token lacks permission: listing and getting TURN keys need "Calls Read" or "Calls Write" on this account`
+		return `the API token is wrong, expired or revoked, or lacks permission: listing and getting TURN keys need "Calls Read" or "Calls Write" on this account`
 	case e.StatusCode == http.StatusForbidden:
-		return `the API token lacks permission: creating, renaming and deleting TURN keys need "Calls Write" on this account`
+		return `the API token is wrong, expired or revoked, or lacks permission: creating, renaming and deleting TURN keys need "Calls Write" on this account`
 	}
 	return ""
 }

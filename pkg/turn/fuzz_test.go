@@ -69,7 +69,7 @@ func FuzzValidateIDs(f *testing.F) {
 	for _, s := range []string{"", "023e105f4ecef8ad9ca31a8372d0c353", "2a95132c15732412d22c1476fa83f27a", "a/b", "ü", strings.Repeat("a", 33)} {
 		f.Add(s)
 	}
-	account := regexp.MustCompile(`^[A-Za-z0-9]{1,32}$`)
+	account := regexp.MustCompile(`^[A-Fa-f0-9]{32}$`)
 	key := regexp.MustCompile(`^[A-Za-z0-9]{32}$`)
 	f.Fuzz(func(t *testing.T, id string) {
 		if got, want := checkAccountID("op", id) == nil, account.MatchString(id); got != want {
@@ -77,6 +77,9 @@ func FuzzValidateIDs(f *testing.F) {
 		}
 		if got, want := checkKeyID("op", id) == nil, key.MatchString(id); got != want {
 			t.Fatalf("checkKeyID(%q) accepted=%v, want %v", id, got, want)
+		}
+		if err := checkAccountID("op", id); err != nil && utf8.RuneCountInString(id) > accountIDLen && strings.Contains(err.Error(), id) {
+			t.Fatalf("a long account ID was echoed: %v", err)
 		}
 		if err := checkKeyID("op", id); err != nil && utf8.RuneCountInString(id) > keyIDLen && strings.Contains(err.Error(), id) {
 			t.Fatalf("a long value was echoed: %v", err)

@@ -35,6 +35,7 @@ type config struct {
 	accountID string
 	apiBase   string // ends in "/", as the generated request builders need
 	iceBase   string // ends in "/"
+	iceGiven  bool   // WithICEBaseURL was given; see resolveICEBase
 	hc        *http.Client
 	userAgent string
 	logger    *slog.Logger
@@ -80,6 +81,13 @@ func WithAccountID(id string) Option {
 // WithBaseURL sets the key-management API root, e.g. https://api.cloudflare.com/client/v4 or a
 // turntest server's /client/v4 URL. Operation paths are appended to it. It must be https, or http
 // on a loopback host.
+//
+// The ICE credentials API root follows it unless WithICEBaseURL is given too (in either order): a
+// root ending in /client/v4, as a turntest server, cfturn serve-fake or a proxy of both APIs has,
+// puts the ICE API at the same server's /v1 (http://127.0.0.1:8787/client/v4 gives
+// http://127.0.0.1:8787/v1). NewClient refuses any other root that is not DefaultAPIBaseURL
+// without WithICEBaseURL, so that a test server's key ID and secret never go to Cloudflare and a
+// test never mints real credentials. The CLI's --base-url and --ice-base-url follow the same rule.
 func WithBaseURL(root string) Option {
 	return func(c *config) (err error) {
 		c.apiBase, err = checkBaseURL("WithBaseURL", root)
@@ -87,13 +95,28 @@ func WithBaseURL(root string) Option {
 	}
 }
 
-// WithICEBaseURL sets the ICE credentials API root, e.g. https://rtc.live.cloudflare.com/v1.
-// The same rules as WithBaseURL apply.
+// WithICEBaseURL sets the ICE credentials API root, e.g. https://rtc.live.cloudflare.com/v1 or a
+// turntest server's /v1 URL. The same rules as WithBaseURL apply. Without it the ICE root is
+// DefaultICEBaseURL, or derived from WithBaseURL's root as WithBaseURL describes.
 func WithICEBaseURL(root string) Option {
 	return func(c *config) (err error) {
 		c.iceBase, err = checkBaseURL("WithICEBaseURL", root)
+		c.iceGiven = err == nil
 		return err
 	}
+}
+
+// resolveICEBase applies WithBaseURL's rule for the ICE root once every option has been applied,
+// so that the order of WithBaseURL and WithICEBaseURL does not matter.
+func (c *config) resolveICEBase() error {
+	if c.iceGiven || c.apiBase == DefaultAPIBaseURL+"/" {
+		return nil
+	}
+	if server, ok := strings.CutSuffix(c.apiBase, "/client/v4/"); ok {
+		c.iceBase = server + "/v1/"
+		return nil
+	}
+	return fmt.Errorf("turn: WithBaseURL: %s does not end in /client/v4 (the key API root is e.g. %s, or a fake's http://127.0.0.1:8787/client/v4), so the ICE API's root cannot be derived from it: pass WithICEBaseURL too, so that ICE calls never go to Cloudflare with another server's key", describeURL(strings.TrimSuffix(c.apiBase, "/")), DefaultAPIBaseURL)
 }
 
 // WithHTTPClient sets the HTTP client. The Client uses a copy, so hc is not changed; the copy

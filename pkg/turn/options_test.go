@@ -2,6 +2,7 @@ package turn_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"os"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cfturn/cfturn/pkg/turn"
+	"github.com/cfturn/cfturn/pkg/turn/turntest"
 )
 
 func TestOptionsValidate(t *testing.T) {
@@ -139,5 +141,66 @@ func TestDocumentedDefaults(t *testing.T) {
 	if turn.DefaultMaxRetries != 3 || turn.DefaultBackoffBase != 250*time.Millisecond || turn.DefaultBackoffMax != 5*time.Second ||
 		turn.DefaultRetryAfterMax != 30*time.Second || turn.DefaultAttemptTimeout != 30*time.Second || turn.DefaultMaxResponseBytes != 4<<20 {
 		t.Error("a default changed: update doc.go, README.md and this test together")
+	}
+}
+
+// WithBaseURL alone points ICE calls at the same server as key calls, whichever order the options
+// come in, or is refused: a fake's key ID and secret never go to Cloudflare.
+func TestICEBaseFollowsBaseURL(t *testing.T) {
+	srv := turntest.NewServer(turntest.WithoutRelay())
+	defer srv.Close()
+	ctx := context.Background()
+	common := []turn.Option{turn.WithGetenv(nil), turn.WithAPIToken(srv.Token()), turn.WithAccountID(srv.AccountID()),
+		turn.WithHTTPClient(srv.HTTPClient()), turn.WithRetry(0)}
+	key, err := srv.Client().CreateKey(ctx, turn.CreateKeyParams{Name: "ice-base"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, opts := range [][]turn.Option{
+		{turn.WithBaseURL(srv.APIBaseURL)},
+		{turn.WithBaseURL(srv.APIBaseURL + "/")},
+		{turn.WithICEBaseURL(srv.ICEBaseURL), turn.WithBaseURL("http://127.0.0.1:1/elsewhere")},
+		{turn.WithBaseURL("http://127.0.0.1:1/elsewhere"), turn.WithICEBaseURL(srv.ICEBaseURL)},
+	} {
+		c, err := turn.NewClient(append(common, opts...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := srv.Requests()[string(turntest.OpGenerateIceServers)]
+		if _, err := c.GenerateICEServers(ctx, turn.GenerateICEServersParams{KeyID: key.ID, KeySecret: key.Secret, TTL: time.Minute}); err != nil {
+			t.Fatalf("%v: GenerateICEServers: %v", c, err)
+		}
+		if after := srv.Requests()[string(turntest.OpGenerateIceServers)]; after != before+1 {
+			t.Errorf("%v: the fake saw %d ICE calls, want %d", c, after, before+1)
+		}
+	}
+
+	_, err = turn.NewClient(append(common, turn.WithBaseURL(strings.TrimSuffix(srv.APIBaseURL, "/client/v4")))...)
+	if err == nil || !strings.Contains(err.Error(), "does not end in /client/v4") || !strings.Contains(err.Error(), "pass WithICEBaseURL too") {
+		t.Errorf("a key root the ICE root cannot be derived from, without WithICEBaseURL: %v", err)
+	}
+	// The defaults stay Cloudflare's, given explicitly or not.
+	c, err := turn.NewClient(turn.WithGetenv(nil), turn.WithBaseURL(turn.DefaultAPIBaseURL))
+	if err != nil || !strings.Contains(fmt.Sprint(c), turn.DefaultICEBaseURL+"/") {
+		t.Errorf("default key root: %v, %v", c, err)
+	}
+}
+
+func TestAccountIDIsHex(t *testing.T) {
+	for _, tc := range []struct{ id, want string }{
+		{"nope", `account ID "nope" has 'n' at character 1; Cloudflare account IDs are 32 hex characters`},
+		{"023e105f4ecef8ad9ca31a8372d0c35", `account ID "023e105f4ecef8ad9ca31a8372d0c35" is 31 characters long`},
+		{"023e105f4ecef8ad9ca31a8372d0c35z", `has 'z' at character 32`},
+	} {
+		if _, err := turn.NewClient(turn.WithGetenv(nil), turn.WithAccountID(tc.id)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("WithAccountID(%q): %v, want %q", tc.id, err, tc.want)
+		}
+		env := map[string]string{"CLOUDFLARE_ACCOUNT_ID": tc.id}
+		if _, err := turn.NewClient(turn.WithGetenv(func(k string) string { return env[k] })); err == nil || !strings.Contains(err.Error(), "CLOUDFLARE_ACCOUNT_ID") {
+			t.Errorf("CLOUDFLARE_ACCOUNT_ID=%q: %v", tc.id, err)
+		}
+	}
+	if _, err := turn.NewClient(turn.WithGetenv(nil), turn.WithAccountID("023E105F4ECEF8AD9CA31A8372D0C353")); err != nil {
+		t.Errorf("upper-case hex: %v", err)
 	}
 }

@@ -13,9 +13,9 @@ import (
 // and positions count characters, not bytes, and a bad character is shown as a character.
 
 const (
-	accountIDMaxLen = 32
-	keyIDLen        = 32
-	keySecretLen    = 64 // a TURN key's secret, per the spec
+	accountIDLen = 32 // the 32 hex characters in the dashboard's URL
+	keyIDLen     = 32
+	keySecretLen = 64 // a TURN key's secret, per the spec
 
 	// MaxICETTL is the longest lifetime Cloudflare gives ICE credentials: 48 hours (172800 seconds),
 	// per the Realtime TURN FAQ (https://developers.cloudflare.com/realtime/turn/faq/).
@@ -27,15 +27,20 @@ const (
 )
 
 func checkAccountID(op, id string) error {
+	const want = "Cloudflare account IDs are 32 hex characters, 0-9 and a-f (the one in the dashboard's URL)"
 	n := utf8.RuneCountInString(id)
 	switch {
 	case id == "":
 		return invalidArg(op, "account ID is empty: set AccountID, turn.WithAccountID or CLOUDFLARE_ACCOUNT_ID")
-	case n > accountIDMaxLen:
-		return invalidArg(op, "account ID is %d characters long; Cloudflare account IDs have at most %d (the 32 hex characters in the dashboard URL)", n, accountIDMaxLen)
+	case n > accountIDLen:
+		// Not echoed: a longer value may be a token or key secret set in the wrong variable.
+		return invalidArg(op, "account ID is %d characters long; %s", n, want)
 	}
-	if r, pos := firstBad(id, notAlnum); pos > 0 {
-		return invalidArg(op, "account ID %q has %s at character %d; it takes letters and digits only", id, describeRune(r), pos)
+	if r, pos := firstBad(id, notHex); pos > 0 {
+		return invalidArg(op, "account ID %q has %s at character %d; %s", id, describeRune(r), pos, want)
+	}
+	if n != accountIDLen {
+		return invalidArg(op, "account ID %q is %d characters long; %s", id, n, want)
 	}
 	return nil
 }
@@ -149,6 +154,10 @@ func checkUserAgent(op, product string) error {
 		return invalidArg(op, "user agent has %s at character %d; it takes printable characters only", describeRune(r), pos)
 	}
 	return nil
+}
+
+func notHex(r rune) bool {
+	return !('a' <= r && r <= 'f' || 'A' <= r && r <= 'F' || '0' <= r && r <= '9')
 }
 
 func notAlnum(r rune) bool {

@@ -31,6 +31,14 @@ func TestValidationSendsNothing(t *testing.T) {
 			_, err := e.client.CreateKey(ctx, turn.CreateKeyParams{AccountID: "abc/../x"})
 			return err
 		}, `account ID "abc/../x" has '/' at character 4`},
+		{"short account", func() error {
+			_, err := e.client.ListKeys(ctx, turn.ListKeysParams{AccountID: strings.Repeat("a", 31)})
+			return err
+		}, `is 31 characters long; Cloudflare account IDs are 32 hex characters`},
+		{"account not hex", func() error {
+			_, err := e.client.ListKeys(ctx, turn.ListKeysParams{AccountID: "nope"})
+			return err
+		}, `account ID "nope" has 'n' at character 1; Cloudflare account IDs are 32 hex characters, 0-9 and a-f`},
 		{"empty key id", func() error { _, err := e.client.GetKey(ctx, turn.KeyParams{}); return err }, "key ID is empty"},
 		{"short key id", func() error { _, err := e.client.DeleteKey(ctx, turn.KeyParams{KeyID: "abc"}); return err }, "key ID is 3 characters long; TURN key IDs have exactly 32"},
 		{"key id with space", func() error {
