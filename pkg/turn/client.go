@@ -51,13 +51,8 @@ func NewClient(opts ...Option) (*Client, error) {
 		timeout:       DefaultAttemptTimeout,
 		maxBody:       DefaultMaxResponseBytes,
 	}
-	for _, opt := range opts {
-		if opt == nil {
-			continue
-		}
-		if err := opt(&cfg); err != nil {
-			return nil, err
-		}
+	if err := cfg.apply(opts); err != nil {
+		return nil, err
 	}
 	if err := cfg.resolveICEBase(); err != nil {
 		return nil, err
@@ -78,18 +73,56 @@ func NewClient(opts ...Option) (*Client, error) {
 		}
 	}
 	cfg.getenv = nil
+	cfg.hc = ownHTTPClient(cfg.hc)
+	return newClient(cfg), nil
+}
 
+// Clone returns a copy of c with opts applied on top of its configuration; c is unchanged and the
+// environment is not read again. For example, a server that answers its own callers with a
+// Retry-After rather than retrying upstream uses c.Clone(turn.WithRetry(0)).
+func (c *Client) Clone(opts ...Option) (*Client, error) {
+	cfg := c.cfg
+	if err := cfg.apply(opts); err != nil {
+		return nil, err
+	}
+	if err := cfg.resolveICEBase(); err != nil {
+		return nil, err
+	}
+	if cfg.hc != c.cfg.hc {
+		cfg.hc = ownHTTPClient(cfg.hc)
+	}
+	return newClient(cfg), nil
+}
+
+func (cfg *config) apply(opts []Option) error {
+	for _, opt := range opts {
+		if opt == nil {
+			continue
+		}
+		if err := opt(cfg); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ownHTTPClient copies the caller's http.Client (WithHTTPClient never mutates it) and makes it stop
+// at redirects to another host.
+func ownHTTPClient(given *http.Client) *http.Client {
 	hc := http.Client{}
-	if cfg.hc != nil {
-		hc = *cfg.hc
+	if given != nil {
+		hc = *given
 	}
 	hc.CheckRedirect = sameHostRedirects(hc.CheckRedirect)
-	cfg.hc = &hc
+	return &hc
+}
+
+func newClient(cfg config) *Client {
 	c := &Client{cfg: cfg, userAgent: []string{cfg.userAgent}}
 	if !cfg.token.IsZero() {
 		c.apiAuth = &[]string{"Bearer " + cfg.token.Reveal()}
 	}
-	return c, nil
+	return c
 }
 
 // Format implements fmt.Formatter: every verb shows the account and base URLs, never the token.

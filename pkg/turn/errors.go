@@ -155,7 +155,15 @@ func (e *callError) Is(target error) bool { return target == e.class }
 
 // invalidArg reports a malformed argument; it matches ErrInvalidArgument.
 func invalidArg(op, format string, args ...any) error {
-	return &callError{msg: "turn: " + op + ": invalid argument: " + fmt.Sprintf(format, args...), class: ErrInvalidArgument}
+	return InvalidArgument(op, fmt.Sprintf(format, args...))
+}
+
+// InvalidArgument returns the error this package reports for a malformed argument found before any
+// I/O: its text is "turn: OP: invalid argument: MSG" and it matches ErrInvalidArgument. Packages
+// that build on the client (a server that validates its own configuration, say) use it so their
+// callers can test every such error the same way. MSG must not hold a secret.
+func InvalidArgument(op, msg string) error {
+	return &callError{msg: "turn: " + op + ": invalid argument: " + msg, class: ErrInvalidArgument}
 }
 
 const (

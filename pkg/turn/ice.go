@@ -23,7 +23,9 @@ type ICEServers struct {
 	// Expires is when the credentials run out: the time the request was sent plus the TTL.
 	Expires time.Time
 
-	extra map[string]json.RawMessage
+	// Extra holds the answer's top-level fields this package does not know, by name, as they came;
+	// MarshalJSON writes them back beside "iceServers".
+	Extra map[string]json.RawMessage
 }
 
 // ICEServer is one entry of an iceServers list: a STUN entry has only URLs, a TURN entry also has
@@ -33,7 +35,9 @@ type ICEServer struct {
 	Username   string
 	Credential Secret
 
-	extra map[string]json.RawMessage
+	// Extra holds the entry's fields this package does not know, by name, as they came; they are
+	// written back when the list is marshalled for a browser.
+	Extra map[string]json.RawMessage
 }
 
 // GenerateICEServersParams are the arguments of GenerateICEServers.
@@ -68,13 +72,7 @@ var (
 // (https://developers.cloudflare.com/realtime/turn/generate-credentials/)
 func (c *Client) GenerateICEServers(ctx context.Context, p GenerateICEServersParams) (ICEServers, error) {
 	op := opGenerateICE
-	if err := checkICE(op, p.KeyID, p.KeySecret); err != nil {
-		return ICEServers{}, err
-	}
-	if err := checkTTL(op.name, p.TTL); err != nil {
-		return ICEServers{}, err
-	}
-	if err := checkCustomIdentifier(op.name, p.CustomIdentifier); err != nil {
+	if err := p.validate(op.name); err != nil {
 		return ICEServers{}, err
 	}
 	body := calls.IceServersRequest{Ttl: int64(p.TTL / time.Second)}
@@ -122,6 +120,25 @@ func (c *Client) RevokeICECredential(ctx context.Context, p RevokeICECredentialP
 	return err
 }
 
+// Validate reports what GenerateICEServers would refuse before sending anything: a malformed key
+// ID or secret, a TTL that is not whole seconds from 1s to MaxICETTL, or a CustomIdentifier that is
+// too long or not printable. The error matches ErrInvalidArgument and names the field. A server that
+// mints for others (iceserve) calls it to refuse a bad request without spending an upstream call.
+func (p GenerateICEServersParams) Validate() error { return p.validate(opGenerateICE.name) }
+
+func (p GenerateICEServersParams) validate(op string) error {
+	if err := checkKeyID(op, p.KeyID); err != nil {
+		return err
+	}
+	if err := checkKeySecret(op, p.KeySecret); err != nil {
+		return err
+	}
+	if err := checkTTL(op, p.TTL); err != nil {
+		return err
+	}
+	return checkCustomIdentifier(op, p.CustomIdentifier)
+}
+
 func checkICE(op *operation, keyID string, secret Secret) error {
 	if err := checkKeyID(op.name, keyID); err != nil {
 		return err
@@ -140,7 +157,7 @@ func (s ICEServers) MarshalJSON() ([]byte, error) {
 		}
 		servers[i] = b
 	}
-	return marshalObject(s.extra, func(put func(string, any)) { put("iceServers", servers) })
+	return marshalObject(s.Extra, func(put func(string, any)) { put("iceServers", servers) })
 }
 
 // UnmarshalJSON reads {"iceServers": [...]}, keeping unknown fields.
@@ -154,7 +171,7 @@ func (s *ICEServers) UnmarshalJSON(b []byte) error {
 		return fmt.Errorf("turn: no iceServers field")
 	}
 	delete(fields, "iceServers")
-	*s = ICEServers{extra: fields}
+	*s = ICEServers{Extra: fields}
 	return json.Unmarshal(raw, &s.Servers)
 }
 
@@ -163,7 +180,7 @@ func (s *ICEServers) UnmarshalJSON(b []byte) error {
 func (s ICEServer) MarshalJSON() ([]byte, error) { return s.marshal(false) }
 
 func (s ICEServer) marshal(reveal bool) ([]byte, error) {
-	return marshalObject(s.extra, func(put func(string, any)) {
+	return marshalObject(s.Extra, func(put func(string, any)) {
 		put("urls", s.URLs)
 		if s.Username != "" {
 			put("username", revealIf(reveal, s.Username))
@@ -213,7 +230,7 @@ func (s *ICEServer) UnmarshalJSON(b []byte) error {
 	delete(fields, "username")
 	delete(fields, "credential")
 	if len(fields) > 0 {
-		out.extra = fields
+		out.Extra = fields
 	}
 	*s = out
 	return nil

@@ -219,9 +219,16 @@ func NewICEHandler(cfg ICEHandlerConfig) (*ICEHandler, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
+	// One attempt per mint: inside the handler a retry would multiply upstream calls by the
+	// client's retry count, while the handler's own answer (503 with Retry-After, or the cached
+	// credential) already tells the browser what to do.
+	client, err := cfg.Client.Clone(WithRetry(0))
+	if err != nil {
+		return nil, err
+	}
 	h := &ICEHandler{
 		cfg:          cfg,
-		client:       withoutRetries(cfg.Client),
+		client:       client,
 		store:        cfg.Store,
 		callerLimit:  ICELimit{PerSecond: cfg.RatePerMinute / 60, Burst: cfg.Burst},
 		mintLimit:    ICELimit{PerSecond: cfg.MintsPerSecond, Burst: cfg.MintBurst},
@@ -250,9 +257,6 @@ func (cfg *ICEHandlerConfig) setDefaults() error {
 	if cfg.Client == nil {
 		return invalidArg(op, "Client is nil")
 	}
-	if err := checkICE(&operation{name: op}, cfg.KeyID, cfg.KeySecret); err != nil {
-		return err
-	}
 	setDefault(&cfg.TTL, DefaultICETTL)
 	setDefault(&cfg.RefreshFraction, DefaultICERefreshFraction)
 	setDefault(&cfg.MinRemaining, cfg.TTL/4)
@@ -270,7 +274,7 @@ func (cfg *ICEHandlerConfig) setDefaults() error {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	if err := checkTTL(op, cfg.TTL); err != nil {
+	if err := (GenerateICEServersParams{KeyID: cfg.KeyID, KeySecret: cfg.KeySecret, TTL: cfg.TTL}).Validate(); err != nil {
 		return err
 	}
 	const big = 1_000_000
@@ -470,7 +474,7 @@ func (h *ICEHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// Checked here, with the client's rule: a value the client would refuse is this request's
 		// problem, not the upstream's, and must not reach the breaker, the budget or the counters.
 		m.tag = h.cfg.CustomIdentifier(id)
-		if err := checkCustomIdentifier("ICE handler", m.tag); err != nil {
+		if err := (GenerateICEServersParams{KeyID: h.cfg.KeyID, KeySecret: h.cfg.KeySecret, TTL: h.cfg.TTL, CustomIdentifier: m.tag}).Validate(); err != nil {
 			h.refuse(w, r, refusedBadCustomIdentifier, http.StatusBadRequest, "no valid customIdentifier for this caller", 0)
 			return
 		}

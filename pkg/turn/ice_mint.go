@@ -15,15 +15,6 @@ import (
 	"time"
 )
 
-// withoutRetries returns a copy of c that makes one attempt per call: inside the handler a retry
-// would multiply upstream calls by the client's retry count, while the handler's own answer (503
-// with Retry-After, or the cached credential) already tells the browser what to do.
-func withoutRetries(c *Client) *Client {
-	cp := *c
-	cp.cfg.maxRetries = 0
-	return &cp
-}
-
 // errBusy and errBudget refuse a mint before it is sent.
 var errBusy = errors.New("all upstream slots busy")
 
@@ -184,9 +175,9 @@ func (h *ICEHandler) render(ice ICEServers, sent time.Time) (*ICECredential, err
 			unknown += len(k) + len(v)
 		}
 	}
-	count(ice.extra)
+	count(ice.Extra)
 	for _, s := range ice.Servers {
-		count(s.extra)
+		count(s.Extra)
 	}
 	keepUnknown := unknown <= maxUnknownBytes
 
@@ -223,13 +214,13 @@ func (h *ICEHandler) render(ice ICEServers, sent time.Time) (*ICECredential, err
 			writeJSON(&body, secret)
 		}
 		if keepUnknown {
-			writeFields(&body, s.extra)
+			writeFields(&body, s.Extra)
 		}
 		body.WriteByte('}')
 	}
 	body.WriteString(`]`)
 	if keepUnknown {
-		writeFields(&body, ice.extra, "expiresAt")
+		writeFields(&body, ice.Extra, "expiresAt")
 	}
 	body.WriteString(`,"expiresAt":`)
 	body.WriteString(strconv.FormatInt(c.Expires.Unix(), 10))
