@@ -12,20 +12,21 @@ import (
 	"time"
 
 	"github.com/cfturn/cfturn/pkg/turn"
+	"github.com/cfturn/cfturn/pkg/turn/iceserve"
 	"github.com/cfturn/cfturn/pkg/turn/turntest"
 )
 
 // iceHandler returns an ICEHandler minting from a fresh fake, with limits high enough that a
 // benchmark measures the handler's own cost, not its refusals. The per-identity limiter still runs.
-func iceHandler(b *testing.B) *turn.ICEHandler {
+func iceHandler(b *testing.B) *iceserve.Handler {
 	fake, key := benchKey(b)
 	return mustHandler(b, benchConfig(fake, key))
 }
 
 // benchConfig is the handlers' configuration in the benchmarks: minting from fake with key,
 // limits set high.
-func benchConfig(fake *turntest.Server, key turn.KeyWithSecret) turn.ICEHandlerConfig {
-	return turn.ICEHandlerConfig{
+func benchConfig(fake *turntest.Server, key turn.KeyWithSecret) iceserve.Config {
+	return iceserve.Config{
 		Client: fake.Client(), KeyID: key.ID, KeySecret: key.Secret, TTL: time.Hour,
 		IdentityHeader: "X-User",
 		RatePerMinute:  1e6, Burst: 1e6,
@@ -33,8 +34,8 @@ func benchConfig(fake *turntest.Server, key turn.KeyWithSecret) turn.ICEHandlerC
 	}
 }
 
-func mustHandler(b *testing.B, cfg turn.ICEHandlerConfig) *turn.ICEHandler {
-	h, err := turn.NewICEHandler(cfg)
+func mustHandler(b *testing.B, cfg iceserve.Config) *iceserve.Handler {
+	h, err := iceserve.NewHandler(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -108,7 +109,7 @@ func (p *pool) round(b *testing.B, n int) (time.Duration, map[string][]byte) {
 	return took, byUser
 }
 
-// BenchmarkICEHandlerCached compares warm cache hits through turn.ICEHandler with a bare net/http
+// BenchmarkICEHandlerCached compares warm cache hits through iceserve.Handler with a bare net/http
 // handler writing the same bytes (looked up by the same header), over loopback at 64 and 1000
 // concurrent keep-alive clients. Each client opens its connection before timing. One op is a
 // round of perClient requests per client to each of the handler, the bare server and a second

@@ -7,18 +7,19 @@ import (
 
 	"github.com/cfturn/cfturn/internal/redisserver"
 	"github.com/cfturn/cfturn/pkg/turn"
-	"github.com/cfturn/cfturn/pkg/turn/turnredis"
+	"github.com/cfturn/cfturn/pkg/turn/iceserve"
+	"github.com/cfturn/cfturn/pkg/turn/iceserve/redisstore"
 	"github.com/cfturn/cfturn/pkg/turn/turntest"
 )
 
 // redisReplica is an ICEHandler whose store is turnredis on srv, minting from fake with key.
-func redisReplica(b *testing.B, fake *turntest.Server, key turn.KeyWithSecret, srv *redisserver.Server) (*turn.ICEHandler, *turnredis.Store) {
-	rdb, err := turnredis.NewClient("redis://" + srv.Addr)
+func redisReplica(b *testing.B, fake *turntest.Server, key turn.KeyWithSecret, srv *redisserver.Server) (*iceserve.Handler, *redisstore.Store) {
+	rdb, err := redisstore.NewClient("redis://" + srv.Addr)
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { rdb.Close() })
-	store, err := turnredis.New(rdb, turnredis.Options{KeyID: key.ID, KeySecret: key.Secret, Timeout: 5 * time.Second})
+	store, err := redisstore.New(rdb, redisstore.Options{KeyID: key.ID, KeySecret: key.Secret, Timeout: 5 * time.Second})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -28,7 +29,7 @@ func redisReplica(b *testing.B, fake *turntest.Server, key turn.KeyWithSecret, s
 
 // benchHandler is benchConfig's handler on store (nil: in memory), with upstream slots for every
 // concurrent mint of the benchmarks.
-func benchHandler(b *testing.B, fake *turntest.Server, key turn.KeyWithSecret, store turn.ICEStore) *turn.ICEHandler {
+func benchHandler(b *testing.B, fake *turntest.Server, key turn.KeyWithSecret, store iceserve.Store) *iceserve.Handler {
 	cfg := benchConfig(fake, key)
 	cfg.MaxInFlight, cfg.Store = 1024, store
 	return mustHandler(b, cfg)
@@ -80,7 +81,7 @@ func BenchmarkReplicaMints(b *testing.B) {
 	const identities = 300
 	srv := redisserver.Start(b)
 	// mints runs the load over the handlers newReplica makes and counts the upstream calls.
-	mints := func(replicas int, newReplica func(*turntest.Server, turn.KeyWithSecret) *turn.ICEHandler) float64 {
+	mints := func(replicas int, newReplica func(*turntest.Server, turn.KeyWithSecret) *iceserve.Handler) float64 {
 		fake, key := benchKey(b)
 		var pools []*pool
 		for range replicas {
@@ -100,11 +101,11 @@ func BenchmarkReplicaMints(b *testing.B) {
 		}
 		return float64(fake.Requests()["generateIceServers"])
 	}
-	shared := func(fake *turntest.Server, key turn.KeyWithSecret) *turn.ICEHandler {
+	shared := func(fake *turntest.Server, key turn.KeyWithSecret) *iceserve.Handler {
 		h, _ := redisReplica(b, fake, key, srv)
 		return h
 	}
-	memory := func(fake *turntest.Server, key turn.KeyWithSecret) *turn.ICEHandler {
+	memory := func(fake *turntest.Server, key turn.KeyWithSecret) *iceserve.Handler {
 		return benchHandler(b, fake, key, nil)
 	}
 	var withRedis, without, single float64

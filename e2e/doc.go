@@ -1,5 +1,5 @@
 // Package e2e holds cfturn's end-to-end tests of the data plane: two pion/webrtc peers that open a
-// data channel through the fake's TURN relay with credentials served by turn.ICEHandler, and
+// data channel through the fake's TURN relay with credentials served by iceserve.Handler, and
 // headless Chromium driven through examples/browser against cfturn serve-ice and serve-fake.
 //
 // It is a module of its own so that pion/webrtc and chromedp stay out of the main module's

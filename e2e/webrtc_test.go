@@ -14,6 +14,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/cfturn/cfturn/pkg/turn"
+	"github.com/cfturn/cfturn/pkg/turn/iceserve"
 	"github.com/cfturn/cfturn/pkg/turn/turntest"
 )
 
@@ -148,7 +149,7 @@ func selectedTypes(pc *webrtc.PeerConnection) (local, remote webrtc.ICECandidate
 	return pair.Local.Typ, pair.Remote.Typ, nil
 }
 
-// TestDataChannelThroughTheFakesRelay: credentials minted through turn.ICEHandler → pkg/turn → the
+// TestDataChannelThroughTheFakesRelay: credentials minted through iceserve.Handler → pkg/turn → the
 // fake open a data channel between two relay-only pion peers; once revoked, they open nothing.
 func TestDataChannelThroughTheFakesRelay(t *testing.T) {
 	srv := turntest.NewServer()
@@ -158,7 +159,7 @@ func TestDataChannelThroughTheFakesRelay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := turn.NewICEHandler(turn.ICEHandlerConfig{Client: srv.Client(), KeyID: key.ID, KeySecret: key.Secret, TTL: time.Hour})
+	h, err := iceserve.NewHandler(iceserve.Config{Client: srv.Client(), KeyID: key.ID, KeySecret: key.Secret, TTL: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}

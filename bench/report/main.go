@@ -121,12 +121,12 @@ func run(in, out string) error {
 
 	if h := samples["ICEHandler1000Clients"]; h != nil {
 		fmt.Fprintf(&b, "\n## ICE handler, 1000 concurrent clients\n\n"+
-			"Each round, 1000 clients with distinct identities ask `turn.ICEHandler` (over loopback, minting from the fake) at once.\n\n"+
+			"Each round, 1000 clients with distinct identities ask `iceserve.Handler` (over loopback, minting from the fake) at once.\n\n"+
 			"| req/s | requests | upstream calls | ns per round |\n|---:|---:|---:|---:|\n| %.0f | %.0f | %.0f | %.0f |\n",
 			median(h.reqPerSec), median(h.requests), median(h.upstream), median(h.ns))
 	}
 	b.WriteString("\n## ICE handler cache hits vs a bare handler\n\n" +
-		"Warm cache hits through `turn.ICEHandler` (per-identity limiter on, limits set high) against a bare `net/http` handler\n" +
+		"Warm cache hits through `iceserve.Handler` (per-identity limiter on, limits set high) against a bare `net/http` handler\n" +
 		"writing the same bytes looked up by the same header, over loopback, each client a keep-alive connection with an\n" +
 		"identity of its own, connections opened before timing (`BenchmarkICEHandlerCached`). The two take turns within each\n" +
 		"op with a second, identical bare server, the control; ratios are medians of the per-run ratios. The control ÷ bare\n" +
@@ -161,7 +161,7 @@ func run(in, out string) error {
 	if h, m := samples["RedisStoreWarmHits"], samples["ReplicaMints"]; h != nil && m != nil {
 		ratio := median(h.units["redis/memory"])
 		fmt.Fprintf(&b, "\n## Several replicas through Redis\n\n"+
-			"`BenchmarkRedisStoreWarmHits`: warm cache hits of 64 keep-alive clients through an ICEHandler on `turnredis` (a real\n"+
+			"`BenchmarkRedisStoreWarmHits`: warm cache hits of 64 keep-alive clients through an ICEHandler on `redisstore` (a real\n"+
 			"redis-server on loopback) against one on the in-memory store, taking turns within each op; and the Redis round trips\n"+
 			"per request, cold (the request that mints) and warm.\n\n"+
 			"| Redis-backed req/s | in-memory req/s | Redis ÷ memory | range over runs | Redis calls per cold request | per warm request | target |\n"+

@@ -8,7 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/cfturn/cfturn/pkg/turn"
+	"github.com/cfturn/cfturn/pkg/turn/iceserve"
 )
 
 // iceMetrics exposes an ICEHandler's counters to Prometheus. The handler counts with atomics and
@@ -17,7 +17,7 @@ import (
 type iceMetrics struct {
 	reg     *prometheus.Registry
 	latency *prometheus.HistogramVec
-	h       *turn.ICEHandler
+	h       *iceserve.Handler
 	descs   struct{ mints, hits, stale, refused, upstreamErrs, inFlight, cached, callers *prometheus.Desc }
 }
 
@@ -44,7 +44,7 @@ func newICEMetrics() *iceMetrics {
 }
 
 // register starts collecting h's counters.
-func (m *iceMetrics) register(h *turn.ICEHandler) {
+func (m *iceMetrics) register(h *iceserve.Handler) {
 	m.h = h
 	m.reg.MustRegister(m)
 }

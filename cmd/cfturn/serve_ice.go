@@ -2,24 +2,22 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"math"
 	"net"
 	"net/http"
-	"net/netip"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"github.com/cfturn/cfturn/pkg/turn"
-	"github.com/cfturn/cfturn/pkg/turn/turnredis"
+	"github.com/cfturn/cfturn/pkg/turn/iceserve"
+	"github.com/cfturn/cfturn/pkg/turn/iceserve/redisstore"
 )
 
 // serveICEOptions are serve-ice's flags that are not handler fields.
@@ -36,14 +34,14 @@ type serveICEOptions struct {
 	redisCA     string
 	hosts       []string
 	maxConns    int
-	adminAddr   string           // where /readyz and /metrics go instead of the public listener
-	store       *turnredis.Store // set when Redis is in use
+	adminAddr   string            // where /readyz and /metrics go instead of the public listener
+	store       *redisstore.Store // set when Redis is in use
 }
 
 func (a *app) serveICECommand() *cobra.Command {
 	var flags iceFlags
 	var o serveICEOptions
-	cfg := turn.ICEHandlerConfig{}
+	cfg := iceserve.Config{}
 	cmd := &cobra.Command{
 		Use:   "serve-ice --key-id ID [--addr 127.0.0.1:8080]",
 		Short: "Serve fresh ICE credentials to browsers over HTTP",
@@ -91,7 +89,7 @@ requests in flight; a second Ctrl-C stops it at once.`,
 			}
 			m := newICEMetrics()
 			cfg.OnMint = m.observeMint
-			h, err := turn.NewICEHandler(cfg)
+			h, err := iceserve.NewHandler(cfg)
 			if err != nil {
 				return err
 			}
@@ -105,16 +103,16 @@ requests in flight; a second Ctrl-C stops it at once.`,
 	flags.register(cmd, "the TURN key's ID (required)")
 	f := cmd.Flags()
 	f.StringVar(&o.addr, "addr", "127.0.0.1:8080", "address to listen on")
-	f.DurationVar(&cfg.TTL, "ttl", turn.DefaultICETTL, "lifetime of minted credentials, 1s to 48h")
+	f.DurationVar(&cfg.TTL, "ttl", iceserve.DefaultTTL, "lifetime of minted credentials, 1s to 48h")
 	f.StringSliceVar(&o.origins, "allow-origin", nil, "browser origin scheme://host[:port] allowed to call cross-origin (repeatable; * for any)")
 	f.StringVar(&cfg.IdentityHeader, "identity-header", "", "request header, set by your proxy, naming the caller (default: the remote address)")
-	f.IntVar(&cfg.MaxIdentityBytes, "max-identity-bytes", turn.DefaultICEMaxIdentityBytes, "longest identity accepted; longer ones are answered 400")
-	f.Float64Var(&cfg.RatePerMinute, "rate", turn.DefaultICERatePerMinute, "requests per minute per caller, 0.1 to 1e6 (negative: no limit)")
-	f.IntVar(&cfg.Burst, "burst", turn.DefaultICEBurst, "requests a caller may make at once")
-	f.Float64Var(&cfg.MintsPerSecond, "mint-rate", turn.DefaultICEMintsPerSecond, "upstream mints per second in all, 0.01 to 1e6")
-	f.IntVar(&cfg.MintBurst, "mint-burst", turn.DefaultICEMintBurst, "upstream mints at once in all")
-	f.IntVar(&cfg.MaxInFlight, "max-in-flight", turn.DefaultICEMaxInFlight, "upstream calls in flight at once")
-	f.DurationVar(&cfg.RequestTimeout, "timeout", turn.DefaultICERequestTimeout, "time limit for reading and answering one request (0: the default)")
+	f.IntVar(&cfg.MaxIdentityBytes, "max-identity-bytes", iceserve.DefaultMaxIdentityBytes, "longest identity accepted; longer ones are answered 400")
+	f.Float64Var(&cfg.RatePerMinute, "rate", iceserve.DefaultRatePerMinute, "requests per minute per caller, 0.1 to 1e6 (negative: no limit)")
+	f.IntVar(&cfg.Burst, "burst", iceserve.DefaultBurst, "requests a caller may make at once")
+	f.Float64Var(&cfg.MintsPerSecond, "mint-rate", iceserve.DefaultMintsPerSecond, "upstream mints per second in all, 0.01 to 1e6")
+	f.IntVar(&cfg.MintBurst, "mint-burst", iceserve.DefaultMintBurst, "upstream mints at once in all")
+	f.IntVar(&cfg.MaxInFlight, "max-in-flight", iceserve.DefaultMaxInFlight, "upstream calls in flight at once")
+	f.DurationVar(&cfg.RequestTimeout, "timeout", iceserve.DefaultRequestTimeout, "time limit for reading and answering one request (0: the default)")
 	f.BoolVar(&cfg.AllowCredentials, "allow-credentials", false, "send Access-Control-Allow-Credentials, for an identity in a cookie")
 	f.BoolVar(&cfg.POSTOnly, "post-only", false, "refuse GET")
 	f.BoolVar(&cfg.RefuseCrossSiteGET, "refuse-cross-site-get", false, "refuse GETs a browser sent for another site (Sec-Fetch-Site) without CORS")
@@ -136,7 +134,7 @@ requests in flight; a second Ctrl-C stops it at once.`,
 // checkServeICEFlags refuses flag values the handler would take as "use the default": the CLI
 // shows its defaults, so a zero given on purpose is a mistake. --timeout 0 is the exception,
 // documented as the default, as in the library.
-func checkServeICEFlags(cmd *cobra.Command, cfg *turn.ICEHandlerConfig) error {
+func checkServeICEFlags(cmd *cobra.Command, cfg *iceserve.Config) error {
 	f := cmd.Flags()
 	switch {
 	case f.Changed("ttl") && (cfg.TTL < time.Second || cfg.TTL > turn.MaxICETTL):
@@ -146,7 +144,7 @@ func checkServeICEFlags(cmd *cobra.Command, cfg *turn.ICEHandlerConfig) error {
 	case f.Changed("mint-rate") && cfg.MintsPerSecond == 0:
 		return usagef("--mint-rate 0: give mints per second from 0.01 to 1e6")
 	case cfg.RequestTimeout < 0:
-		return usagef("--timeout %v: must not be negative (0 means the default, %v)", cfg.RequestTimeout, turn.DefaultICERequestTimeout)
+		return usagef("--timeout %v: must not be negative (0 means the default, %v)", cfg.RequestTimeout, iceserve.DefaultRequestTimeout)
 	}
 	for _, name := range []string{"burst", "mint-burst", "max-in-flight", "max-identity-bytes", "max-conns"} {
 		if v, _ := f.GetInt(name); v < 1 {
@@ -154,7 +152,7 @@ func checkServeICEFlags(cmd *cobra.Command, cfg *turn.ICEHandlerConfig) error {
 		}
 	}
 	if cfg.RequestTimeout == 0 {
-		cfg.RequestTimeout = turn.DefaultICERequestTimeout
+		cfg.RequestTimeout = iceserve.DefaultRequestTimeout
 	}
 	return nil
 }
@@ -176,7 +174,7 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 }
 
 // serveICE serves the handler with the health, readiness and metrics endpoints beside it.
-func (a *app) serveICE(ctx context.Context, o serveICEOptions, cfg turn.ICEHandlerConfig, h *turn.ICEHandler, m *iceMetrics) error {
+func (a *app) serveICE(ctx context.Context, o serveICEOptions, cfg iceserve.Config, h *iceserve.Handler, m *iceMetrics) error {
 	logger := cfg.Logger
 	mux := http.NewServeMux()
 	admin := mux
@@ -210,10 +208,6 @@ func (a *app) serveICE(ctx context.Context, o serveICEOptions, cfg turn.ICEHandl
 	if err != nil {
 		return err
 	}
-	hosts := o.hosts
-	if ap, err := netip.ParseAddrPort(l.Addr().String()); err == nil && ap.Addr().IsLoopback() && len(hosts) == 0 {
-		hosts = loopbackHosts
-	}
 	stopAdmin, err := serveAdmin(o.adminAddr, admin, timeout, logger)
 	if err != nil {
 		l.Close()
@@ -227,27 +221,26 @@ func (a *app) serveICE(ctx context.Context, o serveICEOptions, cfg turn.ICEHandl
 			return fmt.Errorf("start-up mint failed, not serving: %w (check --key-id, the key secret and --ice-base-url, or pass --skip-startup-check)", err)
 		}
 	}
-	limited := limitConns(l, o.maxConns)
+	srv := &iceserve.Server{
+		Handler:         mux,
+		AllowedHosts:    o.hosts,
+		MaxConns:        o.maxConns,
+		RequestTimeout:  timeout,
+		MaxHeaderBytes:  o.maxHeader,
+		ShutdownTimeout: o.shutdownMax,
+		Logger:          logger,
+	}
 	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "cfturn_serve_connections_refused_total", Help: "Connections closed at once because --max-conns were open.",
-	}, func() float64 { return float64(limited.refused.Load()) }))
-	srv := &http.Server{
-		Handler:           hostGuard(mux, hosts, logger),
-		ReadHeaderTimeout: min(5*time.Second, timeout),
-		ReadTimeout:       timeout,
-		WriteTimeout:      timeout + 5*time.Second,
-		IdleTimeout:       15 * time.Second,
-		MaxHeaderBytes:    o.maxHeader,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-	}
+	}, func() float64 { return float64(srv.ConnsRefused()) }))
 	url := "http://" + l.Addr().String() + "/"
-	logger.Info("cfturn serve-ice: serving", "url", url, "read_timeout", srv.ReadTimeout.String(), "request_timeout", timeout.String(),
+	logger.Info("cfturn serve-ice: serving", "url", url, "read_timeout", timeout.String(), "request_timeout", timeout.String(),
 		"ttl", cfg.TTL.String(), "mint_rate", cfg.MintsPerSecond, "rate_per_minute", cfg.RatePerMinute)
 	pageURL := ""
 	if o.examplePage {
 		pageURL = strings.TrimSuffix(url, "/") + examplePagePath
 	}
-	return a.serveOn(ctx, limited, srv, url, pageURL, o.shutdownMax)
+	return a.serveOn(ctx, l, srv, url, pageURL)
 }
 
 func healthz(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") }
@@ -264,21 +257,10 @@ func serveAdmin(addr string, mux *http.ServeMux, timeout time.Duration, logger *
 	if err != nil {
 		return nil, fmt.Errorf("--admin-addr: %w", err)
 	}
-	var hosts []string // any Host: a prober or Prometheus names the address it was given
-	if ap, err := netip.ParseAddrPort(l.Addr().String()); err == nil && ap.Addr().IsLoopback() {
-		hosts = loopbackHosts
-	}
-	srv := &http.Server{
-		Handler:           hostGuard(mux, hosts, logger),
-		ReadHeaderTimeout: min(5*time.Second, timeout),
-		ReadTimeout:       timeout,
-		WriteTimeout:      timeout + 5*time.Second,
-		IdleTimeout:       15 * time.Second,
-		MaxHeaderBytes:    8 << 10,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-	}
+	// Any Host off loopback: a prober or Prometheus names the address it was given.
+	srv := &iceserve.Server{Handler: mux, MaxConns: 64, RequestTimeout: timeout, MaxHeaderBytes: 8 << 10, Logger: logger}
 	logger.Info("cfturn serve-ice: admin endpoints /healthz, /readyz and /metrics", "url", "http://"+l.Addr().String()+"/")
-	go srv.Serve(limitConns(l, 64))
+	go srv.Serve(context.Background(), l)
 	return func() { srv.Close() }, nil
 }
 
@@ -298,7 +280,7 @@ func checkListenAddr(flag, addr string) error {
 // serveOn announces url (and the example page's pageURL, when there is one) and runs srv on l
 // until ctx ends, then shuts down gracefully: it answers the requests in flight, unless a second
 // Ctrl-C comes on a.interrupts, which stops it at once.
-func (a *app) serveOn(ctx context.Context, l net.Listener, srv *http.Server, url, pageURL string, shutdownMax time.Duration) error {
+func (a *app) serveOn(ctx context.Context, l net.Listener, srv *iceserve.Server, url, pageURL string) error {
 	var err error
 	if a.json {
 		banner := map[string]string{"url": url}
@@ -316,43 +298,31 @@ func (a *app) serveOn(ctx context.Context, l net.Listener, srv *http.Server, url
 		l.Close()
 		return err
 	}
-	var active atomic.Int64 // requests being answered, for the shutdown message
-	next := srv.Handler
-	srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		active.Add(1)
-		defer active.Add(-1)
-		next.ServeHTTP(w, r)
-	})
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(l) }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	if n := active.Load(); n > 0 {
-		fmt.Fprintf(a.stderr, "cfturn: shutting down: waiting for %d %s to finish (Ctrl-C again to quit)\n", n, plural(n, "request", "requests"))
-	} else {
-		fmt.Fprintln(a.stderr, "cfturn: shutting down")
-	}
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownMax)
-	defer cancel()
-	shutdown := make(chan error, 1)
-	go func() { shutdown <- srv.Shutdown(shutdownCtx) }()
-	select {
-	case err := <-shutdown:
-		if err != nil {
-			return err
+	shuttingDown := make(chan struct{})
+	srv.OnShutdown = func(n int64) {
+		if n > 0 {
+			fmt.Fprintf(a.stderr, "cfturn: shutting down: waiting for %d %s to finish (Ctrl-C again to quit)\n", n, plural(n, "request", "requests"))
+		} else {
+			fmt.Fprintln(a.stderr, "cfturn: shutting down")
 		}
+		close(shuttingDown)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, l) }()
+	select {
+	case err := <-done:
+		return err
+	case <-shuttingDown:
+	}
+	select {
+	case err := <-done:
+		return err
 	case <-a.interrupts:
-		n := active.Load()
+		n := srv.InFlight()
 		srv.Close()
+		<-done
 		return fmt.Errorf("interrupted again: stopped at once, cutting off %d %s in flight", n, plural(n, "request", "requests"))
 	}
-	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
 }
 
 func plural(n int64, one, many string) string {

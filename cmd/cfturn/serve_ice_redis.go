@@ -11,7 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/cfturn/cfturn/pkg/turn"
-	"github.com/cfturn/cfturn/pkg/turn/turnredis"
+	"github.com/cfturn/cfturn/pkg/turn/iceserve/redisstore"
 )
 
 // redisURLEnv names the environment variable serve-ice reads the Redis URL from, so that a
@@ -23,7 +23,7 @@ const redisURLEnv = "CFTURN_REDIS_URL"
 // in-memory store). Redis being down at start is not an error: the replica starts on local state
 // and joins the others when Redis answers. A Redis that refuses the replica (password, ACL
 // permissions, certificate) is.
-func (a *app) sharedStore(flagURL, caFile string, keyID string, secret turn.Secret, logger *slog.Logger) (*turnredis.Store, func(), error) {
+func (a *app) sharedStore(flagURL, caFile string, keyID string, secret turn.Secret, logger *slog.Logger) (*redisstore.Store, func(), error) {
 	raw, from := flagURL, "--redis-url"
 	if raw == "" {
 		raw, from = a.getenv(redisURLEnv), redisURLEnv
@@ -41,20 +41,20 @@ func (a *app) sharedStore(flagURL, caFile string, keyID string, secret turn.Secr
 	}
 	var configure []func(*redis.Options) error
 	if caFile != "" {
-		configure = append(configure, turnredis.TrustCA(caFile))
+		configure = append(configure, redisstore.TrustCA(caFile))
 	}
-	rdb, err := turnredis.NewClient(raw, configure...)
+	rdb, err := redisstore.NewClient(raw, configure...)
 	if err != nil {
 		return nil, nil, usagef("%s: %v", from, err)
 	}
 	// go-redis logs connection failures itself; the store logs each change of state once.
 	redis.SetLogger(quietRedisLogger{logger})
-	store, err := turnredis.New(rdb, turnredis.Options{KeyID: keyID, KeySecret: secret, Logger: logger})
+	store, err := redisstore.New(rdb, redisstore.Options{KeyID: keyID, KeySecret: secret, Logger: logger})
 	if err != nil {
 		rdb.Close()
 		return nil, nil, err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), turnredis.DefaultTimeout*4)
+	ctx, cancel := context.WithTimeout(context.Background(), redisstore.DefaultTimeout*4)
 	defer cancel()
 	// Check runs every command the store's scripts need, so a user without script permission
 	// is found now rather than leaving sharing silently off.
@@ -96,11 +96,11 @@ func (q quietRedisLogger) Printf(ctx context.Context, format string, v ...any) {
 
 // redisCollector exposes the store's state to Prometheus.
 type redisCollector struct {
-	s                   *turnredis.Store
+	s                   *redisstore.Store
 	up, calls, failures *prometheus.Desc
 }
 
-func newRedisCollector(s *turnredis.Store) *redisCollector {
+func newRedisCollector(s *redisstore.Store) *redisCollector {
 	return &redisCollector{
 		s:        s,
 		up:       prometheus.NewDesc("cfturn_redis_up", "1 while Redis answered the store's last real operation (a script), 0 while this replica runs on local state.", nil, nil),

@@ -9,7 +9,7 @@ import (
 
 	"github.com/cfturn/cfturn/internal/redisserver"
 	"github.com/cfturn/cfturn/pkg/turn"
-	"github.com/cfturn/cfturn/pkg/turn/turnredis"
+	"github.com/cfturn/cfturn/pkg/turn/iceserve/redisstore"
 	"github.com/cfturn/cfturn/pkg/turn/turntest"
 )
 
@@ -110,7 +110,7 @@ func TestServeICERedisTLS(t *testing.T) {
 // A wrong Redis password stops serve-ice at start, without printing the password.
 func TestServeICERedisWrongPassword(t *testing.T) {
 	rs := redisserver.Start(t)
-	admin, err := turnredis.NewClient("redis://" + rs.Addr)
+	admin, err := redisstore.NewClient("redis://" + rs.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +137,7 @@ func TestServeICERedisWrongPassword(t *testing.T) {
 // otherwise sharing would be silently off while Redis answers PING.
 func TestServeICERedisNoScriptPermission(t *testing.T) {
 	rs := redisserver.Start(t)
-	admin, err := turnredis.NewClient("redis://" + rs.Addr)
+	admin, err := redisstore.NewClient("redis://" + rs.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package turn_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -202,5 +203,34 @@ func TestAccountIDIsHex(t *testing.T) {
 	}
 	if _, err := turn.NewClient(turn.WithGetenv(nil), turn.WithAccountID("023E105F4ECEF8AD9CA31A8372D0C353")); err != nil {
 		t.Errorf("upper-case hex: %v", err)
+	}
+}
+
+// Clone changes what its options say and nothing else: the copy stops retrying, the original
+// still retries, and both keep the base URLs and token.
+func TestClone(t *testing.T) {
+	e := setup(t, turn.WithRetry(2))
+	once, err := e.client.Clone(turn.WithRetry(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		c    *turn.Client
+		want int
+	}{{once, 1}, {e.client, 3}} {
+		before := e.fake.Requests()[string(turntest.OpListTurnKeys)]
+		if err := e.fake.InjectFault(turntest.Fault{Operation: turntest.OpListTurnKeys, Status: 500, Count: 5}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tc.c.ListKeys(context.Background(), turn.ListKeysParams{}); !errors.Is(err, turn.ErrServer) {
+			t.Fatalf("ListKeys through a failing fake: %v, want ErrServer", err)
+		}
+		e.fake.ClearFaults()
+		if got := e.fake.Requests()[string(turntest.OpListTurnKeys)] - before; got != tc.want {
+			t.Errorf("attempts: %d, want %d", got, tc.want)
+		}
+	}
+	if _, err := e.client.Clone(turn.WithRetry(-1)); !strings.Contains(fmt.Sprint(err), "WithRetry(-1)") {
+		t.Errorf("Clone with a bad option: %v", err)
 	}
 }
