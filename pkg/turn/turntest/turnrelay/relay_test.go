@@ -242,6 +242,54 @@ func TestRelayCarriesTrafficOverEveryTransport(t *testing.T) {
 	}
 }
 
+// The relay reports what it sent to the client as egress and what it received from it as
+// ingress: the client sends 1 byte at a time, the peer answers each with 200.
+func TestRelayReportsDirections(t *testing.T) {
+	srv, relay := attach(t, nil)
+	m := mint(t, srv, time.Hour)
+	a, err := allocate(t, relay, "udp", m.username, m.password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	go func() {
+		buf := make([]byte, 1500)
+		answer := bytes.Repeat([]byte("a"), 200)
+		for {
+			_, from, err := peer.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			peer.WriteTo(answer, from)
+		}
+	}()
+	got := make([]byte, 1500)
+	var sent int64
+	for deadline := time.Now().Add(10 * time.Second); ; sent++ {
+		if time.Now().After(deadline) {
+			t.Fatal("no answer through the relay")
+		}
+		if _, err := a.relay.WriteTo([]byte("q"), peer.LocalAddr()); err != nil {
+			t.Fatal(err)
+		}
+		a.relay.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		if n, _, err := a.relay.ReadFrom(got); err == nil && n == 200 {
+			sent++ // this round's send, which the loop's post statement does not count
+			break
+		}
+	}
+	// Sends still in flight, or lost on the way, are not counted yet: ingress is at most what
+	// was sent, and at least the one that was answered.
+	r := srv.Relayed(m.username)
+	if r.Username != m.username || r.Egress < 200 || r.Egress%200 != 0 || r.Ingress < 1 || r.Ingress > sent {
+		t.Errorf("Relayed = %+v, want egress a multiple of 200 and ingress from 1 to %d", r, sent)
+	}
+}
+
 func TestRelayRefusesDeadCredentials(t *testing.T) {
 	clock := &fakeClock{now: time.Now()}
 	var logs syncbuf.Buffer
