@@ -37,6 +37,9 @@ const (
 // satisfies it. The relay authenticates a client with the credential LookupCredential hands it
 // while that credential is live, stops its allocations once it is not, reports the bytes it
 // carries with ReportRelayed, and points the fake's ICE answers at itself with SetICEURLs.
+//
+// It is an interface, not *turntest.Fake, so that the seam is written down in one place and the
+// compiler holds the relay to it: the relay can reach nothing else of the fake.
 type Fake interface {
 	LookupCredential(username string) turntest.Credential
 	ReportRelayed(turntest.RelayedTraffic)
@@ -75,11 +78,11 @@ func WithAdvertisedIP(ip string) Option { return func(c *config) { c.advertisedI
 // certificate made at start for 127.0.0.1, ::1 and localhost; Relay.RootCAs trusts it.
 func WithTLS() Option { return func(c *config) { c.tls = true } }
 
-// WithLogger sets where the relay logs what it refuses (default: nowhere), sampled. Logs never
-// carry a secret.
+// WithLogger sets where the relay logs what it refuses (default, and with nil: nowhere), sampled.
+// Logs never carry a secret.
 func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
 
-// WithClock sets the clock the relay's sampled refusal log reads (default time.Now). Give it the
+// WithClock sets the clock the relay's sampled refusal log reads (default, and with nil: time.Now). Give it the
 // clock the fake reads (turntest.WithClock), so that one step moves both.
 func WithClock(now func() time.Time) Option { return func(c *config) { c.now = now } }
 
@@ -137,6 +140,9 @@ func Attach(f Fake, opts ...Option) (*Relay, error) {
 	}
 	if c.logger == nil {
 		c.logger = slog.New(slog.DiscardHandler)
+	}
+	if c.now == nil {
+		c.now = time.Now
 	}
 	r, err := start(f, c)
 	if err != nil {
