@@ -14,7 +14,22 @@ import (
 
 	"github.com/cfturn/cfturn/internal/syncbuf"
 	"github.com/cfturn/cfturn/pkg/turn/turntest"
+	"github.com/cfturn/cfturn/pkg/turn/turntest/turnrelay"
 )
+
+// fakeWithRelay starts the fake with a relay attached, as serve-fake does; both close when the
+// test ends.
+func fakeWithRelay(t *testing.T) (*turntest.Server, *turnrelay.Relay) {
+	t.Helper()
+	srv := turntest.NewServer()
+	t.Cleanup(srv.Close)
+	relay, err := turnrelay.Attach(srv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { relay.Close() })
+	return srv, relay
+}
 
 // runWithStdin runs the CLI with stdin and the environment given.
 func runWithStdin(stdin string, env map[string]string, args ...string) result {
@@ -32,14 +47,13 @@ func mintJSON(t *testing.T, srv *turntest.Server, key createdKey) string {
 }
 
 func TestCheckCommandMints(t *testing.T) {
-	srv := turntest.NewServer()
-	defer srv.Close()
+	srv, relay := fakeWithRelay(t)
 	key := createKey(t, srv)
 	r := cfturn(t, srv, map[string]string{"CFTURN_KEY_SECRET": key.Secret}, "check", "--key-id", key.ID)
 	r.check(t, 0)
 	for _, want := range []string{
 		"URL", "TRANSPORT", "RESULT", "RTT", "ADDRESS",
-		"stun:" + srv.Relay.UDPAddr, "turn:" + srv.Relay.UDPAddr + "?transport=udp", "turn:" + srv.Relay.TCPAddr + "?transport=tcp",
+		"stun:" + relay.UDPAddr, "turn:" + relay.UDPAddr + "?transport=udp", "turn:" + relay.TCPAddr + "?transport=tcp",
 		"checked in",
 	} {
 		if !strings.Contains(r.stdout, want) {
@@ -56,8 +70,7 @@ func TestCheckCommandMints(t *testing.T) {
 }
 
 func TestCheckCommandFileAndStdin(t *testing.T) {
-	srv := turntest.NewServer()
-	defer srv.Close()
+	srv, _ := fakeWithRelay(t)
 	key := createKey(t, srv)
 	ice := mintJSON(t, srv, key)
 

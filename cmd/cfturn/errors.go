@@ -89,7 +89,7 @@ var cliWording = strings.NewReplacer(
 // prefix, in CLI terms, with a hint when one is known, and safe for a terminal.
 func (a *app) errorLine(err error) string {
 	msg := err.Error()
-	for _, prefix := range []string{"turn: ", "turntest: "} {
+	for _, prefix := range []string{"turn: ", "turntest: ", "turnrelay: "} {
 		msg = strings.TrimPrefix(msg, prefix)
 	}
 	return printable(cliWording.Replace(msg) + a.hint(err))

@@ -15,6 +15,7 @@ import (
 	"github.com/cfturn/cfturn/pkg/turn"
 	"github.com/cfturn/cfturn/pkg/turn/turncheck"
 	"github.com/cfturn/cfturn/pkg/turn/turntest"
+	"github.com/cfturn/cfturn/pkg/turn/turntest/turnrelay"
 )
 
 // fakeTokenEnv names the environment variable serve-fake takes its token from, so that it need not
@@ -31,8 +32,8 @@ func (a *app) serveFakeCommand() *cobra.Command {
 with the same shapes as Cloudflare's APIs, so cfturn, the Cloudflare SDKs and curl work against it.
 State lives in memory and is gone when it stops.
 
-It also runs a TURN relay (UDP and TCP, on a free loopback port unless --relay-addr says which)
-that accepts exactly the ICE credentials the fake minted, and its ICE answers point at it, so
+It also attaches a TURN relay (UDP and TCP, on a free loopback port unless --relay-addr says
+which) that accepts exactly the ICE credentials the fake minted, and its ICE answers point at it, so
 WebRTC peers given them connect through it. With --no-relay the answers carry the URLs Cloudflare
 documents (--legacy-ice-urls: the older set with port-53 URLs). --relay-tls adds TURN over TLS
 (turns:) with a certificate made at start; --relay-cert-out writes it, for cfturn check --ca-file.
@@ -55,12 +56,9 @@ be values the client accepts.`,
 			if err := checkListenAddr("addr", addr); err != nil {
 				return err
 			}
-			opts := []turntest.Option{
-				turntest.WithAddr(addr), turntest.WithRelayAddr(relayAddr),
-				turntest.WithLogger(slog.New(slog.NewTextHandler(a.stderr, nil))),
-			}
-			if noRelay {
-				opts = append(opts, turntest.WithoutRelay())
+			opts := []turntest.Option{turntest.WithAddr(addr)}
+			relayOpts := []turnrelay.Option{
+				turnrelay.WithAddr(relayAddr), turnrelay.WithLogger(slog.New(slog.NewTextHandler(a.stderr, nil))),
 			}
 			if host, _, err := net.SplitHostPort(relayAddr); err == nil && !noRelay && relayAdvertise == "" {
 				if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
@@ -69,7 +67,7 @@ be values the client accepts.`,
 				}
 			}
 			if relayAdvertise != "" {
-				opts = append(opts, turntest.WithRelayAdvertisedIP(relayAdvertise))
+				relayOpts = append(relayOpts, turnrelay.WithAdvertisedIP(relayAdvertise))
 			}
 			if legacyURLs {
 				opts = append(opts, turntest.WithLegacyICEURLs())
@@ -82,7 +80,7 @@ be values the client accepts.`,
 			case certOut != "" && !relayTLS:
 				return usagef("--relay-cert-out needs --relay-tls")
 			case relayTLS:
-				opts = append(opts, turntest.WithRelayTLS())
+				relayOpts = append(relayOpts, turnrelay.WithTLS())
 			}
 			tok, tokenFrom := token, "--token"
 			if tok == "" {
@@ -110,19 +108,26 @@ be values the client accepts.`,
 				return err
 			}
 			defer srv.Close()
-			relay := "off (--no-relay): ICE answers carry Cloudflare's URLs"
-			if srv.Relay != nil {
-				relay = fmt.Sprintf("udp %s, tcp %s", srv.Relay.UDPAddr, srv.Relay.TCPAddr)
+			var r *turnrelay.Relay
+			if !noRelay {
+				if r, err = turnrelay.Attach(srv, relayOpts...); err != nil {
+					return err
+				}
+				defer r.Close()
 			}
-			if srv.Relay != nil && srv.Relay.TLSAddr != "" {
-				relay += ", tls " + srv.Relay.TLSAddr + " (self-signed)"
+			relay := "off (--no-relay): ICE answers carry Cloudflare's URLs"
+			if r != nil {
+				relay = fmt.Sprintf("udp %s, tcp %s", r.UDPAddr, r.TCPAddr)
+			}
+			if r != nil && r.TLSAddr != "" {
+				relay += ", tls " + r.TLSAddr + " (self-signed)"
 				if certOut != "" {
 					// A certificate, not a secret: readable by all, but never written over a file.
 					fh, err := os.OpenFile(certOut, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 					if err != nil {
 						return usagef("--relay-cert-out: %v", err)
 					}
-					_, err = fh.Write(srv.Relay.CertificatePEM())
+					_, err = fh.Write(r.CertificatePEM())
 					if cerr := fh.Close(); err == nil {
 						err = cerr
 					}
@@ -136,10 +141,10 @@ be values the client accepts.`,
 					"url": srv.URL, "apiBaseURL": srv.APIBaseURL, "iceBaseURL": srv.ICEBaseURL,
 					"token": srv.Token(), "accountID": srv.AccountID(),
 				}
-				if srv.Relay != nil {
-					out["relayUDPAddr"], out["relayTCPAddr"] = srv.Relay.UDPAddr, srv.Relay.TCPAddr
-					if srv.Relay.TLSAddr != "" {
-						out["relayTLSAddr"] = srv.Relay.TLSAddr
+				if r != nil {
+					out["relayUDPAddr"], out["relayTCPAddr"] = r.UDPAddr, r.TCPAddr
+					if r.TLSAddr != "" {
+						out["relayTLSAddr"] = r.TLSAddr
 					}
 				}
 				err = writeJSON(a.stdout, out)
@@ -192,7 +197,12 @@ step is one JSON object on a line of its own.`,
 				return err
 			}
 			defer srv.Close()
-			return a.demo(cmd.Context(), srv)
+			relay, err := turnrelay.Attach(srv)
+			if err != nil {
+				return err
+			}
+			defer relay.Close()
+			return a.demo(cmd.Context(), srv, relay)
 		},
 	}
 }
@@ -245,8 +255,9 @@ func (p *demoPrinter) next(title, operation string) demoStep {
 }
 
 // demo creates, lists, renames a key, mints and revokes ICE credentials and deletes the key,
-// printing each step. Credentials are shown redacted.
-func (a *app) demo(ctx context.Context, srv *turntest.Server) error {
+// printing each step, and checks the credentials against relay unless it is nil. Credentials are
+// shown redacted.
+func (a *app) demo(ctx context.Context, srv *turntest.Server, relay *turnrelay.Relay) error {
 	c := srv.Client()
 	p := &demoPrinter{a: a}
 	if err := p.print(demoStep{Title: "cfturn demo: an offline fake of Cloudflare's TURN APIs is running at " + srv.URL,
@@ -303,7 +314,7 @@ func (a *app) demo(ctx context.Context, srv *turntest.Server) error {
 	s.Result["iceServers"], s.Result["expires"] = ice.Servers, ice.Expires
 	s.lines = []string{"this is what a browser passes to new RTCPeerConnection (credentials redacted here):",
 		string(pretty), "expires " + ice.Expires.Format(time.RFC3339)}
-	if srv.Relay != nil {
+	if relay != nil {
 		s.lines = append(s.lines, "they open the fake's TURN relay: two allocations each, a packet through both and back (cfturn check):")
 		if s.Result["check"], err = a.demoCheck(ctx, ice, &s.lines); err != nil {
 			return err
@@ -325,7 +336,7 @@ func (a *app) demo(ctx context.Context, srv *turntest.Server) error {
 	}
 	s.Result["revoked"] = srv.Revoked(username)
 	s.lines = []string{fmt.Sprintf("revoked: %v", srv.Revoked(username))}
-	if srv.Relay != nil {
+	if relay != nil {
 		s.lines = append(s.lines, "the relay now refuses it:")
 		if s.Result["check"], err = a.demoCheck(ctx, ice, &s.lines); err != nil {
 			return err

@@ -17,7 +17,7 @@ import (
 // they go on answering, stay ready, and say so on /readyz and /metrics.
 func TestServeICERedis(t *testing.T) {
 	rs := redisserver.Start(t)
-	srv := turntest.NewServer(turntest.WithoutRelay())
+	srv := turntest.NewServer()
 	t.Cleanup(srv.Close)
 	key, err := srv.Client().CreateKey(context.Background(), turn.CreateKeyParams{Name: "replicas"})
 	if err != nil {
@@ -58,7 +58,7 @@ func TestServeICERedis(t *testing.T) {
 }
 
 func TestServeICERedisURLRefused(t *testing.T) {
-	srv := turntest.NewServer(turntest.WithoutRelay())
+	srv := turntest.NewServer()
 	defer srv.Close()
 	key := createKey(t, srv)
 	r := cfturn(t, srv, map[string]string{"CFTURN_KEY_SECRET": key.Secret, redisURLEnv: "redis://user:hunter2@[::1"},
@@ -73,7 +73,7 @@ func TestServeICERedisURLRefused(t *testing.T) {
 // trusted, and the replica serves on local state instead of failing.
 func TestServeICERedisTLS(t *testing.T) {
 	rs := redisserver.StartTLS(t)
-	srv := turntest.NewServer(turntest.WithoutRelay())
+	srv := turntest.NewServer()
 	t.Cleanup(srv.Close)
 	key, err := srv.Client().CreateKey(context.Background(), turn.CreateKeyParams{Name: "tls"})
 	if err != nil {
@@ -118,7 +118,7 @@ func TestServeICERedisWrongPassword(t *testing.T) {
 	if err := admin.ConfigSet(context.Background(), "requirepass", "the-right-one").Err(); err != nil {
 		t.Fatal(err)
 	}
-	srv := turntest.NewServer(turntest.WithoutRelay())
+	srv := turntest.NewServer()
 	defer srv.Close()
 	key := createKey(t, srv)
 	env := map[string]string{"CFTURN_KEY_SECRET": key.Secret, redisURLEnv: "redis://default:hunter2@" + rs.Addr}
@@ -145,7 +145,7 @@ func TestServeICERedisNoScriptPermission(t *testing.T) {
 	if err := admin.Do(context.Background(), "ACL", "SETUSER", "noscript", "on", ">pw-noscript", "~*", "&*", "+@all", "-@scripting").Err(); err != nil {
 		t.Fatal(err)
 	}
-	srv := turntest.NewServer(turntest.WithoutRelay())
+	srv := turntest.NewServer()
 	defer srv.Close()
 	key := createKey(t, srv)
 	env := map[string]string{"CFTURN_KEY_SECRET": key.Secret, redisURLEnv: "redis://noscript:pw-noscript@" + rs.Addr}
@@ -170,7 +170,7 @@ func TestServeICERedisClosedPort(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	srv := turntest.NewServer(turntest.WithoutRelay())
+	srv := turntest.NewServer()
 	t.Cleanup(srv.Close)
 	key, err := srv.Client().CreateKey(context.Background(), turn.CreateKeyParams{Name: "closed"})
 	if err != nil {

@@ -21,7 +21,7 @@ import (
 
 // Messages a new user meets on the way through the README (issue 17).
 func TestWalkthroughMessages(t *testing.T) {
-	srv := turntest.NewServer(turntest.WithoutRelay())
+	srv := turntest.NewServer()
 	defer srv.Close()
 	const secretValue = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 	for _, tc := range []struct {
@@ -64,7 +64,7 @@ func TestWalkthroughMessages(t *testing.T) {
 
 // keys list and keys delete say what happened; version is a command too.
 func TestKeysSayWhatHappened(t *testing.T) {
-	srv := turntest.NewServer(turntest.WithoutRelay())
+	srv := turntest.NewServer()
 	defer srv.Close()
 	r := cfturn(t, srv, nil, "keys", "list")
 	r.check(t, 0)
@@ -116,7 +116,7 @@ func TestEveryCommandHasExamples(t *testing.T) {
 	if n < 15 {
 		t.Errorf("walked %d commands", n)
 	}
-	srv := turntest.NewServer(turntest.WithoutRelay())
+	srv := turntest.NewServer()
 	defer srv.Close()
 	if r := cfturn(t, srv, nil, "keys", "create", "--help"); !strings.Contains(r.stdout, "Examples:\n  cfturn keys create --name prod --out turn-key.secret") {
 		t.Errorf("keys create --help:\n%s", r.stdout)

@@ -148,7 +148,7 @@ func TestDocumentedDefaults(t *testing.T) {
 // WithBaseURL alone points ICE calls at the same server as key calls, whichever order the options
 // come in, or is refused: a fake's key ID and secret never go to Cloudflare.
 func TestICEBaseFollowsBaseURL(t *testing.T) {
-	srv := turntest.NewServer(turntest.WithoutRelay())
+	srv := turntest.NewServer()
 	defer srv.Close()
 	ctx := context.Background()
 	common := []turn.Option{turn.WithGetenv(nil), turn.WithAPIToken(srv.Token()), turn.WithAccountID(srv.AccountID()),

@@ -453,7 +453,7 @@ func TestHandlerNetworkShare(t *testing.T) {
 
 // Item 18: without an identity header the source network is the remote address's /24 or /48.
 func TestHandlerSourceNetworkPrefixes(t *testing.T) {
-	fake := turntest.NewServer(turntest.WithoutRelay())
+	fake := turntest.NewServer()
 	defer fake.Close()
 	key, err := fake.Client().CreateKey(context.Background(), turn.CreateKeyParams{Name: "networks"})
 	if err != nil {

@@ -261,7 +261,7 @@ func TestHandlerCustomIdentifier(t *testing.T) {
 // Without an identity header, IPv6 callers are told apart by their /64: addresses of one /64
 // share a credential and a limit, so a client cannot rotate through its own prefix.
 func TestHandlerIPv6Identity(t *testing.T) {
-	fake := turntest.NewServer(turntest.WithoutRelay())
+	fake := turntest.NewServer()
 	defer fake.Close()
 	key, err := fake.Client().CreateKey(context.Background(), turn.CreateKeyParams{Name: "v6"})
 	if err != nil {

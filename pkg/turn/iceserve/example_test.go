@@ -15,7 +15,7 @@ import (
 )
 
 func ExampleHandler() {
-	fake := turntest.NewServer(turntest.WithoutRelay()) // stands in for Cloudflare
+	fake := turntest.NewServer() // stands in for Cloudflare
 	defer fake.Close()
 	client := fake.Client()
 	key, err := client.CreateKey(context.Background(), turn.CreateKeyParams{Name: "browsers"})

@@ -13,13 +13,32 @@ import (
 	"github.com/cfturn/cfturn/pkg/turn"
 	"github.com/cfturn/cfturn/pkg/turn/turncheck"
 	"github.com/cfturn/cfturn/pkg/turn/turntest"
+	"github.com/cfturn/cfturn/pkg/turn/turntest/turnrelay"
 )
 
-// setup starts the fake with its relay (TLS too) and mints a credential through pkg/turn.
-func setup(t *testing.T) (*turntest.Server, turn.KeyWithSecret, turn.ICEServers) {
+// fake is the fake with a relay attached, whose ICE answers point at the relay.
+type fake struct {
+	*turntest.Server
+	relay *turnrelay.Relay
+}
+
+// startFake starts the fake and attaches a relay (TLS too); both close when the test ends.
+func startFake(tb testing.TB) *fake {
+	tb.Helper()
+	srv := turntest.NewServer()
+	tb.Cleanup(srv.Close)
+	relay, err := turnrelay.Attach(srv, turnrelay.WithTLS())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { relay.Close() })
+	return &fake{srv, relay}
+}
+
+// setup starts the fake with its relay and mints a credential through pkg/turn.
+func setup(t *testing.T) (*fake, turn.KeyWithSecret, turn.ICEServers) {
 	t.Helper()
-	srv := turntest.NewServer(turntest.WithRelayTLS())
-	t.Cleanup(srv.Close)
+	srv := startFake(t)
 	ctx := context.Background()
 	key, err := srv.Client().CreateKey(ctx, turn.CreateKeyParams{Name: "check"})
 	if err != nil {
@@ -32,8 +51,8 @@ func setup(t *testing.T) (*turntest.Server, turn.KeyWithSecret, turn.ICEServers)
 	return srv, key, ice
 }
 
-func config(srv *turntest.Server) turncheck.Config {
-	return turncheck.Config{Timeout: 10 * time.Second, TLSConfig: &tls.Config{RootCAs: srv.Relay.RootCAs()}}
+func config(srv *fake) turncheck.Config {
+	return turncheck.Config{Timeout: 10 * time.Second, TLSConfig: &tls.Config{RootCAs: srv.relay.RootCAs()}}
 }
 
 func username(ice turn.ICEServers) string {
@@ -75,10 +94,10 @@ func TestCheckEveryTransportAgainstTheFake(t *testing.T) {
 	}
 	// The relay is left as it was found: every allocation was released.
 	deadline := time.Now().Add(5 * time.Second)
-	for srv.Relay.Allocations() != 0 && time.Now().Before(deadline) {
+	for srv.relay.Allocations() != 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if n := srv.Relay.Allocations(); n != 0 {
+	if n := srv.relay.Allocations(); n != 0 {
 		t.Errorf("%d allocations left on the relay", n)
 	}
 }
@@ -221,8 +240,7 @@ func TestParseICEServers(t *testing.T) {
 // BenchmarkCheck times a full check against the fake's relay: a STUN binding and, for TURN over
 // udp, tcp and tls, two allocations and a round trip through them. BENCHMARKS.md records it.
 func BenchmarkCheck(b *testing.B) {
-	srv := turntest.NewServer(turntest.WithRelayTLS())
-	defer srv.Close()
+	srv := startFake(b)
 	ctx := context.Background()
 	key, err := srv.Client().CreateKey(ctx, turn.CreateKeyParams{})
 	if err != nil {

@@ -8,13 +8,20 @@ import (
 	"github.com/cfturn/cfturn/pkg/turn"
 	"github.com/cfturn/cfturn/pkg/turn/turncheck"
 	"github.com/cfturn/cfturn/pkg/turn/turntest"
+	"github.com/cfturn/cfturn/pkg/turn/turntest/turnrelay"
 )
 
-// Check the ICE servers minted by the fake, whose answers point at its own TURN relay. Against
-// Cloudflare, mint with a turn.Client of your account instead; nothing else changes.
+// Check the ICE servers minted by the fake, whose answers point at the TURN relay attached to it.
+// Against Cloudflare, mint with a turn.Client of your account instead; nothing else changes.
 func ExampleCheck() {
 	srv := turntest.NewServer()
 	defer srv.Close()
+	relay, err := turnrelay.Attach(srv)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer relay.Close()
 	ctx := context.Background()
 	key, err := srv.Client().CreateKey(ctx, turn.CreateKeyParams{Name: "example"})
 	if err != nil {

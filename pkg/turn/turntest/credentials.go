@@ -1,9 +1,6 @@
 package turntest
 
-import (
-	"sync/atomic"
-	"time"
-)
+import "time"
 
 // credential is one minted ICE credential.
 type credential struct {
@@ -12,7 +9,7 @@ type credential struct {
 	customIdentifier string
 	expires          time.Time
 	revoked          bool
-	relayed          atomic.Int64 // bytes through the relay, both directions
+	relayed          traffic // bytes a relay reported for it
 
 	// Links of the table's insertion-order list, and the credential's place in its expiry bucket.
 	older, newer *credential
@@ -31,7 +28,7 @@ type credentialTable struct {
 	newest       *credential
 	buckets      map[int64][]*credential // Unix second of expiry → credentials
 	sweptBefore  int64                   // every bucket before this second is gone
-	identifiers  map[string]*atomic.Int64
+	identifiers  map[string]*traffic     // customIdentifier → bytes relayed for its credentials
 	maxIdentKeys int
 }
 
@@ -40,7 +37,7 @@ func newCredentialTable(max int) *credentialTable {
 		max:          max,
 		byName:       make(map[string]*credential),
 		buckets:      make(map[int64][]*credential),
-		identifiers:  make(map[string]*atomic.Int64),
+		identifiers:  make(map[string]*traffic),
 		maxIdentKeys: max,
 	}
 }
@@ -71,12 +68,12 @@ func (t *credentialTable) add(c *credential, now time.Time) {
 // get returns the credential named username, or nil.
 func (t *credentialTable) get(username string) *credential { return t.byName[username] }
 
-// identifier returns the byte counter of a customIdentifier, making it unless the table already
+// identifier returns the byte counts of a customIdentifier, making them unless the table already
 // counts for as many identifiers as it holds credentials (then nil: that identifier is not counted).
-func (t *credentialTable) identifier(id string) *atomic.Int64 {
+func (t *credentialTable) identifier(id string) *traffic {
 	n := t.identifiers[id]
 	if n == nil && len(t.identifiers) < t.maxIdentKeys {
-		n = new(atomic.Int64)
+		n = new(traffic)
 		t.identifiers[id] = n
 	}
 	return n
@@ -138,24 +135,4 @@ func (t *credentialTable) unlink(c *credential) {
 		t.newest = c.older
 	}
 	c.older, c.newer = nil, nil
-}
-
-// relayCredential is the fake's side of the relay's seam: the secret of the credential named
-// username while the relay may serve it, else why not. A credential the table no longer holds
-// (evicted by newer ones, or swept after expiry) is refused like a revoked one.
-func (f *Fake) relayCredential(username string) (secret, refusal string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	c := f.creds.get(username)
-	switch {
-	case c == nil:
-		return "", "unknown or evicted credential"
-	case c.revoked:
-		return "", "credential revoked"
-	case !c.expires.After(f.now()):
-		return "", "credential expired"
-	case f.byID[c.keyID] == nil:
-		return "", "the credential's key was deleted"
-	}
-	return c.secret, ""
 }

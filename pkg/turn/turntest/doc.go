@@ -12,24 +12,24 @@
 // 7003 malformed identifier (400), 10002 malformed body (400), 10006 unknown key (404), 10013 a
 // limit reached (400).
 //
-// NewServer also runs a TURN relay on loopback (pion's TURN server, UDP and TCP, TLS with
-// WithRelayTLS), and generate-ice-servers then answers stun:/turn: URLs that point at it, so a
-// WebRTC peer that takes the answer as is gets working TURN. The relay authenticates exactly the
-// credentials the fake minted: a live credential of a live key allocates; a revoked or expired one,
-// or one whose key was deleted, is refused, and its allocations stop. Off loopback (WithRelayAddr)
-// it refuses peers on internal addresses, so it opens no way into the host. RelayedBytes and RelayedBytesByIdentifier count the
-// bytes it carried. With WithoutRelay (and with New, which serves HTTP only) the answer is the URL
-// set Cloudflare documents today, or the older one with port-53 URLs (WithLegacyICEURLs).
+// The answers of generate-ice-servers carry the URL set Cloudflare documents today, or the older
+// one with port-53 URLs (WithLegacyICEURLs). Package turnrelay runs pion's TURN server beside the
+// fake and attaches to it through a small exported seam, so that the answers point at it and a
+// WebRTC peer that takes them as is gets working TURN: SetICEURLs sets the URLs the fake answers,
+// LookupCredential hands the relay a credential the fake minted and says whether it is live
+// (revoked, expired, evicted or its key deleted: dead), and ReportRelayed takes the bytes the relay
+// carried for it, by direction, which RelayedBytes, RelayedBytesByIdentifier and Relayed read
+// back. The fake itself links no TURN code: a test of the client never links a TURN server.
 //
 // Memory is bounded: at most 1,000 keys per account (WithMaxKeys) for at most 1,000 accounts, about
 // 440 bytes per key with an 18-character name (BenchmarkKeyMemory), and the 10,000 newest ICE
-// credentials, expired ones dropped first. A credential dropped is dead: the relay refuses it and
-// stops its allocations, and revoking it answers 404, as for one never minted.
+// credentials (WithMaxCredentials), expired ones dropped first. A credential dropped is dead: a
+// relay refuses it and stops its allocations, and revoking it answers 404, as for one never minted.
 //
 // InjectFault makes the next requests fail in chosen ways (a status, Retry-After, an HTML page, a
 // truncated or oversize body, a delay, a dropped connection, a redirect) to test a client's error
 // handling and retries; Fault.Operation takes the Op constants. Requests and Keys expose what the
 // fake saw and holds.
 //
-// cfturn serve-fake runs the same fake as a standalone server.
+// cfturn serve-fake runs the same fake as a standalone server, with a relay attached.
 package turntest

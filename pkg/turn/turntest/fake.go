@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"maps"
 	"net/http"
 	"net/http/httptest"
@@ -26,7 +25,7 @@ import (
 const (
 	DefaultMaxKeys        = 1000   // keys per account
 	maxAccounts           = 1000   // accounts with keys
-	maxCredentials        = 10_000 // live ICE credentials kept for revocation and the relay; the oldest go first
+	maxCredentials        = 10_000 // ICE credentials kept for revocation and relays; the oldest go first (WithMaxCredentials)
 	maxBodyBytes          = 64 << 10
 	maxNameLen            = 1024   // characters
 	MaxTTL                = 172800 // seconds: the 48-hour ceiling of Cloudflare's Realtime TURN FAQ
@@ -41,10 +40,6 @@ const (
 	errCodeLimit          = 10013
 )
 
-// credentialTableSize is how many ICE credentials a new Fake keeps: maxCredentials, fewer in tests
-// of eviction.
-var credentialTableSize = maxCredentials
-
 // Fake is the in-memory state of the Cloudflare TURN APIs and the http.Handler that serves them.
 // Key management is served under /client/v4 and ICE credentials under /v1, so the Handler can be
 // mounted at the root of any server. A Fake is safe for concurrent use.
@@ -54,11 +49,11 @@ type Fake struct {
 	maxKeys        int
 	handler        http.Handler
 
-	now     func() time.Time
-	logger  *slog.Logger
-	iceURLs []calls.IceServer // the answer's servers, before credentials are filled in
+	now        func() time.Time
+	defaultICE []calls.IceServer // Cloudflare's URL set, or the legacy one
 
 	mu        sync.Mutex
+	iceURLs   []calls.IceServer          // the answer's servers, before credentials are filled in (SetICEURLs)
 	accounts  map[string]map[string]*key // account ID → key ID → key
 	byID      map[string]*key
 	creds     *credentialTable
@@ -78,13 +73,9 @@ type Option func(*settings)
 type settings struct {
 	token, account, addr string
 	maxKeys              int
+	maxCredentials       int
 	now                  func() time.Time
-	logger               *slog.Logger
 	legacyURLs           bool
-	noRelay, relayTLS    bool
-	relayAddr            string
-	relayAdvertisedIP    string
-	relayAllocsPerCred   int
 }
 
 // WithToken sets the API token the fake accepts. The default is random.
@@ -97,21 +88,32 @@ func WithAccountID(id string) Option { return func(s *settings) { s.account = id
 // WithMaxKeys sets how many keys one account may hold (DefaultMaxKeys).
 func WithMaxKeys(n int) Option { return func(s *settings) { s.maxKeys = n } }
 
+// WithMaxCredentials sets how many ICE credentials the fake keeps (10,000, also when n <= 0 or
+// more): once it holds n, minting drops expired ones first, then the oldest. A dropped credential
+// is dead (LookupCredential says CredentialUnknown) and revoking it answers 404. A smaller table
+// lets a test evict a credential with few mints.
+func WithMaxCredentials(n int) Option { return func(s *settings) { s.maxCredentials = n } }
+
 // WithAddr sets the address NewServer listens on (default 127.0.0.1:0, a free loopback port).
 func WithAddr(addr string) Option { return func(s *settings) { s.addr = addr } }
+
+// WithClock sets the clock the fake reads to expire ICE credentials (default time.Now), so a
+// test can step past a TTL without sleeping.
+func WithClock(now func() time.Time) Option { return func(s *settings) { s.now = now } }
 
 func newSettings(opts []Option) settings {
 	s := settings{token: randomString(40), account: randomHex(32), maxKeys: DefaultMaxKeys, now: time.Now}
 	for _, opt := range opts {
 		opt(&s)
 	}
-	if s.logger == nil {
-		s.logger = slog.New(slog.DiscardHandler)
+	if s.maxCredentials <= 0 || s.maxCredentials > maxCredentials {
+		s.maxCredentials = maxCredentials
 	}
 	return s
 }
 
-// New returns a Fake with no keys. It serves HTTP only: NewServer also runs the TURN relay.
+// New returns a Fake with no keys, to mount its Handler on a server of your own; NewServer starts
+// one on a loopback port.
 func New(opts ...Option) *Fake {
 	s := newSettings(opts)
 	iceURLs := cloudflareICEServers
@@ -123,11 +125,11 @@ func New(opts ...Option) *Fake {
 		defaultAccount: s.account,
 		maxKeys:        max(s.maxKeys, 1),
 		now:            s.now,
-		logger:         s.logger,
+		defaultICE:     iceURLs,
 		iceURLs:        iceURLs,
 		accounts:       make(map[string]map[string]*key),
 		byID:           make(map[string]*key),
-		creds:          newCredentialTable(credentialTableSize),
+		creds:          newCredentialTable(s.maxCredentials),
 		requests:       make(map[string]int),
 	}
 	onBadParam := func(w http.ResponseWriter, r *http.Request, err error) {
@@ -135,8 +137,8 @@ func New(opts ...Option) *Fake {
 	}
 	// The generated routes, mounted once per API root; a request reaches only its own API's routes.
 	keys, ice := http.NewServeMux(), http.NewServeMux()
-	callsserver.HandlerWithOptions(f, callsserver.StdHTTPServerOptions{BaseURL: "/client/v4", BaseRouter: keys, ErrorHandlerFunc: onBadParam})
-	callsserver.HandlerWithOptions(f, callsserver.StdHTTPServerOptions{BaseURL: "/v1", BaseRouter: ice, ErrorHandlerFunc: onBadParam})
+	callsserver.HandlerWithOptions(api{f}, callsserver.StdHTTPServerOptions{BaseURL: "/client/v4", BaseRouter: keys, ErrorHandlerFunc: onBadParam})
+	callsserver.HandlerWithOptions(api{f}, callsserver.StdHTTPServerOptions{BaseURL: "/v1", BaseRouter: ice, ErrorHandlerFunc: onBadParam})
 	f.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := r.URL.Path
 		switch {
@@ -284,8 +286,14 @@ func (f *Fake) readName(w http.ResponseWriter, r *http.Request) (name *string, o
 	return body.Name, true
 }
 
+// api is the fake as the generated server interface, kept out of Fake's exported API: its methods
+// are the spec's operations, with the generated (w, r, parameters) signatures.
+type api struct{ *Fake }
+
+var _ callsserver.ServerInterface = api{}
+
 // ListTurnKeys implements callsserver.ServerInterface.
-func (f *Fake) ListTurnKeys(w http.ResponseWriter, r *http.Request, accountID string) {
+func (f api) ListTurnKeys(w http.ResponseWriter, r *http.Request, accountID string) {
 	f.serve(w, r, OpListTurnKeys, func(w http.ResponseWriter, r *http.Request) {
 		if !f.authorized(w, r, accountID) {
 			return
@@ -302,7 +310,7 @@ func (f *Fake) ListTurnKeys(w http.ResponseWriter, r *http.Request, accountID st
 }
 
 // CreateTurnKey implements callsserver.ServerInterface.
-func (f *Fake) CreateTurnKey(w http.ResponseWriter, r *http.Request, accountID string) {
+func (f api) CreateTurnKey(w http.ResponseWriter, r *http.Request, accountID string) {
 	f.serve(w, r, OpCreateTurnKey, func(w http.ResponseWriter, r *http.Request) {
 		if !f.authorized(w, r, accountID) {
 			return
@@ -342,7 +350,7 @@ func (f *Fake) CreateTurnKey(w http.ResponseWriter, r *http.Request, accountID s
 }
 
 // GetTurnKey implements callsserver.ServerInterface.
-func (f *Fake) GetTurnKey(w http.ResponseWriter, r *http.Request, accountID, keyID string) {
+func (f api) GetTurnKey(w http.ResponseWriter, r *http.Request, accountID, keyID string) {
 	f.serve(w, r, OpGetTurnKey, func(w http.ResponseWriter, r *http.Request) {
 		if f.authorized(w, r, accountID, keyID) {
 			f.withKey(w, accountID, keyID, func(*key) {})
@@ -351,7 +359,7 @@ func (f *Fake) GetTurnKey(w http.ResponseWriter, r *http.Request, accountID, key
 }
 
 // UpdateTurnKey implements callsserver.ServerInterface.
-func (f *Fake) UpdateTurnKey(w http.ResponseWriter, r *http.Request, accountID, keyID string) {
+func (f api) UpdateTurnKey(w http.ResponseWriter, r *http.Request, accountID, keyID string) {
 	f.serve(w, r, OpUpdateTurnKey, func(w http.ResponseWriter, r *http.Request) {
 		if !f.authorized(w, r, accountID, keyID) {
 			return
@@ -370,7 +378,7 @@ func (f *Fake) UpdateTurnKey(w http.ResponseWriter, r *http.Request, accountID, 
 }
 
 // DeleteTurnKey implements callsserver.ServerInterface.
-func (f *Fake) DeleteTurnKey(w http.ResponseWriter, r *http.Request, accountID, keyID string) {
+func (f api) DeleteTurnKey(w http.ResponseWriter, r *http.Request, accountID, keyID string) {
 	f.serve(w, r, OpDeleteTurnKey, func(w http.ResponseWriter, r *http.Request) {
 		if !f.authorized(w, r, accountID, keyID) {
 			return
@@ -421,7 +429,7 @@ func (f *Fake) liveKey(w http.ResponseWriter, r *http.Request, keyID string) *ke
 }
 
 // GenerateIceServers implements callsserver.ServerInterface.
-func (f *Fake) GenerateIceServers(w http.ResponseWriter, r *http.Request, keyID string) {
+func (f api) GenerateIceServers(w http.ResponseWriter, r *http.Request, keyID string) {
 	f.serve(w, r, OpGenerateIceServers, func(w http.ResponseWriter, r *http.Request) {
 		k := f.liveKey(w, r, keyID)
 		if k == nil {
@@ -451,9 +459,10 @@ func (f *Fake) GenerateIceServers(w http.ResponseWriter, r *http.Request, keyID 
 		now := f.now()
 		c.expires = now.Add(time.Duration(ttl) * time.Second)
 		f.creds.add(c, now)
+		iceURLs := f.iceURLs
 		f.mu.Unlock()
-		servers := make([]calls.IceServer, len(f.iceURLs))
-		for i, s := range f.iceURLs {
+		servers := make([]calls.IceServer, len(iceURLs))
+		for i, s := range iceURLs {
 			servers[i] = calls.IceServer{Urls: slices.Clone(s.Urls)}
 			if strings.HasPrefix(s.Urls[0], "turn") {
 				servers[i].Username, servers[i].Credential = &c.username, &c.secret
@@ -465,9 +474,9 @@ func (f *Fake) GenerateIceServers(w http.ResponseWriter, r *http.Request, keyID 
 
 // RevokeIceCredential implements callsserver.ServerInterface. A credential the fake no longer holds
 // (evicted by 10,000 newer ones, or dropped after it expired) answers 404, as one never minted
-// does: the fake cannot tell them apart. Such a credential is dead already: the relay refuses it
-// and stops its allocations.
-func (f *Fake) RevokeIceCredential(w http.ResponseWriter, r *http.Request, keyID, username string) {
+// does: the fake cannot tell them apart. Such a credential is dead already: LookupCredential
+// says CredentialUnknown, so a relay refuses it and stops its allocations.
+func (f api) RevokeIceCredential(w http.ResponseWriter, r *http.Request, keyID, username string) {
 	f.serve(w, r, OpRevokeIceCredential, func(w http.ResponseWriter, r *http.Request) {
 		k := f.liveKey(w, r, keyID)
 		if k == nil {

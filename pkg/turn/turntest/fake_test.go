@@ -306,7 +306,7 @@ func TestInjectFaultRefusesUnknownOperations(t *testing.T) {
 }
 
 func TestNameLimitCountsCharacters(t *testing.T) {
-	r := newRaw(t, turntest.WithoutRelay())
+	r := newRaw(t)
 	name := strings.Repeat("ю", 1024) // 2048 bytes, 1024 characters
 	status, _, body := r.do("POST", r.keys(r.srv.AccountID()), r.srv.Token(), `{"name":"`+name+`"}`)
 	if status != http.StatusCreated {
@@ -322,7 +322,7 @@ func TestNameLimitCountsCharacters(t *testing.T) {
 // that used to slow down tenfold (issue 9, item 18).
 func BenchmarkMint(b *testing.B) {
 	ctx := context.Background()
-	srv := turntest.NewServer(turntest.WithoutRelay())
+	srv := turntest.NewServer()
 	defer srv.Close()
 	key, err := srv.Client().CreateKey(ctx, turn.CreateKeyParams{})
 	if err != nil {

@@ -17,15 +17,13 @@ type Server struct {
 	APIBaseURL string // key-management API root: URL + "/client/v4"
 	ICEBaseURL string // ICE credentials API root: URL + "/v1"
 
-	// Relay is the TURN relay the fake's ICE answers point at; nil with WithoutRelay.
-	Relay *Relay
-
 	ts *httptest.Server
 }
 
-// NewServer starts a Fake on a free loopback port (or the WithAddr address), with its TURN relay
-// (unless WithoutRelay), and returns it. Close it when done. It panics only when it cannot listen,
-// as httptest.NewServer does; use NewServerErr to get that as an error instead.
+// NewServer starts a Fake on a free loopback port (or the WithAddr address) and returns it. Close
+// it when done. It serves HTTP only; package turnrelay attaches a TURN relay to it. It panics only
+// when it cannot listen, as httptest.NewServer does; use NewServerErr to get that as an error
+// instead.
 func NewServer(opts ...Option) *Server {
 	s, err := NewServerErr(opts...)
 	if err != nil {
@@ -46,14 +44,6 @@ func NewServerErr(opts ...Option) (*Server, error) {
 		return nil, fmt.Errorf("turntest: listen on %s: %w", addr, err)
 	}
 	f := New(opts...)
-	var relay *Relay
-	if !st.noRelay {
-		if relay, err = startRelay(f, st); err != nil {
-			l.Close()
-			return nil, err
-		}
-		f.iceURLs = relay.iceServers()
-	}
 	ts := httptest.NewUnstartedServer(f.Handler())
 	ts.Listener.Close()
 	ts.Listener = l
@@ -63,18 +53,13 @@ func NewServerErr(opts ...Option) (*Server, error) {
 		URL:        ts.URL,
 		APIBaseURL: ts.URL + "/client/v4",
 		ICEBaseURL: ts.URL + "/v1",
-		Relay:      relay,
 		ts:         ts,
 	}, nil
 }
 
-// Close stops the server, waiting for requests in flight to finish, and then its relay.
-func (s *Server) Close() {
-	s.ts.Close()
-	if s.Relay != nil {
-		s.Relay.close()
-	}
-}
+// Close stops the server, waiting for requests in flight to finish. A relay attached to it is
+// closed on its own.
+func (s *Server) Close() { s.ts.Close() }
 
 // HTTPClient returns an *http.Client for the server.
 func (s *Server) HTTPClient() *http.Client { return s.ts.Client() }

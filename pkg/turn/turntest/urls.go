@@ -2,7 +2,8 @@ package turntest
 
 import "github.com/cfturn/cfturn/gen/calls"
 
-// The fake's ICE answers without the relay: the URL sets Cloudflare's Realtime TURN docs list.
+// The fake's ICE answers unless a relay is attached (SetICEURLs): the URL sets Cloudflare's
+// Realtime TURN docs list.
 // Credentials are filled into the TURN entry.
 var (
 	// cloudflareICEServers is the set Cloudflare documents today.
@@ -31,6 +32,6 @@ var (
 	}
 )
 
-// WithLegacyICEURLs makes the fake answer, when its relay is off, the older URL set of Cloudflare's
+// WithLegacyICEURLs makes the fake answer, unless a relay is attached, the older URL set of Cloudflare's
 // docs, with stun:…:53 and turn:…:53?transport=udp, to test code that must cope with both sets.
 func WithLegacyICEURLs() Option { return func(s *settings) { s.legacyURLs = true } }

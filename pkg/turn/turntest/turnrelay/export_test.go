@@ -1,4 +1,4 @@
-package turntest
+package turnrelay
 
 import "time"
 
@@ -15,14 +15,6 @@ func (r *Relay) PeerCounts() int {
 	r.guard.mu.Lock()
 	defer r.guard.mu.Unlock()
 	return len(r.guard.peers)
-}
-
-// SetMaxCredentials makes fakes created after it keep n ICE credentials (not 10,000), so that a
-// test evicts one with few mints; the returned func puts the old value back.
-func SetMaxCredentials(n int) func() {
-	old := credentialTableSize
-	credentialTableSize = n
-	return func() { credentialTableSize = old }
 }
 
 // MaxStreamConns is how many TCP (and how many TLS) connections the relay keeps at once.

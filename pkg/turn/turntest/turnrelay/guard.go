@@ -1,4 +1,4 @@
-package turntest
+package turnrelay
 
 import (
 	"errors"
@@ -14,10 +14,10 @@ import (
 
 // Bounds the relay keeps per connection, credential and allocation.
 const (
-	// DefaultRelayAllocationsPerCredential is how many allocations one ICE credential may hold
-	// at once unless WithRelayAllocationsPerCredential says otherwise.
-	DefaultRelayAllocationsPerCredential = 16
-	maxPeersPerAllocation                = 64 // distinct peer IPs one allocation may be permitted to
+	// DefaultAllocationsPerCredential is how many allocations one ICE credential may hold at once
+	// unless WithAllocationsPerCredential says otherwise.
+	DefaultAllocationsPerCredential = 16
+	maxPeersPerAllocation           = 64 // distinct peer IPs one allocation may be permitted to
 
 	streamWriteTimeout = 10 * time.Second // a TCP/TLS client that does not read is dropped
 	refusalLogBurst    = 10               // refusals logged per reason and interval
@@ -29,17 +29,17 @@ const (
 // from the end of its allocation (a variable for tests).
 var streamAuthTimeout = 10 * time.Second
 
-// WithRelayAllocationsPerCredential sets how many allocations one ICE credential may hold on the
-// relay at once (DefaultRelayAllocationsPerCredential, also when n <= 0); more are refused with
-// 486 Allocation Quota Reached. The relay holds 256 allocations in all.
-func WithRelayAllocationsPerCredential(n int) Option {
-	return func(s *settings) { s.relayAllocsPerCred = n }
+// WithAllocationsPerCredential sets how many allocations one ICE credential may hold on the relay
+// at once (DefaultAllocationsPerCredential, also when n <= 0); more are refused with 486
+// Allocation Quota Reached. The relay holds 256 allocations in all.
+func WithAllocationsPerCredential(n int) Option {
+	return func(c *config) { c.allocsPerCred = n }
 }
 
 // relayGuard holds the relay's bounds that need state: allocations per credential, peers per
 // allocation, stream connections waiting to authenticate, and the sampled refusal log.
 type relayGuard struct {
-	f          *Fake
+	f          Fake
 	log        *refusalLog
 	loopback   bool        // the relay listens on loopback: peers must be loopback too
 	ipv4       bool        // the relay's address family
@@ -54,13 +54,13 @@ type relayGuard struct {
 	channels   map[string]map[uint16]string   // client transport address → channel → peer
 }
 
-// newRelayGuard guards a relay listening on listen, whose relayed addresses carry advertised.
-func newRelayGuard(f *Fake, listen, advertised net.IP, perCred int) *relayGuard {
+// newRelayGuard guards a relay of f listening on listen, whose relayed addresses carry advertised.
+func newRelayGuard(f Fake, logger *slog.Logger, now func() time.Time, listen, advertised net.IP, perCred int) *relayGuard {
 	if perCred <= 0 {
-		perCred = DefaultRelayAllocationsPerCredential
+		perCred = DefaultAllocationsPerCredential
 	}
 	g := &relayGuard{
-		f: f, log: newRefusalLog(f.logger, f.now), loopback: listen.IsLoopback(), ipv4: advertised.To4() != nil, perCred: perCred,
+		f: f, log: newRefusalLog(logger, now), loopback: listen.IsLoopback(), ipv4: advertised.To4() != nil, perCred: perCred,
 		allocs: make(map[string]int), peers: make(map[string]map[string]struct{}), streams: make(map[string]*limitedConn),
 		relayPorts: make(map[int]int), pending: make(map[string]pendingRequest), channels: make(map[string]map[uint16]string),
 	}
@@ -156,7 +156,7 @@ func (g *relayGuard) quota(total func() int, username string, from net.Addr) boo
 	return true
 }
 
-var errCredentialQuota = errors.New("turntest relay: the credential holds as many allocations as the relay allows")
+var errCredentialQuota = errors.New("turnrelay: the credential holds as many allocations as the relay allows")
 
 // take counts an allocation of username, the hard limit behind quota (two requests of one
 // credential may pass quota at once); the returned func gives it back.
@@ -262,7 +262,7 @@ func (g *relayGuard) refusedAllocation(from net.Addr) {
 // whose allocation is refused is closed once the refusal is written, and one whose allocation ends
 // has streamAuthTimeout to make another. A connection holds at most one allocation, so one
 // credential holds at most as many connections open past streamAuthTimeout as it may hold
-// allocations (WithRelayAllocationsPerCredential).
+// allocations (WithAllocationsPerCredential).
 // l is the raw TCP listener: a TLS listener goes on top, so pion sees a *tls.Conn and bounds
 // the handshake itself.
 func (g *relayGuard) limitConns(l net.Listener, name string) net.Listener {

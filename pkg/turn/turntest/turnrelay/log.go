@@ -1,4 +1,4 @@
-package turntest
+package turnrelay
 
 import (
 	"context"
@@ -27,7 +27,7 @@ func newRefusalLog(l *slog.Logger, now func() time.Time) *refusalLog {
 	return &refusalLog{logger: l, now: now, by: make(map[string]*refusalWindow)}
 }
 
-// refuse logs "turntest relay: refused" with reason and attrs, unless this reason was logged
+// refuse logs "turnrelay: refused" with reason and attrs, unless this reason was logged
 // refusalLogBurst times in the current interval; then it only counts it.
 func (l *refusalLog) refuse(level slog.Level, reason string, attrs ...any) {
 	now := l.now()
@@ -50,10 +50,10 @@ func (l *refusalLog) refuse(level slog.Level, reason string, attrs ...any) {
 	l.mu.Unlock()
 	ctx := context.Background()
 	if dropped > 0 {
-		l.logger.Log(ctx, slog.LevelWarn, "turntest relay: refusals not logged", "reason", reason, "count", dropped, "interval", refusalLogInterval.String())
+		l.logger.Log(ctx, slog.LevelWarn, "turnrelay: refusals not logged", "reason", reason, "count", dropped, "interval", refusalLogInterval.String())
 	}
 	if log {
-		l.logger.Log(ctx, level, "turntest relay: refused", append(attrs, "reason", reason)...)
+		l.logger.Log(ctx, level, "turnrelay: refused", append(attrs, "reason", reason)...)
 	}
 }
 
@@ -63,7 +63,7 @@ func (l *refusalLog) flush() {
 	defer l.mu.Unlock()
 	for reason, w := range l.by {
 		if w.dropped > 0 {
-			l.logger.Warn("turntest relay: refusals not logged", "reason", reason, "count", w.dropped, "interval", refusalLogInterval.String())
+			l.logger.Warn("turnrelay: refusals not logged", "reason", reason, "count", w.dropped, "interval", refusalLogInterval.String())
 			w.dropped = 0
 		}
 	}

@@ -1,9 +1,10 @@
-package turntest
+package turnrelay
 
 import (
 	"bytes"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"syscall"
@@ -11,7 +12,28 @@ import (
 	"time"
 
 	"github.com/pion/stun/v4"
+
+	"github.com/cfturn/cfturn/pkg/turn/turntest"
 )
+
+// startRelay attaches a relay with opts to a new fake; both close when the test ends.
+func startRelay(t *testing.T, opts ...Option) *Relay {
+	t.Helper()
+	srv := turntest.NewServer()
+	t.Cleanup(srv.Close)
+	r, err := Attach(srv, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+// testGuard is a guard of a relay on loopback, for tests of its parts.
+func testGuard() *relayGuard {
+	lo := net.IPv4(127, 0, 0, 1)
+	return newRelayGuard(turntest.New(), slog.New(slog.DiscardHandler), time.Now, lo, lo, 0)
+}
 
 // open dials the relay's TCP port and reports whether the relay keeps the connection: a kept one
 // stays open past a short read deadline, a refused one is closed at once (EOF or reset).
@@ -35,8 +57,7 @@ func open(t *testing.T, addr string) (net.Conn, bool) {
 }
 
 func TestRelayBoundsStreamConnections(t *testing.T) {
-	srv := NewServer()
-	defer srv.Close()
+	relay := startRelay(t)
 	conns := make([]net.Conn, 0, maxStreamConns)
 	defer func() {
 		for _, c := range conns {
@@ -45,13 +66,13 @@ func TestRelayBoundsStreamConnections(t *testing.T) {
 	}()
 	// Accepted in the order dialled: the first maxStreamConns take every slot.
 	for range maxStreamConns {
-		c, err := net.Dial("tcp", srv.Relay.TCPAddr)
+		c, err := net.Dial("tcp", relay.TCPAddr)
 		if err != nil {
 			t.Fatal(err)
 		}
 		conns = append(conns, c)
 	}
-	over, err := net.Dial("tcp", srv.Relay.TCPAddr)
+	over, err := net.Dial("tcp", relay.TCPAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +90,7 @@ func TestRelayBoundsStreamConnections(t *testing.T) {
 	conns[0].Close()
 	conns = conns[1:]
 	for deadline := time.Now().Add(10 * time.Second); ; {
-		if c, kept := open(t, srv.Relay.TCPAddr); kept {
+		if c, kept := open(t, relay.TCPAddr); kept {
 			conns = append(conns, c)
 			break
 		}
@@ -90,8 +111,7 @@ func closedByRelay(t *testing.T, c net.Conn) {
 
 func TestRelayClosesSilentStreamConnections(t *testing.T) {
 	t.Cleanup(SetStreamAuthTimeout(300 * time.Millisecond))
-	srv := NewServer(WithRelayTLS())
-	defer srv.Close()
+	relay := startRelay(t, WithTLS())
 	var conns []net.Conn
 	defer func() {
 		for _, c := range conns {
@@ -100,7 +120,7 @@ func TestRelayClosesSilentStreamConnections(t *testing.T) {
 	}()
 	// Every TCP slot and every TLS slot held by a client that sends nothing, the TLS ones
 	// without even a handshake.
-	for _, addr := range []string{srv.Relay.TCPAddr, srv.Relay.TLSAddr} {
+	for _, addr := range []string{relay.TCPAddr, relay.TLSAddr} {
 		for range maxStreamConns {
 			c, err := net.Dial("tcp", addr)
 			if err != nil {
@@ -114,7 +134,7 @@ func TestRelayClosesSilentStreamConnections(t *testing.T) {
 	}
 	// Their slots are free again: a new connection is kept.
 	for deadline := time.Now().Add(10 * time.Second); ; {
-		if c, kept := open(t, srv.Relay.TCPAddr); kept {
+		if c, kept := open(t, relay.TCPAddr); kept {
 			conns = append(conns, c)
 			break
 		}
@@ -152,7 +172,7 @@ func TestNotingConnCutsFrames(t *testing.T) {
 			}
 			client.Close()
 		}()
-		g := newRelayGuard(New(), net.IPv4(127, 0, 0, 1), net.IPv4(127, 0, 0, 1), 0)
+		g := testGuard()
 		c := &notingConn{Conn: server, g: g, chunk: make([]byte, 2048)}
 		for i, want := range frames {
 			got := make([]byte, 2048)
@@ -207,7 +227,7 @@ func FuzzNotingConn(f *testing.F) {
 			}
 			client.Close()
 		}()
-		g := newRelayGuard(New(), net.IPv4(127, 0, 0, 1), net.IPv4(127, 0, 0, 1), 0)
+		g := testGuard()
 		c := &notingConn{Conn: server, g: g, chunk: make([]byte, 64)}
 		var got []byte
 		buf := make([]byte, relayInboundMTU)

@@ -1,4 +1,4 @@
-package turntest
+package turnrelay
 
 import (
 	"encoding/binary"

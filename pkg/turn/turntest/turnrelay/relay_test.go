@@ -1,4 +1,4 @@
-package turntest_test
+package turnrelay_test
 
 import (
 	"bytes"
@@ -20,6 +20,7 @@ import (
 	"github.com/cfturn/cfturn/internal/syncbuf"
 	"github.com/cfturn/cfturn/pkg/turn"
 	"github.com/cfturn/cfturn/pkg/turn/turntest"
+	"github.com/cfturn/cfturn/pkg/turn/turntest/turnrelay"
 )
 
 // fakeClock is a clock a test moves by hand.
@@ -38,6 +39,20 @@ func (c *fakeClock) Add(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.now = c.now.Add(d)
+}
+
+// attach starts a fake with fakeOpts and attaches a relay to it with opts; both close when the
+// test ends.
+func attach(t *testing.T, fakeOpts []turntest.Option, opts ...turnrelay.Option) (*turntest.Server, *turnrelay.Relay) {
+	t.Helper()
+	srv := turntest.NewServer(fakeOpts...)
+	t.Cleanup(srv.Close)
+	relay, err := turnrelay.Attach(srv, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { relay.Close() })
+	return srv, relay
 }
 
 // minted is a key and one ICE credential minted from it through the turn client.
@@ -84,29 +99,29 @@ type allocation struct {
 	relay  net.PacketConn
 }
 
-// allocate makes a UDP allocation on the relay at addr, reached over network ("udp", "tcp" or "tls").
-func allocate(t *testing.T, srv *turntest.Server, network, username, password string) (*allocation, error) {
+// allocate makes a UDP allocation on server, reached over network ("udp", "tcp" or "tls").
+func allocate(t *testing.T, server *turnrelay.Relay, network, username, password string) (*allocation, error) {
 	t.Helper()
 	var conn net.PacketConn
 	var addr string
 	switch network {
 	case "udp":
-		addr = srv.Relay.UDPAddr
+		addr = server.UDPAddr
 		pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
 		conn = pc
 	case "tcp":
-		addr = srv.Relay.TCPAddr
+		addr = server.TCPAddr
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}
 		conn = pionturn.NewSTUNConn(c)
 	case "tls":
-		addr = srv.Relay.TLSAddr
-		c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: srv.Relay.RootCAs(), ServerName: "127.0.0.1"})
+		addr = server.TLSAddr
+		c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: server.RootCAs(), ServerName: "127.0.0.1"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -176,33 +191,31 @@ func wantUnauthorized(t *testing.T, err error) {
 }
 
 func TestRelayAnswersPointAtIt(t *testing.T) {
-	srv := turntest.NewServer(turntest.WithRelayTLS())
-	t.Cleanup(srv.Close)
+	srv, relay := attach(t, nil, turnrelay.WithTLS())
 	m := mint(t, srv, time.Hour)
 	want := []string{
-		"stun:" + srv.Relay.UDPAddr,
-		"turn:" + srv.Relay.UDPAddr + "?transport=udp",
-		"turn:" + srv.Relay.TCPAddr + "?transport=tcp",
-		"turns:" + srv.Relay.TLSAddr + "?transport=tcp",
+		"stun:" + relay.UDPAddr,
+		"turn:" + relay.UDPAddr + "?transport=udp",
+		"turn:" + relay.TCPAddr + "?transport=tcp",
+		"turns:" + relay.TLSAddr + "?transport=tcp",
 	}
-	if strings.Join(m.urls, " ") != strings.Join(want, " ") || strings.Join(srv.Relay.URLs(), " ") != strings.Join(want, " ") {
-		t.Fatalf("urls = %v, Relay.URLs = %v, want %v", m.urls, srv.Relay.URLs(), want)
+	if strings.Join(m.urls, " ") != strings.Join(want, " ") || strings.Join(relay.URLs(), " ") != strings.Join(want, " ") {
+		t.Fatalf("urls = %v, Relay.URLs = %v, want %v", m.urls, relay.URLs(), want)
 	}
-	if pem := srv.Relay.CertificatePEM(); !bytes.HasPrefix(pem, []byte("-----BEGIN CERTIFICATE-----")) {
+	if pem := relay.CertificatePEM(); !bytes.HasPrefix(pem, []byte("-----BEGIN CERTIFICATE-----")) {
 		t.Errorf("CertificatePEM = %q", pem)
 	}
-	if !strings.HasPrefix(srv.Relay.UDPAddr, "127.0.0.1:") {
-		t.Errorf("relay not on loopback: %s", srv.Relay.UDPAddr)
+	if !strings.HasPrefix(relay.UDPAddr, "127.0.0.1:") {
+		t.Errorf("relay not on loopback: %s", relay.UDPAddr)
 	}
 }
 
 func TestRelayCarriesTrafficOverEveryTransport(t *testing.T) {
-	srv := turntest.NewServer(turntest.WithRelayTLS())
-	t.Cleanup(srv.Close)
+	srv, relay := attach(t, nil, turnrelay.WithTLS())
 	m := mint(t, srv, time.Hour)
-	var total int64
+	var total, each int64
 	for _, network := range []string{"udp", "tcp", "tls"} {
-		a, err := allocate(t, srv, network, m.username, m.password)
+		a, err := allocate(t, relay, network, m.username, m.password)
 		if err != nil {
 			t.Fatalf("%s: %v", network, err)
 		}
@@ -213,49 +226,101 @@ func TestRelayCarriesTrafficOverEveryTransport(t *testing.T) {
 		if got := echo(t, a, msg); !bytes.Equal(got, msg) {
 			t.Fatalf("%s: echo = %q, want %q", network, got, msg)
 		}
-		// Both ways, at least once each; lost packets resent add more.
+		// Both ways, at least once each; lost packets resent add more. What the peer echoed was
+		// sent to the client (egress); what the client sent was received from it (ingress).
+		each += int64(len(msg))
 		total += 2 * int64(len(msg))
 		if got := srv.RelayedBytes(m.username); got < total {
 			t.Errorf("%s: RelayedBytes = %d, want at least %d", network, got, total)
 		}
+		if got := srv.Relayed(m.username); got.Egress < each || got.Ingress < each {
+			t.Errorf("%s: Relayed = %+v, want at least %d each way", network, got, each)
+		}
 	}
-	if srv.Relay.Allocations() != 3 {
-		t.Errorf("Allocations = %d, want 3", srv.Relay.Allocations())
+	if relay.Allocations() != 3 {
+		t.Errorf("Allocations = %d, want 3", relay.Allocations())
+	}
+}
+
+// The relay reports what it sent to the client as egress and what it received from it as
+// ingress: the client sends 1 byte at a time, the peer answers each with 200.
+func TestRelayReportsDirections(t *testing.T) {
+	srv, relay := attach(t, nil)
+	m := mint(t, srv, time.Hour)
+	a, err := allocate(t, relay, "udp", m.username, m.password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	go func() {
+		buf := make([]byte, 1500)
+		answer := bytes.Repeat([]byte("a"), 200)
+		for {
+			_, from, err := peer.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			peer.WriteTo(answer, from)
+		}
+	}()
+	got := make([]byte, 1500)
+	var sent int64
+	for deadline := time.Now().Add(10 * time.Second); ; sent++ {
+		if time.Now().After(deadline) {
+			t.Fatal("no answer through the relay")
+		}
+		if _, err := a.relay.WriteTo([]byte("q"), peer.LocalAddr()); err != nil {
+			t.Fatal(err)
+		}
+		a.relay.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		if n, _, err := a.relay.ReadFrom(got); err == nil && n == 200 {
+			sent++ // this round's send, which the loop's post statement does not count
+			break
+		}
+	}
+	// Sends still in flight, or lost on the way, are not counted yet: ingress is at most what
+	// was sent, and at least the one that was answered.
+	r := srv.Relayed(m.username)
+	if r.Username != m.username || r.Egress < 200 || r.Egress%200 != 0 || r.Ingress < 1 || r.Ingress > sent {
+		t.Errorf("Relayed = %+v, want egress a multiple of 200 and ingress from 1 to %d", r, sent)
 	}
 }
 
 func TestRelayRefusesDeadCredentials(t *testing.T) {
 	clock := &fakeClock{now: time.Now()}
 	var logs syncbuf.Buffer
-	srv := turntest.NewServer(turntest.WithClock(clock.Now), turntest.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
-	t.Cleanup(srv.Close)
+	srv, relay := attach(t, []turntest.Option{turntest.WithClock(clock.Now)}, turnrelay.WithClock(clock.Now), turnrelay.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 	ctx := context.Background()
 
 	revoked := mint(t, srv, time.Hour)
-	if _, err := allocate(t, srv, "udp", revoked.username, revoked.password); err != nil {
+	if _, err := allocate(t, relay, "udp", revoked.username, revoked.password); err != nil {
 		t.Fatalf("live credential: %v", err)
 	}
 	err := srv.Client().RevokeICECredential(ctx, turn.RevokeICECredentialParams{KeyID: revoked.key.ID, KeySecret: revoked.key.Secret, Username: revoked.username})
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = allocate(t, srv, "udp", revoked.username, revoked.password)
+	_, err = allocate(t, relay, "udp", revoked.username, revoked.password)
 	wantUnauthorized(t, err)
 
 	live := mintFrom(t, srv, revoked.key, time.Hour)
-	_, err = allocate(t, srv, "tcp", live.username, "not the credential")
+	_, err = allocate(t, relay, "tcp", live.username, "not the credential")
 	wantUnauthorized(t, err)
 
 	expiring := mintFrom(t, srv, revoked.key, time.Minute)
 	clock.Add(time.Minute)
-	_, err = allocate(t, srv, "udp", expiring.username, expiring.password)
+	_, err = allocate(t, relay, "udp", expiring.username, expiring.password)
 	wantUnauthorized(t, err)
 
 	orphan := mintFrom(t, srv, revoked.key, time.Hour)
 	if _, err := srv.Client().DeleteKey(ctx, turn.KeyParams{KeyID: revoked.key.ID}); err != nil {
 		t.Fatal(err)
 	}
-	_, err = allocate(t, srv, "udp", orphan.username, orphan.password)
+	_, err = allocate(t, relay, "udp", orphan.username, orphan.password)
 	wantUnauthorized(t, err)
 
 	// Every refusal is logged with its reason, and no credential reaches the log.
@@ -273,8 +338,7 @@ func TestRelayRefusesDeadCredentials(t *testing.T) {
 }
 
 func TestRelayCountsByCustomIdentifier(t *testing.T) {
-	srv := turntest.NewServer()
-	t.Cleanup(srv.Close)
+	srv, relay := attach(t, nil)
 	key, err := srv.Client().CreateKey(context.Background(), turn.CreateKeyParams{})
 	if err != nil {
 		t.Fatal(err)
@@ -304,7 +368,7 @@ func TestRelayCountsByCustomIdentifier(t *testing.T) {
 		users, passwords = append(users, out.IceServers[1].Username), append(passwords, out.IceServers[1].Credential)
 	}
 	for i := range users {
-		a, err := allocate(t, srv, "udp", users[i], passwords[i])
+		a, err := allocate(t, relay, "udp", users[i], passwords[i])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -322,41 +386,10 @@ func TestRelayCountsByCustomIdentifier(t *testing.T) {
 	}
 }
 
-func TestWithoutRelayAnswersCloudflareURLs(t *testing.T) {
-	for _, tc := range []struct {
-		opts []turntest.Option
-		want []string
-	}{
-		{[]turntest.Option{turntest.WithoutRelay()}, []string{
-			"stun:stun.cloudflare.com:3478",
-			"turn:turn.cloudflare.com:3478?transport=udp", "turn:turn.cloudflare.com:443?transport=udp",
-			"turn:turn.cloudflare.com:3478?transport=tcp", "turn:turn.cloudflare.com:80?transport=tcp",
-			"turns:turn.cloudflare.com:5349?transport=tcp", "turns:turn.cloudflare.com:443?transport=tcp",
-		}},
-		{[]turntest.Option{turntest.WithoutRelay(), turntest.WithLegacyICEURLs()}, []string{
-			"stun:stun.cloudflare.com:3478", "stun:stun.cloudflare.com:53",
-			"turn:turn.cloudflare.com:3478?transport=udp", "turn:turn.cloudflare.com:53?transport=udp",
-			"turn:turn.cloudflare.com:3478?transport=tcp", "turn:turn.cloudflare.com:80?transport=tcp",
-			"turns:turn.cloudflare.com:5349?transport=tcp", "turns:turn.cloudflare.com:443?transport=tcp",
-		}},
-	} {
-		srv := turntest.NewServer(tc.opts...)
-		t.Cleanup(srv.Close)
-		if srv.Relay != nil {
-			t.Fatal("WithoutRelay started a relay")
-		}
-		m := mint(t, srv, time.Hour)
-		if strings.Join(m.urls, " ") != strings.Join(tc.want, " ") {
-			t.Errorf("urls = %v\nwant %v", m.urls, tc.want)
-		}
-	}
-}
-
 func TestRelaySharesOnePortForUDPAndTCP(t *testing.T) {
-	srv := turntest.NewServer()
-	t.Cleanup(srv.Close)
-	_, udpPort, _ := net.SplitHostPort(srv.Relay.UDPAddr)
-	_, tcpPort, _ := net.SplitHostPort(srv.Relay.TCPAddr)
+	_, relay := attach(t, nil)
+	_, udpPort, _ := net.SplitHostPort(relay.UDPAddr)
+	_, tcpPort, _ := net.SplitHostPort(relay.TCPAddr)
 	if udpPort != tcpPort {
 		t.Errorf("UDP on %s, TCP on %s: want one port", udpPort, tcpPort)
 	}

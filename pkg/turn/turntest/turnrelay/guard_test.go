@@ -1,4 +1,4 @@
-package turntest_test
+package turnrelay_test
 
 import (
 	"bytes"
@@ -20,16 +20,16 @@ import (
 	"github.com/cfturn/cfturn/internal/syncbuf"
 	"github.com/cfturn/cfturn/pkg/turn"
 	"github.com/cfturn/cfturn/pkg/turn/turntest"
+	"github.com/cfturn/cfturn/pkg/turn/turntest/turnrelay"
 )
 
 func TestRelayKeepsAuthenticatedStreamConnections(t *testing.T) {
-	t.Cleanup(turntest.SetStreamAuthTimeout(300 * time.Millisecond))
-	srv := turntest.NewServer(turntest.WithRelayTLS())
-	t.Cleanup(srv.Close)
+	t.Cleanup(turnrelay.SetStreamAuthTimeout(300 * time.Millisecond))
+	srv, relay := attach(t, nil, turnrelay.WithTLS())
 	m := mint(t, srv, time.Hour)
 	var allocs []*allocation
 	for _, network := range []string{"tcp", "tls"} {
-		a, err := allocate(t, srv, network, m.username, m.password)
+		a, err := allocate(t, relay, network, m.username, m.password)
 		if err != nil {
 			t.Fatalf("%s: %v", network, err)
 		}
@@ -37,7 +37,7 @@ func TestRelayKeepsAuthenticatedStreamConnections(t *testing.T) {
 	}
 	// A silent connection opened now is closed once the time to make an allocation is up; the
 	// ones holding allocations outlive it.
-	silent, err := net.Dial("tcp", srv.Relay.TCPAddr)
+	silent, err := net.Dial("tcp", relay.TCPAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,24 +58,23 @@ func TestRelayKeepsAuthenticatedStreamConnections(t *testing.T) {
 // and another credential still gets a slot.
 func TestRelayClosesStreamConnectionsRefusedAnAllocation(t *testing.T) {
 	var logs syncbuf.Buffer
-	srv := turntest.NewServer(turntest.WithRelayTLS(), turntest.WithRelayAllocationsPerCredential(2), turntest.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
-	t.Cleanup(srv.Close)
+	srv, relay := attach(t, nil, turnrelay.WithTLS(), turnrelay.WithAllocationsPerCredential(2), turnrelay.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 	m := mint(t, srv, time.Hour)
 	for _, network := range []string{"tcp", "tls"} {
-		if _, err := allocate(t, srv, network, m.username, m.password); err != nil {
+		if _, err := allocate(t, relay, network, m.username, m.password); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for _, network := range []string{"tcp", "tls"} {
-		for i := range turntest.MaxStreamConns + 44 {
-			_, err := allocate(t, srv, network, m.username, m.password)
+		for i := range turnrelay.MaxStreamConns + 44 {
+			_, err := allocate(t, relay, network, m.username, m.password)
 			var te *stun.TurnError
 			if !errors.As(err, &te) || te.ErrorCodeAttr.Code != stun.CodeAllocQuotaReached {
 				t.Fatalf("%s: attempt %d over the credential's allocations: %v, want 486 Allocation Quota Reached", network, i, err)
 			}
 		}
 		other := mintFrom(t, srv, m.key, time.Hour)
-		if _, err := allocate(t, srv, network, other.username, other.password); err != nil {
+		if _, err := allocate(t, relay, network, other.username, other.password); err != nil {
 			t.Fatalf("%s: another credential: %v", network, err)
 		}
 	}
@@ -86,17 +85,16 @@ func TestRelayClosesStreamConnectionsRefusedAnAllocation(t *testing.T) {
 
 func TestRelayLimitsAllocationsPerCredential(t *testing.T) {
 	var logs syncbuf.Buffer
-	srv := turntest.NewServer(turntest.WithRelayAllocationsPerCredential(2), turntest.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
-	t.Cleanup(srv.Close)
+	srv, relay := attach(t, nil, turnrelay.WithAllocationsPerCredential(2), turnrelay.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 	m := mint(t, srv, time.Hour)
-	first, err := allocate(t, srv, "udp", m.username, m.password)
+	first, err := allocate(t, relay, "udp", m.username, m.password)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := allocate(t, srv, "tcp", m.username, m.password); err != nil {
+	if _, err := allocate(t, relay, "tcp", m.username, m.password); err != nil {
 		t.Fatal(err)
 	}
-	_, err = allocate(t, srv, "udp", m.username, m.password)
+	_, err = allocate(t, relay, "udp", m.username, m.password)
 	var te *stun.TurnError
 	if !errors.As(err, &te) || te.ErrorCodeAttr.Code != stun.CodeAllocQuotaReached {
 		t.Fatalf("third allocation of one credential: %v, want 486 Allocation Quota Reached", err)
@@ -106,13 +104,13 @@ func TestRelayLimitsAllocationsPerCredential(t *testing.T) {
 	}
 	// Another credential of the same key is not held back.
 	other := mintFrom(t, srv, m.key, time.Hour)
-	if _, err := allocate(t, srv, "udp", other.username, other.password); err != nil {
+	if _, err := allocate(t, relay, "udp", other.username, other.password); err != nil {
 		t.Fatalf("another credential: %v", err)
 	}
 	// An allocation given back frees its place.
 	first.relay.Close()
 	for deadline := time.Now().Add(10 * time.Second); ; {
-		if _, err := allocate(t, srv, "udp", m.username, m.password); err == nil {
+		if _, err := allocate(t, relay, "udp", m.username, m.password); err == nil {
 			break
 		} else if time.Now().After(deadline) {
 			t.Fatalf("no place came free after an allocation closed: %v", err)
@@ -122,10 +120,9 @@ func TestRelayLimitsAllocationsPerCredential(t *testing.T) {
 
 func TestRelayPermitsFewLoopbackPeers(t *testing.T) {
 	var logs syncbuf.Buffer
-	srv := turntest.NewServer(turntest.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
-	t.Cleanup(srv.Close)
+	srv, relay := attach(t, nil, turnrelay.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 	m := mint(t, srv, time.Hour)
-	a, err := allocate(t, srv, "udp", m.username, m.password)
+	a, err := allocate(t, relay, "udp", m.username, m.password)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,11 +148,11 @@ func TestRelayPermitsFewLoopbackPeers(t *testing.T) {
 		t.Errorf("refreshing a permitted peer: %v", err)
 	}
 	// The peers are counted per allocation, and forgotten with it.
-	if n := srv.Relay.PeerCounts(); n != 1 {
+	if n := relay.PeerCounts(); n != 1 {
 		t.Errorf("peer counts of %d allocations, want 1", n)
 	}
 	a.relay.Close()
-	for deadline := time.Now().Add(10 * time.Second); srv.Relay.PeerCounts() != 0; {
+	for deadline := time.Now().Add(10 * time.Second); relay.PeerCounts() != 0; {
 		if time.Now().After(deadline) {
 			t.Fatal("the peer count outlived its allocation")
 		}
@@ -190,15 +187,14 @@ func mintMany(t *testing.T, srv *turntest.Server, key turn.KeyWithSecret, n int)
 // deleted, expired, or evicted from the fake's table by newer credentials.
 func TestRelayStopsAllocationsOfDeadCredentials(t *testing.T) {
 	const kept = 100 // credentials the fake keeps, so that 100 newer mints evict one
-	t.Cleanup(turntest.SetMaxCredentials(kept))
 	var logs syncbuf.Buffer
 	clock := &fakeClock{now: time.Now()}
-	srv := turntest.NewServer(turntest.WithClock(clock.Now), turntest.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
-	t.Cleanup(srv.Close)
+	srv, relay := attach(t, []turntest.Option{turntest.WithClock(clock.Now), turntest.WithMaxCredentials(kept)},
+		turnrelay.WithClock(clock.Now), turnrelay.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 	ctx := context.Background()
 	for _, mode := range []string{"credential revoked", "the credential's key was deleted", "credential expired", "unknown or evicted credential"} {
 		m := mint(t, srv, time.Hour)
-		a, err := allocate(t, srv, "udp", m.username, m.password)
+		a, err := allocate(t, relay, "udp", m.username, m.password)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -274,11 +270,10 @@ func TestRelayStopsAllocationsOfDeadCredentials(t *testing.T) {
 func TestRelayLogsBoundedUsernames(t *testing.T) {
 	var logs syncbuf.Buffer
 	clock := &fakeClock{now: time.Now()}
-	srv := turntest.NewServer(turntest.WithClock(clock.Now), turntest.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
-	t.Cleanup(srv.Close)
+	_, relay := attach(t, []turntest.Option{turntest.WithClock(clock.Now)}, turnrelay.WithClock(clock.Now), turnrelay.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 	long := strings.Repeat("u", 400)
 	for range 20 {
-		_, err := allocate(t, srv, "udp", long, "password")
+		_, err := allocate(t, relay, "udp", long, "password")
 		wantUnauthorized(t, err)
 	}
 	out := logs.String()
@@ -291,7 +286,7 @@ func TestRelayLogsBoundedUsernames(t *testing.T) {
 	}
 	// A minute on, the next refusal is logged, after the count of those that were not.
 	clock.Add(time.Minute)
-	_, err := allocate(t, srv, "udp", long, "password")
+	_, err := allocate(t, relay, "udp", long, "password")
 	wantUnauthorized(t, err)
 	out = logs.String()
 	if !strings.Contains(out, `refusals not logged" reason="unknown or evicted credential" count=10`) || strings.Count(out, "unknown or evicted credential") != 12 {
@@ -304,20 +299,19 @@ func TestRelayLogsBoundedUsernames(t *testing.T) {
 // reachable from the network. Refused permissions are STUN errors: no packet leaves the host.
 func TestRelayOffLoopbackRefusesInternalPeers(t *testing.T) {
 	var logs syncbuf.Buffer
-	srv := turntest.NewServer(turntest.WithRelayAddr("0.0.0.0:0"), turntest.WithRelayAdvertisedIP("127.0.0.1"),
-		turntest.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
-	t.Cleanup(srv.Close)
-	for _, u := range srv.Relay.URLs() {
+	srv, relay := attach(t, nil, turnrelay.WithAddr("0.0.0.0:0"), turnrelay.WithAdvertisedIP("127.0.0.1"),
+		turnrelay.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	for _, u := range relay.URLs() {
 		if !strings.Contains(u, ":127.0.0.1:") {
 			t.Errorf("URL %s does not carry the advertised address", u)
 		}
 	}
 	m := mint(t, srv, time.Hour)
-	a, err := allocate(t, srv, "udp", m.username, m.password)
+	a, err := allocate(t, relay, "udp", m.username, m.password)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := allocate(t, srv, "tcp", m.username, m.password)
+	b, err := allocate(t, relay, "tcp", m.username, m.password)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -384,22 +378,31 @@ func TestRelayOffLoopbackRefusesInternalPeers(t *testing.T) {
 }
 
 func TestRelayOnEveryInterfaceNeedsAnAdvertisedIP(t *testing.T) {
+	srv := turntest.NewServer()
+	t.Cleanup(srv.Close)
 	for _, tc := range []struct{ addr, advertised, want string }{
-		{"0.0.0.0:0", "", "WithRelayAdvertisedIP"},
-		{"[::]:0", "", "WithRelayAdvertisedIP"},
+		{"0.0.0.0:0", "", "WithAdvertisedIP"},
+		{"[::]:0", "", "WithAdvertisedIP"},
 		{"0.0.0.0:0", "0.0.0.0", "no address a client can dial"},
 		{"0.0.0.0:0", "::1", "use an IPv4 address"},
 		{"127.0.0.1:0", "relay.example", "not an IP address"},
 	} {
-		srv, err := turntest.NewServerErr(turntest.WithRelayAddr(tc.addr), turntest.WithRelayAdvertisedIP(tc.advertised))
+		relay, err := turnrelay.Attach(srv, turnrelay.WithAddr(tc.addr), turnrelay.WithAdvertisedIP(tc.advertised))
 		if err == nil {
-			srv.Close()
-			t.Errorf("%s advertised %q: started, URLs %v; want an error", tc.addr, tc.advertised, srv.Relay.URLs())
+			relay.Close()
+			t.Errorf("%s advertised %q: started, URLs %v; want an error", tc.addr, tc.advertised, relay.URLs())
 			continue
 		}
 		if !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s advertised %q: %v, want it to say %q", tc.addr, tc.advertised, err, tc.want)
 		}
+	}
+	if _, err := turnrelay.Attach(nil); err == nil || !strings.Contains(err.Error(), "needs a fake") {
+		t.Errorf("Attach(nil) = %v, want an error asking for a fake", err)
+	}
+	// A relay that did not start leaves the fake's answers as they were.
+	if m := mint(t, srv, time.Hour); !strings.Contains(strings.Join(m.urls, " "), "turn.cloudflare.com") {
+		t.Errorf("after relays that did not start, the fake answers %v, want Cloudflare's URLs", m.urls)
 	}
 }
 
@@ -455,21 +458,20 @@ func channelBind(a *allocation, username, password string, channel uint16, peer 
 // peer, the next is refused, and the ones held can still be refreshed.
 func TestRelayLimitsChannelBindings(t *testing.T) {
 	var logs syncbuf.Buffer
-	srv := turntest.NewServer(turntest.WithRelayTLS(), turntest.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
-	t.Cleanup(srv.Close)
+	srv, relay := attach(t, nil, turnrelay.WithTLS(), turnrelay.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 	m := mint(t, srv, time.Hour)
 	for _, network := range []string{"udp", "tcp", "tls"} {
-		a, err := allocate(t, srv, network, m.username, m.password)
+		a, err := allocate(t, relay, network, m.username, m.password)
 		if err != nil {
 			t.Fatal(err)
 		}
 		peer := func(i int) *net.UDPAddr { return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 20000 + i} }
-		for i := range turntest.MaxChannelsPerAllocation {
+		for i := range turnrelay.MaxChannelsPerAllocation {
 			if err := channelBind(a, m.username, m.password, uint16(0x4000+i), peer(i)); err != nil {
 				t.Fatalf("%s: channel %d: %v", network, i, err)
 			}
 		}
-		n := turntest.MaxChannelsPerAllocation
+		n := turnrelay.MaxChannelsPerAllocation
 		if err := channelBind(a, m.username, m.password, uint16(0x4000+n), peer(n)); err == nil || !strings.Contains(err.Error(), "channel bind refused") {
 			t.Errorf("%s: channel %d over the limit: %v, want it refused", network, n+1, err)
 		}
