@@ -464,6 +464,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	id := h.cfg.Identity(r)
 	switch {
+	case id == "" && h.fromHeader:
+		h.refuse(w, r, refusedNoIdentity, http.StatusBadRequest, "no caller identity: the "+http.CanonicalHeaderKey(h.cfg.IdentityHeader)+
+			" header is missing or empty; the authenticating proxy in front of this server must set it", 0)
+		return
 	case id == "":
 		h.refuse(w, r, refusedNoIdentity, http.StatusBadRequest, "no caller identity", 0)
 		return

@@ -317,3 +317,20 @@ func TestHandlerDefaultLimits(t *testing.T) {
 		t.Error("the default mint budget is not below Cloudflare's suggested starting rate of 500/s")
 	}
 }
+
+// An answer is a line of its own (curl's output does not run into the prompt), and a request
+// without the identity header is told which header was expected.
+func TestHandlerAnswerShape(t *testing.T) {
+	ie := iceSetup(t, iceserve.Config{})
+	a := ie.get(t, "GET", "alice", nil)
+	if a.status != 200 || !strings.HasSuffix(a.body, "}\n") || strings.Count(a.body, "\n") != 1 {
+		t.Errorf("answer %d %q: want 200 and one JSON line ending in a newline", a.status, a.body)
+	}
+	if again := ie.get(t, "GET", "alice", nil); again.body != a.body {
+		t.Errorf("a cache hit answered %q, the mint %q", again.body, a.body)
+	}
+	a = ie.get(t, "GET", "", nil)
+	if a.status != 400 || !strings.Contains(a.parsed.Error, "X-User header is missing") {
+		t.Errorf("without X-User: %d %q; want 400 naming the header", a.status, a.parsed.Error)
+	}
+}

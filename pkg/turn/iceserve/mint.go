@@ -226,7 +226,7 @@ func (h *Handler) render(ice turn.ICEServers, sent time.Time) (*Credential, erro
 	}
 	body.WriteString(`,"expiresAt":`)
 	body.WriteString(strconv.FormatInt(c.Expires.Unix(), 10))
-	body.WriteByte('}')
+	body.WriteString("}\n") // a line of its own, as curl prints it
 	switch {
 	case !usable && h.cfg.KeepPort53:
 		return nil, errUnusable{"no turn: or turns: entry with a username and a credential"}
