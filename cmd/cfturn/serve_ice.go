@@ -111,6 +111,7 @@ requests in flight; a second Ctrl-C stops it at once.`,
 	f.IntVar(&cfg.Burst, "burst", iceserve.DefaultBurst, "requests a caller may make at once")
 	f.Float64Var(&cfg.MintsPerSecond, "mint-rate", iceserve.DefaultMintsPerSecond, "upstream mints per second in all, 0.01 to 1e6")
 	f.IntVar(&cfg.MintBurst, "mint-burst", iceserve.DefaultMintBurst, "upstream mints at once in all")
+	f.Float64Var(&cfg.NetworkShare, "network-share", iceserve.DefaultNetworkShare, "part of the mint budget that new callers from one network (/24, /48) may take, above 0 to 1 (1: no share); none without a client address, i.e. with --identity-header")
 	f.IntVar(&cfg.MaxInFlight, "max-in-flight", iceserve.DefaultMaxInFlight, "upstream calls in flight at once")
 	f.DurationVar(&cfg.RequestTimeout, "timeout", iceserve.DefaultRequestTimeout, "time limit for reading and answering one request (0: the default)")
 	f.BoolVar(&cfg.AllowCredentials, "allow-credentials", false, "send Access-Control-Allow-Credentials, for an identity in a cookie")
@@ -143,6 +144,8 @@ func checkServeICEFlags(cmd *cobra.Command, cfg *iceserve.Config) error {
 		return usagef("--rate %v: give requests per minute from 0.1 to 1e6, or a negative number for no limit", cfg.RatePerMinute)
 	case f.Changed("mint-rate") && cfg.MintsPerSecond == 0:
 		return usagef("--mint-rate 0: give mints per second from 0.01 to 1e6")
+	case f.Changed("network-share") && !(cfg.NetworkShare > 0 && cfg.NetworkShare <= 1):
+		return usagef("--network-share %v: give a part of the mint budget above 0 and at most 1, e.g. 0.25 (1 turns the share off)", cfg.NetworkShare)
 	case cfg.RequestTimeout < 0:
 		return usagef("--timeout %v: must not be negative (0 means the default, %v)", cfg.RequestTimeout, iceserve.DefaultRequestTimeout)
 	}

@@ -197,6 +197,8 @@ func TestServeICEConfigChecks(t *testing.T) {
 		{[]string{"--rate", "+Inf"}, "RatePerMinute"},
 		{[]string{"--mint-rate", "NaN"}, "MintsPerSecond"},
 		{[]string{"--burst", "0"}, "--burst"},
+		{[]string{"--network-share", "0"}, "--network-share"},
+		{[]string{"--network-share", "1.5"}, "--network-share"},
 		{[]string{"--timeout", "-1s"}, "--timeout"},
 		{[]string{"--allow-origin", "http://localhost:3000/"}, `"http://localhost:3000"`},
 		{[]string{"--log-format", "xml"}, "--log-format"},
