@@ -51,7 +51,7 @@ type Config struct {
 	// is reported as a timeout.
 	Timeout time.Duration
 	// TLSConfig is cloned for turns: URLs, with ServerName set to the URL's host; set RootCAs to
-	// trust a test relay's certificate (turntest's Relay.RootCAs).
+	// trust a test relay's certificate (turnrelay's Relay.RootCAs).
 	TLSConfig *tls.Config
 	// IncludePort53 probes URLs on port 53 too; browsers never use them, so they are skipped by default.
 	IncludePort53 bool
