@@ -3,7 +3,8 @@
 // test that skipped, with its reason, so that a run that passed while skipping says so. `make test`
 // pipes all three modules through it. Lines that are not test events (from a go command that
 // failed before testing) pass through unchanged; a line starting with "testsummary: failed:" marks
-// a failed go command. It exits 1 when anything failed.
+// a failed go command. Its last line counts the tests: "tests: N passed, N failed, N skipped". It
+// exits 1 when anything failed.
 package main
 
 import (
@@ -34,6 +35,8 @@ type summary struct {
 	outputs map[string][]string // a running test's output lines, by package and test
 	skips   []skip
 	failed  bool
+	// passed and failedTests count tests (subtests included), for the closing line.
+	passed, failedTests int
 }
 
 func main() {
@@ -85,6 +88,7 @@ func (s *summary) event(e event) {
 		}
 	case e.Action == "fail":
 		s.failed = true
+		s.failedTests++
 		for _, l := range s.outputs[id] {
 			fmt.Fprint(s.out, l)
 		}
@@ -93,6 +97,9 @@ func (s *summary) event(e event) {
 		s.skips = append(s.skips, skip{e.Package, e.Test, skipReason(s.outputs[id])})
 		delete(s.outputs, id)
 	case e.Action == "pass":
+		if e.Test != "" {
+			s.passed++
+		}
 		delete(s.outputs, id)
 	}
 }
@@ -113,8 +120,12 @@ func skipReason(lines []string) string {
 	return strings.Join(reason, "; ")
 }
 
-// report prints the skipped tests, loudly, with how to run them.
+// report prints the skipped tests, loudly, with how to run them, and then the counts on a line
+// of their own: "tests: N passed, N failed, N skipped".
 func (s *summary) report() {
+	defer func() {
+		fmt.Fprintf(s.out, "tests: %d passed, %d failed, %d skipped\n", s.passed, s.failedTests, len(s.skips))
+	}()
 	if len(s.skips) == 0 {
 		fmt.Fprintln(s.out, "testsummary: no test skipped")
 		return

@@ -64,13 +64,16 @@ func TestSub(t *testing.T) {
 	if !s.failed {
 		t.Error("a failed test did not make the summary fail")
 	}
+	if !strings.HasSuffix(text, "\ntests: 2 passed, 1 failed, 2 skipped\n") {
+		t.Errorf("summary does not end with the counts:\n%s", text)
+	}
 
 	// A clean run says nothing was skipped and does not fail.
 	s = &summary{out: &out, outputs: map[string][]string{}}
 	out.Reset()
 	s.read(strings.NewReader(`{"Action":"pass","Package":"p","Test":"TestA"}` + "\n"))
 	s.report()
-	if s.failed || !strings.Contains(out.String(), "no test skipped") {
+	if s.failed || !strings.Contains(out.String(), "no test skipped") || !strings.HasSuffix(out.String(), "tests: 1 passed, 0 failed, 0 skipped\n") {
 		t.Errorf("clean run: failed=%v %q", s.failed, out.String())
 	}
 }
