@@ -189,14 +189,6 @@ func truncate(s string, n int) string {
 	return s[:n] + "…"
 }
 
-func cmpOr[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
-}
-
 // connLimit is a listener that holds at most cap(slots) connections open.
 type connLimit struct {
 	net.Listener

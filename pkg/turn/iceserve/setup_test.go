@@ -25,13 +25,6 @@ type env struct {
 	contract *contract.Transport
 }
 
-// setup starts the fake and returns a client for it with fast retries; extra options are applied
-// last.
-func setup(t *testing.T, opts ...turn.Option) *env {
-	t.Helper()
-	return setupFake(t, turntest.New(), opts...)
-}
-
 // setupFake is setup with a fake made with options of its own.
 func setupFake(t *testing.T, fake *turntest.Fake, opts ...turn.Option) *env {
 	t.Helper()
