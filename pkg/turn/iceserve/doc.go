@@ -19,5 +19,5 @@
 //
 // Server wraps a Handler (or any handler) with the hardening a server on the open internet needs:
 // a Host guard against DNS rebinding, a cap on open connections, timeouts, and a graceful shutdown
-// that a second signal cuts short. cfturn serve-ice is a thin command over both.
+// that Close cuts short. cfturn serve-ice is a thin command over both.
 package iceserve
