@@ -157,3 +157,26 @@ func ExampleErrInvalidArgument() {
 	// true
 	// turn: generate ICE servers: invalid argument: key secret ends with a newline, so it was probably read from a file or with $(cat ...): trim it
 }
+
+func ExampleClient_Clone() {
+	srv := turntest.NewServer()
+	defer srv.Close()
+	client := srv.Client()
+
+	// A copy that never retries, for a caller that answers its own callers with a Retry-After.
+	once, err := client.Clone(turn.WithRetry(0))
+	if err != nil {
+		log.Fatal(err)
+	}
+	srv.InjectFault(turntest.Fault{Operation: turntest.OpListTurnKeys, Status: 503, Count: 2})
+	_, err = once.ListKeys(context.Background(), turn.ListKeysParams{})
+	fmt.Println(errors.Is(err, turn.ErrServer), srv.Requests()["listTurnKeys"])
+	// Output: true 1
+}
+
+func ExampleGenerateICEServersParams_Validate() {
+	p := turn.GenerateICEServersParams{KeyID: "2a95132c15732412d22c1476fa83f27a", KeySecret: turn.NewSecret("short"), TTL: time.Hour}
+	err := p.Validate() // nothing is sent: a server can refuse a bad request without an upstream call
+	fmt.Println(errors.Is(err, turn.ErrInvalidArgument))
+	// Output: true
+}
