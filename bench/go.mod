@@ -1,6 +1,8 @@
 module github.com/cfturn/cfturn/bench
 
-go 1.26.8
+go 1.26.0
+
+toolchain go1.26.8
 
 require (
 	github.com/cfturn/cfturn v0.0.0

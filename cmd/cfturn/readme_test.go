@@ -21,7 +21,22 @@ import (
 
 const readmePath = "../../README.md"
 
-// snippet is one ```sh block of the README and the readme-test marker on the line before it:
+// docPages are the pages whose ```sh snippets TestReadmeSnippets runs: the README, then every
+// docs/*.md in name order.
+func docPages(t *testing.T) []string {
+	t.Helper()
+	pages, err := filepath.Glob("../../docs/*.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(pages)
+	return append([]string{readmePath}, pages...)
+}
+
+// pageName is how messages name a page: its path in the repository, e.g. docs/cli.md.
+func pageName(path string) string { return strings.TrimPrefix(filepath.ToSlash(path), "../../") }
+
+// snippet is one ```sh block of a page and the readme-test marker on the line before it:
 //
 //	<!-- readme-test: skip (why) -->      not run; the reason is required
 //	<!-- readme-test: serves HOST:PORT --> runs until Ctrl-C, like a server in its own terminal
@@ -34,9 +49,10 @@ type snippet struct {
 
 var readmeMarker = regexp.MustCompile(`^<!-- readme-test: (skip \((.+)\)|serves (\S+)) -->$`)
 
-func readmeSnippets(t *testing.T) []snippet {
+func readmeSnippets(t *testing.T, path string) []snippet {
 	t.Helper()
-	f, err := os.Open(readmePath)
+	name := pageName(path)
+	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +79,7 @@ func readmeSnippets(t *testing.T) []snippet {
 			if m := readmeMarker.FindStringSubmatch(prev); m != nil {
 				cur.skip, cur.serves = m[2], m[3]
 			} else if strings.Contains(prev, "readme-test") {
-				t.Fatalf("README.md:%d: malformed marker %q", n-1, prev)
+				t.Fatalf("%s:%d: malformed marker %q", name, n-1, prev)
 			}
 		case fence == "" && strings.HasPrefix(line, "```"):
 			fence = line
@@ -74,18 +90,20 @@ func readmeSnippets(t *testing.T) []snippet {
 		t.Fatal(err)
 	}
 	if cur != nil || fence != "" {
-		t.Fatal("README.md: a code block is not closed")
+		t.Fatalf("%s: a code block is not closed", name)
 	}
 	return snippets
 }
 
-// TestReadmeSnippets runs every ```sh block of the README as written, in order, each in a fresh
-// shell as if in a new terminal, against a cfturn built from this tree, with no CLOUDFLARE_ or
-// CFTURN_ variables inherited. The only change is that the addresses of serving blocks become
-// free loopback ports, so the test can run beside anything else.
+// TestReadmeSnippets runs every ```sh block of the README and of each docs/*.md page as written,
+// page by page and in order within a page, each block in a fresh shell as if in a new terminal,
+// against a cfturn built from this tree, with no CLOUDFLARE_ or CFTURN_ variables inherited. Each
+// page starts in a fresh directory, with the servers of the page before stopped, so a page works
+// when read on its own. The only change is that the addresses of serving blocks become free
+// loopback ports, so the test can run beside anything else.
 func TestReadmeSnippets(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds cfturn and runs the README's shell snippets")
+		t.Skip("builds cfturn and runs the README's and docs/'s shell snippets")
 	}
 	for _, tool := range []string{"bash", "curl", "jq"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -95,20 +113,32 @@ func TestReadmeSnippets(t *testing.T) {
 			t.Skipf("the README's snippets use %s, which is not installed (make deps)", tool)
 		}
 	}
-	snippets := readmeSnippets(t)
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "bin")
-	work := filepath.Join(dir, "work")
-	if err := os.Mkdir(work, 0o700); err != nil {
-		t.Fatal(err)
+	pages := docPages(t)
+	snippets := map[string][]snippet{}
+	for _, page := range pages {
+		snippets[page] = readmeSnippets(t, page)
 	}
-	// Cleanups run last first: servers get their Ctrl-C before this kills what is left.
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	bin := filepath.Join(t.TempDir(), "bin")
+	ctx, cancel := context.WithTimeout(context.Background(), 9*time.Minute)
 	t.Cleanup(cancel)
 	if out, err := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(bin, "cfturn"), ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
+	ran := 0
+	for _, page := range pages {
+		t.Run(pageName(page), func(t *testing.T) {
+			ran += runSnippets(ctx, t, pageName(page), bin, snippets[page])
+		})
+	}
+	if ran == 0 {
+		t.Fatal("no README or docs/ snippet ran")
+	}
+}
 
+// runSnippets runs one page's snippets in a fresh directory and returns how many it ran. The
+// servers it starts are stopped when t ends.
+func runSnippets(ctx context.Context, t *testing.T, page, bin string, snippets []snippet) int {
+	work := t.TempDir()
 	ports := map[string]string{}
 	for _, s := range snippets {
 		if s.serves != "" {
@@ -126,7 +156,7 @@ func TestReadmeSnippets(t *testing.T) {
 	ran := 0
 	for _, s := range snippets {
 		if s.skip != "" {
-			t.Logf("README.md:%d: not run: %s", s.line, s.skip)
+			t.Logf("%s:%d: not run: %s", page, s.line, s.skip)
 			continue
 		}
 		code := s.code
@@ -140,12 +170,12 @@ func TestReadmeSnippets(t *testing.T) {
 		ran++
 		if s.serves == "" {
 			if err := cmd.Run(); err != nil {
-				t.Fatalf("README.md:%d: the snippet failed: %v\n%s%s", s.line, err, s.code, out)
+				t.Fatalf("%s:%d: the snippet failed: %v\n%s%s", page, s.line, err, s.code, out)
 			}
 			continue
 		}
 		// A server: started in a process group of its own, so that Ctrl-C reaches it as in a
-		// terminal, and stopped after the last snippet.
+		// terminal, and stopped after the page's last snippet (cleanups run last first).
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 		cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 		if err := cmd.Start(); err != nil {
@@ -155,25 +185,23 @@ func TestReadmeSnippets(t *testing.T) {
 		go func() { exited <- cmd.Wait() }()
 		t.Cleanup(func() {
 			if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGINT); err != nil && !errors.Is(err, syscall.ESRCH) {
-				t.Errorf("README.md:%d: Ctrl-C: %v", s.line, err)
+				t.Errorf("%s:%d: Ctrl-C: %v", page, s.line, err)
 			}
 			select {
 			case err := <-exited:
 				if err != nil {
-					t.Errorf("README.md:%d: after Ctrl-C: %v\n%s", s.line, err, out)
+					t.Errorf("%s:%d: after Ctrl-C: %v\n%s", page, s.line, err, out)
 				}
 			case <-time.After(30 * time.Second):
-				t.Errorf("README.md:%d: still running 30s after Ctrl-C\n%s", s.line, out)
+				t.Errorf("%s:%d: still running 30s after Ctrl-C\n%s", page, s.line, out)
 			}
 		})
 		if err := waitListening(ports[s.serves], exited); err != nil {
-			t.Fatalf("README.md:%d: %v\n%s%s", s.line, err, s.code, out)
+			t.Fatalf("%s:%d: %v\n%s%s", page, s.line, err, s.code, out)
 		}
-		t.Logf("README.md:%d: serving on %s (README: %s)", s.line, ports[s.serves], s.serves)
+		t.Logf("%s:%d: serving on %s (page: %s)", page, s.line, ports[s.serves], s.serves)
 	}
-	if ran == 0 {
-		t.Fatal("no README snippet ran")
-	}
+	return ran
 }
 
 // freeAddr returns a loopback address that was free a moment ago.
@@ -267,5 +295,76 @@ func TestReadmeFacts(t *testing.T) {
 	}
 	if strings.Contains(text, "`go doc -http`") && !strings.Contains(string(help), "-http") {
 		t.Error("README.md points to go doc -http, which this go command does not have")
+	}
+}
+
+var (
+	markdownLink = regexp.MustCompile(`\]\(([^)\s]+)\)`)
+	headingText  = regexp.MustCompile(`(?m)^#{1,6} (.+)$`)
+	notInSlug    = regexp.MustCompile(`[^\p{L}\p{N} _-]`)
+)
+
+// headingAnchors returns the anchors GitHub gives a page's headings: lower case, punctuation
+// dropped, spaces as dashes, a repeated one numbered.
+func headingAnchors(text string) map[string]bool {
+	anchors := map[string]bool{}
+	seen := map[string]int{}
+	for _, m := range headingText.FindAllStringSubmatch(text, -1) {
+		slug := strings.ReplaceAll(notInSlug.ReplaceAllString(strings.ToLower(strings.ReplaceAll(m[1], "`", "")), ""), " ", "-")
+		if n := seen[slug]; n > 0 {
+			anchors[fmt.Sprintf("%s-%d", slug, n)] = true
+		} else {
+			anchors[slug] = true
+		}
+		seen[slug]++
+	}
+	return anchors
+}
+
+// TestReadmeLinks checks that every relative link of the README, docs/*.md, ARCHITECTURE.md and
+// CONTRIBUTING.md names a file of the repository and, for a Markdown page, a heading it has: the
+// README links to deeper pages instead of repeating them, so a moved section must not leave a
+// dead link behind.
+func TestReadmeLinks(t *testing.T) {
+	pages := append(docPages(t), "../../ARCHITECTURE.md", "../../CONTRIBUTING.md")
+	for _, page := range pages {
+		text, err := os.ReadFile(page)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Links inside code blocks are code, not links.
+		var prose strings.Builder
+		inCode := false
+		for line := range strings.Lines(string(text)) {
+			if strings.HasPrefix(line, "```") {
+				inCode = !inCode
+				continue
+			}
+			if !inCode {
+				prose.WriteString(line)
+			}
+		}
+		for _, m := range markdownLink.FindAllStringSubmatch(prose.String(), -1) {
+			target := m[1]
+			if strings.Contains(target, "://") || strings.HasPrefix(target, "mailto:") {
+				continue
+			}
+			file, anchor, _ := strings.Cut(target, "#")
+			path := page
+			if file != "" {
+				path = filepath.Join(filepath.Dir(page), file)
+			}
+			linked, err := os.ReadFile(path)
+			if err != nil {
+				if info, statErr := os.Stat(path); statErr == nil && info.IsDir() && anchor == "" {
+					continue
+				}
+				t.Errorf("%s: link %q: no such file", pageName(page), target)
+				continue
+			}
+			if anchor != "" && strings.HasSuffix(path, ".md") && !headingAnchors(string(linked))[anchor] {
+				t.Errorf("%s: link %q: %s has no heading #%s", pageName(page), target, pageName(path), anchor)
+			}
+		}
 	}
 }
