@@ -53,9 +53,10 @@ Put it behind your authentication and pass the caller's identity in a header you
 (--identity-header); never let the browser choose it. Without one, callers are told apart by their
 address, which behind a load balancer is the balancer's.
 
-Limits: --rate/--burst per caller, --mint-rate/--mint-burst for upstream mints in all; see the
-README for what each defends. /healthz answers while the process runs, /readyz while the upstream
-answered its last call, /metrics serves Prometheus metrics. Several replicas share their cache and
+Limits: --rate/--burst per caller, --mint-rate/--mint-burst for upstream mints in all,
+--network-share for new callers of one network; docs/serve-ice.md says what each defends. /healthz
+answers while the process runs, /readyz while the upstream answered its last call, /metrics serves
+Prometheus metrics (with --admin-addr, /readyz and /metrics only there). Several replicas share their cache and
 limits through Redis with --redis-url or CFTURN_REDIS_URL; if Redis fails, each goes on alone. It
 mints once at start-up so a wrong key or an unreachable upstream fails at once
 (--skip-startup-check to start anyway). Logs go to stderr. Ctrl-C stops it after answering the
