@@ -71,12 +71,8 @@
 //
 // Requests are built by gen/callsclient, generated from openapi/calls.yaml (through
 // gen/callsclient/client.tmpl); this package writes no path, method or parameter encoding itself.
-// To add an operation: describe it in openapi/calls.yaml; run go generate ./... (make generate),
-// which adds New<Op>Request and <Op>Operation to gen/callsclient and a method to the fake's server
-// interface, so the compiler points at turntest until the fake implements it; write one Client
-// method that validates its arguments, builds the request with New<Op>Request, and sends it
-// through the client's one send path with an operation (name, <Op>Operation, retry rule); add its
-// test against turntest, and its entry in api_test.go's facadeMethods.
+// The steps to add an operation (the spec, go generate, one method here, its test) are in the
+// repository's CONTRIBUTING.md.
 //
 // # Testing
 //
