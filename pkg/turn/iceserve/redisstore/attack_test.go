@@ -336,6 +336,8 @@ func TestHostileRedisRepliesAreBounded(t *testing.T) {
 		"1 GB string":        "$1000000000\r\n",
 		"100M-element array": "*100000000\r\n",
 		"endless line":       "+" + strings.Repeat("x", 1<<20),
+		// The client reads nested aggregates recursively: a stack overflow is fatal, unlike a panic.
+		"nested 1M deep": strings.Repeat("*1\r\n", 1<<20),
 	} {
 		t.Run(name, func(t *testing.T) {
 			addr := hostileRedis(t, map[string]string{"EVALSHA": reply, "EVAL": reply, "SUBSCRIBE": reply})

@@ -18,7 +18,11 @@ import (
 const (
 	maxReplyLine     = 64 << 10 // a header, simple string or error line, CRLF included
 	maxReplyBulk     = 8 << 20  // a bulk string
-	maxReplyElements = 1 << 16  // an array, map, set or push
+	maxReplyElements = 1 << 16  // an array, map, set or push; and all of one reply's, nested ones included
+	// maxReplyDepth bounds how deeply a reply's aggregates nest: the client reads them
+	// recursively, and a Go stack overflow, unlike a panic, cannot be recovered. The store's
+	// replies nest two deep.
+	maxReplyDepth = 16
 )
 
 // guardDialer wraps dial so that each connection checks the replies it reads against the bounds
@@ -66,10 +70,13 @@ type guardedSyscallConn struct {
 
 func (c *guardedSyscallConn) SyscallConn() (syscall.RawConn, error) { return c.sc.SyscallConn() }
 
-// respScanner follows a stream of RESP2 or RESP3 replies, checking every size it announces.
+// respScanner follows a stream of RESP2 or RESP3 replies, checking every size it announces, how
+// deeply aggregates nest, and how many elements one reply holds in all.
 type respScanner struct {
-	line []byte // the line being read
-	skip int64  // bytes of a bulk string (and its CRLF) still to pass
+	line  []byte  // the line being read
+	skip  int64   // bytes of a bulk string (and its CRLF) still to pass
+	open  []int64 // elements still to come in each aggregate being read, outermost first
+	elems int64   // elements announced so far by the reply being read
 }
 
 func (s *respScanner) feed(p []byte) error {
@@ -114,17 +121,51 @@ func (s *respScanner) header(line []byte) error {
 		limit = maxReplyBulk
 	case '*', '%', '~', '>', '|': // array, map, set, push, attribute
 		limit = maxReplyElements
-	default:
+	default: // a simple value on one line
+		s.complete()
 		return nil
 	}
 	n, err := strconv.ParseInt(string(digits), 10, 64)
 	if ne, ok := err.(*strconv.NumError); ok && ne.Err == strconv.ErrRange || err == nil && n > limit {
 		return fmt.Errorf("redisstore: Redis announced a reply of %s (more than %d): closing the connection", digits, limit)
 	}
-	if err == nil && n >= 0 && (typ == '$' || typ == '!' || typ == '=') {
-		s.skip = n + 2
+	if err != nil {
+		return nil // the client reports a malformed reply itself
 	}
+	if typ == '$' || typ == '!' || typ == '=' {
+		if n >= 0 {
+			s.skip = n + 2
+		}
+		s.complete()
+		return nil
+	}
+	if typ == '%' || typ == '|' { // a map's or attribute's elements come in pairs
+		n *= 2
+	}
+	if n <= 0 {
+		s.complete()
+		return nil
+	}
+	if s.elems += n; s.elems > maxReplyElements {
+		return fmt.Errorf("redisstore: Redis sent a reply of more than %d elements in all: closing the connection", maxReplyElements)
+	}
+	if len(s.open) == maxReplyDepth {
+		return fmt.Errorf("redisstore: Redis sent a reply nested more than %d deep: closing the connection", maxReplyDepth)
+	}
+	s.open = append(s.open, n)
 	return nil
+}
+
+// complete counts one whole value against the aggregates it is in, closing those it fills.
+func (s *respScanner) complete() {
+	for len(s.open) > 0 {
+		top := len(s.open) - 1
+		if s.open[top]--; s.open[top] > 0 {
+			return
+		}
+		s.open = s.open[:top]
+	}
+	s.elems = 0
 }
 
 // guard installs guardDialer on o, around o's own dialer if it has one.

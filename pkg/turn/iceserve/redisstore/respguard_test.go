@@ -20,11 +20,25 @@ func TestRESPScanner(t *testing.T) {
 				t.Fatalf("step %d: %v", step, err)
 			}
 		}
-		if s.skip != 0 || len(s.line) != 0 {
-			t.Errorf("step %d: left mid-reply (skip %d, line %q)", step, s.skip, s.line)
+		if s.skip != 0 || len(s.line) != 0 || len(s.open) != 0 || s.elems != 0 {
+			t.Errorf("step %d: left mid-reply (skip %d, line %q, open %v)", step, s.skip, s.line, s.open)
 		}
 	}
+	// Nesting as deep as the bound, and replies of as many elements in all, one after another.
+	deep := strings.Repeat("*1\r\n", maxReplyDepth) + ":1\r\n"
+	wide := "*2\r\n*" + strconv.Itoa(maxReplyElements/2-1) + "\r\n" + strings.Repeat(":1\r\n", maxReplyElements/2-1) + "*0\r\n"
+	var s respScanner
+	for _, reply := range []string{deep, wide, deep, wide} {
+		if err := s.feed([]byte(reply)); err != nil {
+			t.Fatalf("%.40q: %v", reply, err)
+		}
+	}
+	if len(s.open) != 0 || s.elems != 0 {
+		t.Errorf("after whole replies: open %v, %d elements", s.open, s.elems)
+	}
 	for _, bad := range []string{
+		strings.Repeat("*1\r\n", maxReplyDepth+1),           // the client would recurse without end
+		"*2\r\n*65536\r\n" + strings.Repeat(":1\r\n", 10), // 65,538 elements in all
 		"$" + strconv.Itoa(maxReplyBulk+1) + "\r\n",
 		"*" + strconv.Itoa(maxReplyElements+1) + "\r\n",
 		"%99999999999999999999999\r\n",
