@@ -94,7 +94,13 @@ func (c *Client) GenerateICEServers(ctx context.Context, p GenerateICEServersPar
 		if err != nil {
 			reason = describeBody(res, err)
 		}
-		return ICEServers{}, unexpected(op, res, []Secret{p.KeySecret}, reason)
+		e := unexpected(op, res, []Secret{p.KeySecret}, reason)
+		if res.status/100 == 2 {
+			// A minted answer holds a credential, which no redaction can tell apart from the rest
+			// of a broken body: none of it goes into the error.
+			e.Excerpt = ""
+		}
+		return ICEServers{}, e
 	}
 	out.Expires = sent.Add(p.TTL)
 	return out, nil

@@ -192,3 +192,32 @@ func TestEchoedSecretNeverLeaks(t *testing.T) {
 		t.Fatalf("only %d calls made", calls)
 	}
 }
+
+// A 201 whose body is broken still holds the credential it minted, which may be short enough to
+// pass for a word: the error shows none of that body.
+func TestBrokenMintAnswerStaysOutOfErrors(t *testing.T) {
+	const cred = "pw4Xy" // too short for any pattern to take for a secret
+	for name, body := range map[string]string{
+		"truncated": `{"iceServers":[{"urls":["turn:t.example:3478"],"username":"u1","credential":"` + cred + `"}`,
+		"trailing":  `{"iceServers":[{"urls":["turn:t.example:3478"],"username":"u1","credential":"` + cred + `"}]} and more`,
+	} {
+		ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusCreated)
+			io.WriteString(w, body)
+		}))
+		c, err := turn.NewClient(turn.WithGetenv(nil), turn.WithBaseURL(ts.URL+"/client/v4"), turn.WithICEBaseURL(ts.URL+"/v1"), turn.WithRetry(0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.GenerateICEServers(context.Background(), turn.GenerateICEServersParams{KeyID: testKeyID, KeySecret: turn.NewSecret(strings.Repeat("k", 64)), TTL: time.Minute})
+		var apiErr *turn.APIError
+		if !errors.As(err, &apiErr) || !errors.Is(err, turn.ErrUnexpectedResponse) {
+			t.Fatalf("%s: %v, want an unexpected response", name, err)
+		}
+		if s := fmt.Sprintf("%v %+v %s", err, apiErr, apiErr.Excerpt); strings.Contains(s, cred) {
+			t.Errorf("%s: the minted credential is in the error: %s", name, s)
+		}
+		ts.Close()
+	}
+}
