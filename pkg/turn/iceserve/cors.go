@@ -28,8 +28,11 @@ func checkOrigin(op, origin string) error {
 // A request without Origin is not a cross-origin browser request and proceeds.
 func (h *Handler) cors(w http.ResponseWriter, r *http.Request) bool {
 	origin := r.Header["Origin"]
-	if len(origin) == 0 {
+	switch {
+	case len(origin) == 0:
 		return true
+	case len(origin) > 1:
+		return false // no browser sends two: refused as an origin not allowed
 	}
 	hdr := w.Header()
 	hdr["Vary"] = varyOrigin

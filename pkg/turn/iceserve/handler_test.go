@@ -334,3 +334,19 @@ func TestHandlerAnswerShape(t *testing.T) {
 		t.Errorf("without X-User: %d %q; want 400 naming the header", a.status, a.parsed.Error)
 	}
 }
+
+// A request with two Origin headers (no browser sends that) is refused, and no origin is echoed.
+func TestHandlerTwoOrigins(t *testing.T) {
+	ie := iceSetup(t, iceserve.Config{AllowedOrigins: []string{"https://app.example.com"}, AllowCredentials: true})
+	req, _ := http.NewRequest("POST", ie.srv.URL, nil)
+	req.Header.Set("X-User", "alice")
+	req.Header["Origin"] = []string{"https://app.example.com", "https://evil.example"}
+	resp, err := ie.srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden || len(resp.Header.Values("Access-Control-Allow-Origin")) != 0 || ie.mints() != 0 {
+		t.Errorf("two Origins: %d, Allow-Origin %q, %d mints; want 403, none, none", resp.StatusCode, resp.Header.Values("Access-Control-Allow-Origin"), ie.mints())
+	}
+}
