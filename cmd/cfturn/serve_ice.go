@@ -34,6 +34,7 @@ type serveICEOptions struct {
 	redisCA     string
 	hosts       []string
 	maxConns    int
+	perSource   int
 	adminAddr   string            // where /readyz and /metrics go instead of the public listener
 	store       *redisstore.Store // set when Redis is in use
 }
@@ -71,6 +72,9 @@ requests in flight; a second Ctrl-C stops it at once.`,
 			}
 			if err := checkServeICEFlags(cmd, &cfg); err != nil {
 				return err
+			}
+			if cfg.IdentityHeader != "" && !cmd.Flags().Changed("max-conns-per-source") {
+				o.perSource = 0 // behind the proxy that sets the identity, every connection is the proxy's
 			}
 			if err := checkListenAddr("addr", o.addr); err != nil {
 				return err
@@ -124,6 +128,7 @@ requests in flight; a second Ctrl-C stops it at once.`,
 	f.StringVar(&o.redisCA, "redis-ca-file", "", "PEM certificate(s) to trust for a rediss:// Redis, besides the system's")
 	f.StringSliceVar(&o.hosts, "allowed-host", nil, "Host header to answer (repeatable); default on a loopback address: localhost, 127.0.0.1, ::1 only (against DNS rebinding), else any")
 	f.IntVar(&o.maxConns, "max-conns", 10000, "connections open at once; more are closed at once")
+	f.IntVar(&o.perSource, "max-conns-per-source", 256, "connections open at once from one address (IPv6: /64); 0 for no bound. Not applied with --identity-header unless given: the proxy is then the one source")
 	f.StringVar(&o.adminAddr, "admin-addr", "", "serve /readyz and /metrics on this address instead of --addr, e.g. 127.0.0.1:9090 (expose it to your probes and Prometheus only)")
 	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
@@ -154,6 +159,9 @@ func checkServeICEFlags(cmd *cobra.Command, cfg *iceserve.Config) error {
 		if v, _ := f.GetInt(name); v < 1 {
 			return usagef("--%s %d: must be at least 1", name, v)
 		}
+	}
+	if v, _ := f.GetInt("max-conns-per-source"); v < 0 {
+		return usagef("--max-conns-per-source %d: must be 0 (no bound) or more", v)
 	}
 	if cfg.RequestTimeout == 0 {
 		cfg.RequestTimeout = iceserve.DefaultRequestTimeout
@@ -226,13 +234,14 @@ func (a *app) serveICE(ctx context.Context, o serveICEOptions, cfg iceserve.Conf
 		}
 	}
 	srv := &iceserve.Server{
-		Handler:         mux,
-		AllowedHosts:    o.hosts,
-		MaxConns:        o.maxConns,
-		RequestTimeout:  timeout,
-		MaxHeaderBytes:  o.maxHeader,
-		ShutdownTimeout: o.shutdownMax,
-		Logger:          logger,
+		Handler:           mux,
+		AllowedHosts:      o.hosts,
+		MaxConns:          o.maxConns,
+		MaxConnsPerSource: o.perSource,
+		RequestTimeout:    timeout,
+		MaxHeaderBytes:    o.maxHeader,
+		ShutdownTimeout:   o.shutdownMax,
+		Logger:            logger,
 	}
 	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "cfturn_serve_connections_refused_total", Help: "Connections closed at once because --max-conns were open.",

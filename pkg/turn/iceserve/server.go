@@ -43,6 +43,10 @@ type Server struct {
 	// MaxConns bounds the connections open at once (default 10,000): one past that is closed at
 	// once, so idle connections cannot exhaust the process's file descriptors.
 	MaxConns int
+	// MaxConnsPerSource bounds the connections open at once from one source address (an IPv6
+	// address's /64), so one client cannot hold every slot; 0 means no such bound. Leave it 0, or
+	// above your proxy's connection pool, when a proxy or load balancer is the only source.
+	MaxConnsPerSource int
 	// RequestTimeout bounds reading one request and, with 5s more, writing its answer (default
 	// DefaultRequestTimeout); the header must arrive within min(5s, RequestTimeout).
 	RequestTimeout time.Duration
@@ -108,7 +112,10 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 
 	errc := make(chan error, 1)
 	go func() {
-		errc <- srv.Serve(&connLimit{Listener: l, slots: make(chan struct{}, cmp.Or(s.MaxConns, DefaultMaxConns)), refused: &s.refused})
+		errc <- srv.Serve(&connLimit{
+			Listener: l, slots: make(chan struct{}, cmp.Or(s.MaxConns, DefaultMaxConns)), perSource: s.MaxConnsPerSource,
+			bySource: map[netip.Prefix]int{}, refused: &s.refused, logger: logger,
+		})
 	}()
 	select {
 	case err := <-errc:
@@ -189,11 +196,20 @@ func truncate(s string, n int) string {
 	return s[:n] + "…"
 }
 
-// connLimit is a listener that holds at most cap(slots) connections open.
+// connLimit is a listener that holds at most cap(slots) connections open, and at most perSource
+// from one source when perSource > 0. A connection past either is closed at once, counted in
+// refused, and logged, one line a second.
 type connLimit struct {
 	net.Listener
-	slots   chan struct{}
-	refused *atomic.Int64
+	slots     chan struct{}
+	perSource int
+	refused   *atomic.Int64
+	logger    *slog.Logger
+
+	mu       sync.Mutex
+	bySource map[netip.Prefix]int
+	lastLog  time.Time
+	unlogged int
 }
 
 func (l *connLimit) Accept() (net.Conn, error) {
@@ -204,12 +220,81 @@ func (l *connLimit) Accept() (net.Conn, error) {
 		}
 		select {
 		case l.slots <- struct{}{}:
-			return &limitedConn{Conn: c, release: func() { <-l.slots }}, nil
 		default:
-			l.refused.Add(1)
-			c.Close()
+			l.refuse(c, "connections at MaxConns (serve-ice --max-conns)")
+			continue
 		}
+		src, ok := l.takeSource(c)
+		if !ok {
+			<-l.slots
+			l.refuse(c, "this source's connections at MaxConnsPerSource (serve-ice --max-conns-per-source)")
+			continue
+		}
+		return &limitedConn{Conn: c, release: func() {
+			l.releaseSource(src)
+			<-l.slots
+		}}, nil
 	}
+}
+
+// source is the prefix a connection is counted under: its address, or an IPv6 address's /64.
+func source(c net.Conn) (netip.Prefix, bool) {
+	ap, err := netip.ParseAddrPort(c.RemoteAddr().String())
+	if err != nil {
+		return netip.Prefix{}, false
+	}
+	a := ap.Addr().Unmap()
+	bits := 32
+	if a.Is6() {
+		bits = 64
+	}
+	p, err := a.Prefix(bits)
+	return p, err == nil
+}
+
+func (l *connLimit) takeSource(c net.Conn) (netip.Prefix, bool) {
+	if l.perSource <= 0 {
+		return netip.Prefix{}, true
+	}
+	src, ok := source(c)
+	if !ok {
+		return netip.Prefix{}, true
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.bySource[src] >= l.perSource {
+		return src, false
+	}
+	l.bySource[src]++
+	return src, true
+}
+
+func (l *connLimit) releaseSource(src netip.Prefix) {
+	if l.perSource <= 0 || !src.IsValid() {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.bySource[src]--; l.bySource[src] <= 0 {
+		delete(l.bySource, src)
+	}
+}
+
+func (l *connLimit) refuse(c net.Conn, why string) {
+	from := c.RemoteAddr().String()
+	c.Close()
+	l.refused.Add(1)
+	l.mu.Lock()
+	now := time.Now()
+	if now.Sub(l.lastLog) < time.Second {
+		l.unlogged++
+		l.mu.Unlock()
+		return
+	}
+	unlogged := l.unlogged
+	l.lastLog, l.unlogged = now, 0
+	l.mu.Unlock()
+	l.logger.Warn("iceserve: closed a connection at once: "+why, "from", from, "unlogged_since", unlogged)
 }
 
 type limitedConn struct {

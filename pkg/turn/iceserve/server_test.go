@@ -3,12 +3,14 @@ package iceserve_test
 import (
 	"context"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/cfturn/cfturn/internal/syncbuf"
 	"github.com/cfturn/cfturn/pkg/turn/iceserve"
 )
 
@@ -139,5 +141,44 @@ func TestServerShutdown(t *testing.T) {
 	}
 	if err := <-done; err != nil {
 		t.Errorf("Serve after Close: %v, want nil", err)
+	}
+}
+
+// One source cannot hold every slot: past MaxConnsPerSource its connections are closed at once,
+// logged, while another source still gets in.
+func TestServerMaxConnsPerSource(t *testing.T) {
+	logs := &syncbuf.Buffer{}
+	srv := &iceserve.Server{Handler: http.NotFoundHandler(), MaxConns: 10, MaxConnsPerSource: 2,
+		Logger: slog.New(slog.NewTextHandler(logs, nil))}
+	url, _, _ := startServer(t, srv)
+	addr := strings.TrimPrefix(url, "http://")
+	dialFrom := func(ip string) net.Conn {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+		c, err := d.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	served := func(c net.Conn) bool {
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, err := io.ReadFull(c, make([]byte, 12))
+		return err == nil
+	}
+	for i := range 2 {
+		if !served(dialFrom("127.0.0.1")) {
+			t.Fatalf("connection %d from 127.0.0.1 not served", i+1)
+		}
+	}
+	if served(dialFrom("127.0.0.1")) {
+		t.Error("a third connection from 127.0.0.1 was served with MaxConnsPerSource 2")
+	}
+	if !served(dialFrom("127.0.0.2")) {
+		t.Error("another source was refused")
+	}
+	if srv.ConnsRefused() != 1 || !strings.Contains(logs.String(), "MaxConnsPerSource") {
+		t.Errorf("ConnsRefused %d, logs %q; want 1 and a line naming the bound", srv.ConnsRefused(), logs.String())
 	}
 }

@@ -37,7 +37,7 @@ func TestRESPScanner(t *testing.T) {
 		t.Errorf("after whole replies: open %v, %d elements", s.open, s.elems)
 	}
 	for _, bad := range []string{
-		strings.Repeat("*1\r\n", maxReplyDepth+1),           // the client would recurse without end
+		strings.Repeat("*1\r\n", maxReplyDepth+1),         // the client would recurse without end
 		"*2\r\n*65536\r\n" + strings.Repeat(":1\r\n", 10), // 65,538 elements in all
 		"$" + strconv.Itoa(maxReplyBulk+1) + "\r\n",
 		"*" + strconv.Itoa(maxReplyElements+1) + "\r\n",
