@@ -35,6 +35,7 @@ type serveICEOptions struct {
 	hosts       []string
 	maxConns    int
 	perSource   int
+	clientIP    string
 	adminAddr   string            // where /readyz and /metrics go instead of the public listener
 	store       *redisstore.Store // set when Redis is in use
 }
@@ -72,6 +73,9 @@ requests in flight; a second Ctrl-C stops it at once.`,
 			}
 			if err := checkServeICEFlags(cmd, &cfg); err != nil {
 				return err
+			}
+			if o.clientIP != "" {
+				cfg.SourceNetwork = iceserve.NetworkFromHeader(o.clientIP)
 			}
 			if cfg.IdentityHeader != "" && !cmd.Flags().Changed("max-conns-per-source") {
 				o.perSource = 0 // behind the proxy that sets the identity, every connection is the proxy's
@@ -116,7 +120,8 @@ requests in flight; a second Ctrl-C stops it at once.`,
 	f.IntVar(&cfg.Burst, "burst", iceserve.DefaultBurst, "requests a caller may make at once")
 	f.Float64Var(&cfg.MintsPerSecond, "mint-rate", iceserve.DefaultMintsPerSecond, "upstream mints per second in all, 0.01 to 1e6")
 	f.IntVar(&cfg.MintBurst, "mint-burst", iceserve.DefaultMintBurst, "upstream mints at once in all")
-	f.Float64Var(&cfg.NetworkShare, "network-share", iceserve.DefaultNetworkShare, "part of the mint budget that new callers from one network (/24, /48) may take, above 0 to 1 (1: no share); none without a client address, i.e. with --identity-header")
+	f.StringVar(&o.clientIP, "client-ip-header", "", "request header, set by your proxy, holding the client's address (e.g. X-Real-IP): its /24 or /48 is the network --network-share counts")
+	f.Float64Var(&cfg.NetworkShare, "network-share", iceserve.DefaultNetworkShare, "part of the mint budget that new callers from one network (/24, /48) may take, above 0 to 1 (1: no share); with --identity-header only where --client-ip-header names the client's address")
 	f.IntVar(&cfg.MaxInFlight, "max-in-flight", iceserve.DefaultMaxInFlight, "upstream calls in flight at once")
 	f.DurationVar(&cfg.RequestTimeout, "timeout", iceserve.DefaultRequestTimeout, "time limit for reading and answering one request (0: the default)")
 	f.BoolVar(&cfg.AllowCredentials, "allow-credentials", false, "send Access-Control-Allow-Credentials, for an identity in a cookie")

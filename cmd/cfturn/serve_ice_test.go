@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"maps"
 	"net"
@@ -334,6 +335,27 @@ func TestServeICEAdminAddr(t *testing.T) {
 		code, body := tc.on.get(t, tc.path, "alice")
 		if code != tc.want || !strings.Contains(body, tc.body) {
 			t.Errorf("%s%s: %d %.200q, want %d with %q", tc.on.url, tc.path, code, body, tc.want, tc.body)
+		}
+	}
+}
+
+// Behind the identity proxy, --client-ip-header gives --network-share the client's network.
+func TestServeICEClientIPHeader(t *testing.T) {
+	e := startServeICE(t, "--identity-header", "X-User", "--client-ip-header", "X-Real-IP", "--mint-burst", "8", "--network-share", "0.125")
+	for i, tc := range []struct {
+		ip   string
+		want int
+	}{{"192.0.2.1", 200}, {"192.0.2.2", 503}, {"198.51.100.1", 200}} {
+		req, _ := http.NewRequest("POST", e.url, nil)
+		req.Header.Set("X-User", fmt.Sprint("user-", i))
+		req.Header.Set("X-Real-IP", tc.ip)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("X-Real-IP %s: %d, want %d", tc.ip, resp.StatusCode, tc.want)
 		}
 	}
 }

@@ -486,3 +486,39 @@ func TestHandlerSourceNetworkPrefixes(t *testing.T) {
 		}
 	}
 }
+
+// Behind a proxy, NetworkFromHeader takes the client's network from the header the proxy sets;
+// a request without exactly one such header names none and is not counted.
+func TestHandlerNetworkFromHeader(t *testing.T) {
+	fake := turntest.NewServer()
+	defer fake.Close()
+	key, err := fake.Client().CreateKey(context.Background(), turn.CreateKeyParams{Name: "networks"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := iceserve.NewHandler(iceserve.Config{Client: fake.Client(), KeyID: key.ID, KeySecret: key.Secret, MintBurst: 8, MintsPerSecond: 0.01,
+		NetworkShare: 0.125, IdentityHeader: "X-User", SourceNetwork: iceserve.NetworkFromHeader("X-Real-IP"), Now: newClock().Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, tc := range []struct {
+		realIP []string
+		want   int
+	}{
+		{[]string{"192.0.2.1"}, 200},
+		{[]string{"192.0.2.200"}, 503}, // the same /24: its one share is spent
+		{[]string{"198.51.100.7"}, 200},
+		{nil, 200},                // no header: no network, no share
+		{[]string{"a", "b"}, 200}, // two values: none taken
+		{[]string{"not an address"}, 200},
+	} {
+		req := httptest.NewRequest(http.MethodGet, "/", nil)
+		req.Header.Set("X-User", fmt.Sprint("user-", i))
+		req.Header["X-Real-Ip"] = tc.realIP
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != tc.want {
+			t.Errorf("X-Real-IP %q: %d, want %d", tc.realIP, rec.Code, tc.want)
+		}
+	}
+}

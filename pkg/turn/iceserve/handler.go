@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -582,6 +583,10 @@ func remoteNetwork(r *http.Request) string {
 	if err != nil {
 		return host
 	}
+	return networkOf(ip)
+}
+
+func networkOf(ip netip.Addr) string {
 	ip = ip.Unmap()
 	bits := 48
 	if ip.Is4() {
@@ -589,6 +594,25 @@ func remoteNetwork(r *http.Request) string {
 	}
 	p, _ := ip.Prefix(bits)
 	return p.String()
+}
+
+// NetworkFromHeader returns a Config.SourceNetwork for a handler behind a proxy that puts the
+// client's address in the named header (e.g. X-Real-IP): the address's /24 (IPv4) or /48 (IPv6).
+// A request without exactly one such header, or whose value is not an IP address, names no
+// network and is exempt from the share. Use it only with a header your proxy overwrites.
+func NetworkFromHeader(name string) func(*http.Request) string {
+	key := http.CanonicalHeaderKey(name)
+	return func(r *http.Request) string {
+		vs := r.Header[key]
+		if len(vs) != 1 {
+			return ""
+		}
+		ip, err := netip.ParseAddr(strings.TrimSpace(vs[0]))
+		if err != nil {
+			return ""
+		}
+		return networkOf(ip)
+	}
 }
 
 func remoteHost(r *http.Request) string {
