@@ -287,3 +287,32 @@ func TestHandlerIPv6Identity(t *testing.T) {
 		t.Errorf("%d mints, want one per /64", n)
 	}
 }
+
+// Identities rotated by an attacker fill a full cache, but callers who come back keep their
+// credentials: the cache evicts entries never served from it first.
+func TestHandlerEvictionKeepsReturningCallers(t *testing.T) {
+	ie := iceSetup(t, iceserve.Config{MaxIdentities: 64, MintsPerSecond: 1000, MintBurst: 1000})
+	ie.contract.RequestsOnly = true
+	for i := range 16 {
+		for range 2 { // minted, then served from the cache
+			if a := ie.get(t, "GET", fmt.Sprint("regular-", i), nil); a.status != 200 {
+				t.Fatalf("regular caller: %d", a.status)
+			}
+		}
+	}
+	for i := range 640 {
+		if a := ie.get(t, "GET", fmt.Sprint("rotated-", i), nil); a.status != 200 {
+			t.Fatalf("rotated identity %d: %d", i, a.status)
+		}
+		if i%500 == 499 {
+			ie.clock.Advance(time.Second) // the mint budget refills
+		}
+	}
+	before := ie.mints()
+	for i := range 16 {
+		ie.get(t, "GET", fmt.Sprint("regular-", i), nil)
+	}
+	if n := ie.mints() - before; n > 1 {
+		t.Errorf("%d of 16 returning callers had to mint again after 640 rotated identities filled the cache", n)
+	}
+}

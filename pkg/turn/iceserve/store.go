@@ -8,6 +8,7 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -106,7 +107,13 @@ type MemoryStore struct {
 
 type credShard struct {
 	mu    sync.RWMutex
-	creds map[string]*Credential
+	creds map[string]*cached
+}
+
+// cached is a credential in the MemoryStore and how often it was served from there.
+type cached struct {
+	c    *Credential
+	hits atomic.Int64
 }
 
 type limitShard struct {
@@ -127,7 +134,8 @@ type flight struct {
 }
 
 // NewMemoryStore returns an in-memory store that caches at most maxCredentials credentials
-// (evicting an arbitrary one beyond; eviction costs a re-mint, never a limit) and tracks at most
+// (beyond them evicting an expired one, or one seldom served from the cache, among a few it looks
+// at; eviction costs a re-mint, never a limit) and tracks at most
 // maxCallers rate-limit buckets (each bound holds per shard for large tables, so a table may
 // evict or refuse somewhat before it is full). A bucket that has refilled to full is the same as no bucket, so
 // such buckets are forgotten to make room; when none has, new callers are refused.
@@ -145,7 +153,7 @@ func NewMemoryStore(maxCredentials, maxCallers int) *MemoryStore {
 		sweepGap:   time.Second,
 	}
 	for i := range memoryShards {
-		s.credShards[i].creds = make(map[string]*Credential)
+		s.credShards[i].creds = make(map[string]*cached)
 		s.limitShards[i].buckets = make(map[string]*bucket)
 		s.flights[i].flights = make(map[string]*flight)
 	}
@@ -160,9 +168,13 @@ func (s *MemoryStore) shard(key string) int {
 func (s *MemoryStore) Credential(_ context.Context, key string) (*Credential, error) {
 	sh := &s.credShards[s.shard(key)]
 	sh.mu.RLock()
-	c := sh.creds[key]
+	e := sh.creds[key]
 	sh.mu.RUnlock()
-	return c, nil
+	if e == nil {
+		return nil, nil
+	}
+	e.hits.Add(1)
+	return e.c, nil
 }
 
 // SetCredential implements Store.
@@ -171,31 +183,48 @@ func (s *MemoryStore) SetCredential(_ context.Context, key string, c *Credential
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if _, ok := sh.creds[key]; !ok && len(sh.creds) >= s.maxCreds {
-		// An expired entry among the first few goes first; otherwise map order picks an
-		// arbitrary victim. The look is short so a full cache costs little per insertion.
-		now := time.Now()
-		var victim string
-		looked := 0
-		for k, old := range sh.creds {
-			victim = k
-			if looked++; !old.Expires.After(now) || looked == 8 {
-				break
-			}
-		}
-		delete(sh.creds, victim)
+		delete(sh.creds, victim(sh.creds, time.Now()))
 	}
-	sh.creds[key] = c
+	sh.creds[key] = &cached{c: c}
 	return nil
+}
+
+// evictionSample is how many entries a full shard looks at to choose the one to evict.
+const evictionSample = 8
+
+// victim chooses the entry a full shard evicts: an expired one among a few it looks at (in map
+// order, which is random), else the one of those served least often from the cache. Identities
+// rotated by an attacker are never asked for again, so they go before callers who come back; the
+// look is short, so a full cache costs little per insertion.
+func victim(creds map[string]*cached, now time.Time) string {
+	var pick string
+	least := int64(-1)
+	looked := 0
+	for k, e := range creds {
+		if !e.c.Expires.After(now) {
+			return k
+		}
+		if h := e.hits.Load(); least < 0 || h < least {
+			pick, least = k, h
+		}
+		if looked++; looked == evictionSample {
+			break
+		}
+	}
+	return pick
 }
 
 // DropCredential implements Store.
 func (s *MemoryStore) DropCredential(_ context.Context, key string) (*Credential, error) {
 	sh := &s.credShards[s.shard(key)]
 	sh.mu.Lock()
-	c := sh.creds[key]
+	e := sh.creds[key]
 	delete(sh.creds, key)
 	sh.mu.Unlock()
-	return c, nil
+	if e == nil {
+		return nil, nil
+	}
+	return e.c, nil
 }
 
 // Credentials returns how many credentials the store holds.
