@@ -45,7 +45,9 @@ func TestHandlerHitsNotStarved(t *testing.T) {
 	if a := ie.get(t, "GET", "victim", nil); a.status != 200 {
 		t.Fatal(a.status)
 	}
-	ie.fake.InjectFault(turntest.Fault{Operation: "generateIceServers", Delay: 2 * time.Second, Count: 2})
+	// The attackers' mints hold both upstream slots until released.
+	release, arrived := make(chan struct{}), make(chan struct{}, 3)
+	ie.holdGenerate(release, func() { arrived <- struct{}{} })
 	done := make(chan int, 3)
 	for i := range 2 {
 		go func() {
@@ -53,13 +55,8 @@ func TestHandlerHitsNotStarved(t *testing.T) {
 			done <- a.status
 		}()
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for ie.handler.Stats().InFlight < 2 {
-		if time.Now().After(deadline) {
-			t.Fatal("the attackers' mints never started")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	<-arrived
+	<-arrived
 	go func() {
 		a, _ := ie.do(context.Background(), "GET", "newcomer", nil)
 		done <- a.status
@@ -71,6 +68,7 @@ func TestHandlerHitsNotStarved(t *testing.T) {
 	if n := ie.handler.Stats().InFlight; n != 2 {
 		t.Errorf("the attackers' mints ended (%d in flight) before the cached answer: it waited", n)
 	}
+	close(release)
 	if s := <-done + <-done + <-done; s != 600 {
 		t.Errorf("attackers and the newcomer waiting for a slot: statuses sum to %d, want 3 × 200", s)
 	}
@@ -188,17 +186,14 @@ func TestHandlerClampsRetryAfter(t *testing.T) {
 // Item 11: a browser that goes away while its mint runs is not an upstream failure.
 func TestHandlerClientGone(t *testing.T) {
 	ie := iceSetup(t, iceserve.Config{})
-	ie.fake.InjectFault(turntest.Fault{Operation: "generateIceServers", Delay: time.Second})
+	// The browser hangs up once its mint is upstream; the mint is answered only after that.
+	release := make(chan struct{})
 	ctx, cancel := context.WithCancel(context.Background())
-	go func() {
-		for ie.handler.Stats().InFlight == 0 {
-			time.Sleep(time.Millisecond)
-		}
-		cancel()
-	}()
+	ie.holdGenerate(release, cancel)
 	if _, err := ie.do(ctx, "GET", "leaves", nil); err == nil {
 		t.Fatal("the request was not cancelled")
 	}
+	close(release)
 	deadline := time.Now().Add(5 * time.Second)
 	for ie.handler.Stats().Refused["client_gone"] == 0 || ie.handler.Stats().Identities == 0 {
 		if time.Now().After(deadline) {
