@@ -140,7 +140,7 @@ func TestServeICEOperability(t *testing.T) {
 		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
 			t.Fatalf("log line is not JSON: %q", sc.Text())
 		}
-		if rec["msg"] == "turn: ICE handler: upstream failure" && rec["class"] == "server" {
+		if rec["msg"] == "iceserve: upstream failure" && rec["class"] == "server" {
 			failures++
 		}
 	}

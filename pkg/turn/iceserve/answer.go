@@ -73,7 +73,7 @@ func (h *Handler) logRefusal(ctx context.Context, reason, status int) {
 	if status >= 500 {
 		level = slog.LevelWarn
 	}
-	h.cfg.Logger.Log(ctx, level, "turn: ICE handler: refused", "reason", refusalNames[reason], "status", status,
+	h.cfg.Logger.Log(ctx, level, "iceserve: refused", "reason", refusalNames[reason], "status", status,
 		"unlogged_since", unlogged)
 }
 
@@ -126,7 +126,7 @@ func (h *Handler) failed(w http.ResponseWriter, r *http.Request, err error) {
 
 // storeFailed answers a request the store could not serve.
 func (h *Handler) storeFailed(w http.ResponseWriter, r *http.Request, err error) {
-	h.log(r.Context(), slog.LevelWarn, "turn: ICE handler: store failed", "error", err.Error())
+	h.log(r.Context(), slog.LevelWarn, "iceserve: store failed", "error", err.Error())
 	h.refuse(w, r, refusedStoreError, http.StatusServiceUnavailable, "temporarily unavailable, retry shortly", time.Second)
 }
 

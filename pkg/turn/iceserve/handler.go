@@ -36,7 +36,7 @@ const (
 	DefaultNetworkShare     = 0.25
 )
 
-// Config configures an Handler. Zero fields take the documented defaults; NewHandler
+// Config configures a Handler. Zero fields take the documented defaults; NewHandler
 // refuses values out of range (NaN and infinities included) with an error that names the field.
 type Config struct {
 	Client    *turn.Client // required; the handler uses a copy that never retries (see Handler)
@@ -204,7 +204,7 @@ type probeRun struct {
 	err  error
 }
 
-// Stats counts what an Handler did.
+// Stats counts what a Handler did.
 type Stats struct {
 	UpstreamCalls  int64            // upstream mint attempts
 	CacheHits      int64            // answers served fresh from the cache
@@ -256,7 +256,7 @@ func NewHandler(cfg Config) (*Handler, error) {
 }
 
 func (cfg *Config) setDefaults() error {
-	const op = "ICE handler"
+	const op = "iceserve.NewHandler"
 	if cfg.Client == nil {
 		return invalidArg(op, "Client is nil")
 	}
@@ -364,7 +364,7 @@ func (h *Handler) Ready(ctx context.Context) error {
 		return nil
 	}
 	_, class := h.breaker.state()
-	return fmt.Errorf("turn: ICE handler: upstream failing (%s)", class)
+	return fmt.Errorf("iceserve: upstream failing (%s)", class)
 }
 
 // Drop removes identity's cached credential so it is never served again; the next request mints
@@ -418,7 +418,7 @@ func (h *Handler) probe() error {
 	if c.Username != "" {
 		// Best effort, on the probe's own time: the check itself succeeded.
 		if err := h.client.RevokeICECredential(ctx, turn.RevokeICECredentialParams{KeyID: h.cfg.KeyID, KeySecret: h.cfg.KeySecret, Username: c.Username}); err != nil {
-			h.log(ctx, slog.LevelInfo, "turn: ICE handler: revoking the check's credential failed", "class", errorClass(err))
+			h.log(ctx, slog.LevelInfo, "iceserve: revoking the check's credential failed", "class", errorClass(err))
 		}
 	}
 	return nil
@@ -540,7 +540,7 @@ func (h *Handler) answer(w http.ResponseWriter, r *http.Request, id string, m mi
 	if ctx.Err() != nil {
 		// The browser went away; the mint, if any, goes on for the next request.
 		h.count(refusedClientGone)
-		h.log(ctx, slog.LevelDebug, "turn: ICE handler: client went away", slog.String("reason", "client_gone"))
+		h.log(ctx, slog.LevelDebug, "iceserve: client went away", slog.String("reason", "client_gone"))
 		return
 	}
 	// Serve the cached credential while it has enough life left, unless it was dropped meanwhile.
@@ -549,7 +549,7 @@ func (h *Handler) answer(w http.ResponseWriter, r *http.Request, id string, m mi
 			cached.Expires.Sub(h.cfg.Now()) >= h.cfg.MinRemaining {
 			h.stale.Add(1)
 			if unlogged, ok := h.staleLog.take(h.cfg.Now()); ok && h.cfg.Logger != nil {
-				h.log(ctx, slog.LevelWarn, "turn: ICE handler: refresh failed, serving the cached credential",
+				h.log(ctx, slog.LevelWarn, "iceserve: refresh failed, serving the cached credential",
 					slog.String("class", h.classify(err)), slog.Time("expires", cached.Expires), slog.Int64("unlogged_since", unlogged))
 			}
 			h.write(w, cached.Body)

@@ -50,7 +50,7 @@ type iceEnv struct {
 	logs    *syncbuf.Buffer
 }
 
-// iceSetup serves an Handler, minting from the fake, on a loopback server, with an injected
+// iceSetup serves a Handler, minting from the fake, on a loopback server, with an injected
 // clock and a debug logger. The caller identity is the X-User header.
 func iceSetup(t *testing.T, cfg iceserve.Config) *iceEnv {
 	t.Helper()

@@ -244,7 +244,7 @@ func TestHandlerLogsRefusalsSampled(t *testing.T) {
 	}
 	ie.clock.Advance(time.Second)
 	ie.get(t, "GET", "greedy", nil)
-	if !strings.Contains(ie.logs.String(), "level=INFO msg=\"turn: ICE handler: refused\" reason=rate_limited status=429 unlogged_since=4") {
+	if !strings.Contains(ie.logs.String(), "level=INFO msg=\"iceserve: refused\" reason=rate_limited status=429 unlogged_since=4") {
 		t.Errorf("the second line does not count the unlogged refusals:\n%s", ie.logs)
 	}
 }

@@ -68,7 +68,7 @@ func (h *Handler) mint(key string, m mintRequest) (*Credential, error) {
 	shared = false
 	if err := h.store.SetCredential(ctx, key, c); err != nil {
 		// The credential is good; the next request will mint again.
-		h.log(ctx, slog.LevelWarn, "turn: ICE handler: store failed", "error", err.Error())
+		h.log(ctx, slog.LevelWarn, "iceserve: store failed", "error", err.Error())
 	}
 	return c, nil
 }
@@ -115,7 +115,7 @@ func (h *Handler) send(ctx context.Context, tag string) (*Credential, error) {
 		// Not the upstream's doing: the caller went away, or the request was refused before it
 		// was sent. Neither may hold minting off for everyone else.
 		h.breaker.cancelProbe()
-		h.log(ctx, slog.LevelDebug, "turn: ICE handler: mint not completed", "reason", localReason(err))
+		h.log(ctx, slog.LevelDebug, "iceserve: mint not completed", "reason", localReason(err))
 		return nil, err
 	}
 	h.breaker.done(h.cfg.Now(), err, upstreamBackoff(err, h.cfg.RetryAfterMax))
@@ -131,7 +131,7 @@ func (h *Handler) send(ctx context.Context, tag string) (*Credential, error) {
 		if errors.As(err, &apiErr) {
 			attrs = append(attrs, "status", apiErr.StatusCode, "retry_after", apiErr.RetryAfter, "cf_ray", apiErr.RayID)
 		}
-		h.log(ctx, slog.LevelWarn, "turn: ICE handler: upstream failure", attrs...)
+		h.log(ctx, slog.LevelWarn, "iceserve: upstream failure", attrs...)
 	}
 	if h.cfg.OnMint != nil {
 		h.cfg.OnMint(took, class)
@@ -157,7 +157,7 @@ const (
 type errUnusable struct{ reason string }
 
 func (e errUnusable) Error() string {
-	return "turn: ICE handler: unusable upstream answer: " + e.reason
+	return "iceserve: unusable upstream answer: " + e.reason
 }
 func (e errUnusable) Is(t error) bool { return t == turn.ErrUnexpectedResponse }
 

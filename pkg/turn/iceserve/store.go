@@ -7,12 +7,13 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
-// Store holds the state an Handler shares between requests: the cached credential of each
+// Store holds the state a Handler shares between requests: the cached credential of each
 // identity, the single flight that mints it, the per-identity rate limits and the handler-wide mint
 // budget. NewMemoryStore is the default; an implementation backed by a shared database lets
 // several replicas keep one view.
@@ -38,7 +39,7 @@ type Store interface {
 
 	// Allow spends one token of key's bucket at now, or returns how long until one is available.
 	// The table of buckets is bounded: when it is full of buckets still in use, Allow returns
-	// ErrICEStoreFull rather than forget one, because forgetting a bucket resets its limit.
+	// ErrStoreFull rather than forget one, because forgetting a bucket resets its limit.
 	Allow(ctx context.Context, key string, lim Limit, now time.Time) (wait time.Duration, err error)
 	// Refund gives back the token a request took when it was then refused for another reason,
 	// so that nothing is remembered for a refused request of a new caller.
@@ -47,13 +48,13 @@ type Store interface {
 	AllowMint(ctx context.Context, lim Limit, now time.Time) (wait time.Duration, err error)
 }
 
-// ErrICEStoreFull is returned by Store.Allow when the limiter table cannot take another caller.
-var ErrStoreFull = errors.New("turn: ICE store: limiter table full")
+// ErrStoreFull is returned by Store.Allow when the limiter table cannot take another caller.
+var ErrStoreFull = errors.New("iceserve: store: limiter table full")
 
 // ErrStoreBusy is returned (wrapped) by Store.Flight when the identity's credential is being
 // minted elsewhere and is not ready, or that mint has just failed: the handler answers 503 with a
 // one-second Retry-After, and makes no upstream call of its own.
-var ErrStoreBusy = errors.New("turn: ICE store: a mint for this caller is running or just failed elsewhere")
+var ErrStoreBusy = errors.New("iceserve: store: a mint for this caller is running or just failed elsewhere")
 
 // Limit is a token bucket: Burst requests at once, refilled at PerSecond.
 type Limit struct {
@@ -61,7 +62,7 @@ type Limit struct {
 	Burst     int
 }
 
-// Credential is one cached answer of an Handler. Printing it shows only its times.
+// Credential is one cached answer of a Handler. Printing it shows only its times.
 type Credential struct {
 	// Body is the answer sent to browsers, {"iceServers": [...], "expiresAt": ...}, rendered once.
 	// It holds the credential.
@@ -108,12 +109,15 @@ type MemoryStore struct {
 type credShard struct {
 	mu    sync.RWMutex
 	creds map[string]*cached
+	keys  []string // every key of creds once, for sampling at random
 }
 
-// cached is a credential in the MemoryStore and how often it was served from there.
+// cached is a credential in the MemoryStore, how often it was served from there, and where its
+// key is in keys.
 type cached struct {
 	c    *Credential
 	hits atomic.Int64
+	pos  int
 }
 
 type limitShard struct {
@@ -168,8 +172,8 @@ func (s *MemoryStore) shard(key string) int {
 func (s *MemoryStore) Credential(_ context.Context, key string) (*Credential, error) {
 	sh := &s.credShards[s.shard(key)]
 	sh.mu.RLock()
+	defer sh.mu.RUnlock()
 	e := sh.creds[key]
-	sh.mu.RUnlock()
 	if e == nil {
 		return nil, nil
 	}
@@ -182,44 +186,61 @@ func (s *MemoryStore) SetCredential(_ context.Context, key string, c *Credential
 	sh := &s.credShards[s.shard(key)]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if _, ok := sh.creds[key]; !ok && len(sh.creds) >= s.maxCreds {
-		delete(sh.creds, victim(sh.creds, time.Now()))
+	if e, ok := sh.creds[key]; ok {
+		e.c = c // a refresh: the caller keeps its standing
+		return nil
 	}
-	sh.creds[key] = &cached{c: c}
+	if len(sh.creds) >= s.maxCreds {
+		sh.remove(sh.victim(time.Now()))
+	}
+	sh.creds[key] = &cached{c: c, pos: len(sh.keys)}
+	sh.keys = append(sh.keys, key)
 	return nil
 }
 
-// evictionSample is how many entries a full shard looks at to choose the one to evict.
+// evictionSample is how many entries, drawn at random, a full shard looks at to choose the one
+// it evicts.
 const evictionSample = 8
 
-// victim chooses the entry a full shard evicts: an expired one among a few it looks at (in map
-// order, which is random), else the one of those served least often from the cache. Identities
-// rotated by an attacker are never asked for again, so they go before callers who come back; the
-// look is short, so a full cache costs little per insertion.
-func victim(creds map[string]*cached, now time.Time) string {
+// victim chooses the entry a full shard evicts: an expired one among a few drawn at random, else
+// the one of those served least often from the cache. Identities rotated by an attacker are never
+// asked for again, so they go before callers who come back; the look is short, so a full cache
+// costs little per insertion.
+func (sh *credShard) victim(now time.Time) string {
 	var pick string
 	least := int64(-1)
-	looked := 0
-	for k, e := range creds {
+	for range evictionSample {
+		k := sh.keys[rand.IntN(len(sh.keys))]
+		e := sh.creds[k]
 		if !e.c.Expires.After(now) {
 			return k
 		}
 		if h := e.hits.Load(); least < 0 || h < least {
 			pick, least = k, h
 		}
-		if looked++; looked == evictionSample {
-			break
-		}
 	}
 	return pick
+}
+
+// remove deletes key, moving the last key into its place in keys.
+func (sh *credShard) remove(key string) *cached {
+	e := sh.creds[key]
+	if e == nil {
+		return nil
+	}
+	last := sh.keys[len(sh.keys)-1]
+	sh.keys[e.pos] = last
+	sh.creds[last].pos = e.pos
+	sh.keys = sh.keys[:len(sh.keys)-1]
+	delete(sh.creds, key)
+	return e
 }
 
 // DropCredential implements Store.
 func (s *MemoryStore) DropCredential(_ context.Context, key string) (*Credential, error) {
 	sh := &s.credShards[s.shard(key)]
 	sh.mu.Lock()
-	e := sh.creds[key]
-	delete(sh.creds, key)
+	e := sh.remove(key)
 	sh.mu.Unlock()
 	if e == nil {
 		return nil, nil
