@@ -77,9 +77,18 @@ func NewCoturn(cfg CoturnConfig) (*Coturn, error) {
 			return nil, fmt.Errorf("%w: secret %d %v", ErrCoturnConfig, i+1, err)
 		}
 	}
+	seen := make(map[string]string, len(cfg.URLs))
 	for _, u := range cfg.URLs {
 		if err := checkTURNURL(u); err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrCoturnConfig, err)
+		}
+		e := turnEndpoint(u)
+		if first, dup := seen[e]; dup {
+			return nil, fmt.Errorf("%w: URLs %q and %q reach the same server; list it once", ErrCoturnConfig, first, u)
+		}
+		seen[e] = u
+		if host := strings.Split(strings.TrimPrefix(strings.TrimPrefix(e, "turns:"), "turn:"), ":")[0]; host == "cloudflare.com" || strings.HasSuffix(host, ".cloudflare.com") {
+			return nil, fmt.Errorf("%w: URL %q is Cloudflare's; the coturn URLs name your own TURN server", ErrCoturnConfig, u)
 		}
 	}
 	c := &Coturn{
@@ -206,4 +215,46 @@ func ReadCoturnSecretFile(path string) ([]turn.Secret, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return secrets, nil
+}
+
+// turnEndpoint is what a TURN URL reaches: scheme, lower-case host, port and transport, with
+// the defaults of RFC 7065 filled in, so two spellings of one server compare equal.
+func turnEndpoint(u string) string {
+	scheme, rest, _ := strings.Cut(u, ":")
+	hostPort, query, _ := strings.Cut(rest, "?")
+	transport := strings.TrimPrefix(query, "transport=")
+	host, port := hostPort, ""
+	if i := strings.LastIndexByte(hostPort, ':'); i >= 0 && !strings.HasSuffix(hostPort, "]") {
+		host, port = hostPort[:i], hostPort[i+1:]
+	}
+	switch {
+	case port == "" && scheme == "turns":
+		port = "5349"
+	case port == "":
+		port = "3478"
+	}
+	switch {
+	case transport == "" && scheme == "turns":
+		transport = "tcp"
+	case transport == "":
+		transport = "udp"
+	}
+	return scheme + ":" + strings.ToLower(strings.TrimSuffix(host, ".")) + ":" + port + "?" + transport
+}
+
+// OverlappingURLs returns the URLs of b that reach a server a also lists (same scheme, host,
+// port and transport, however spelled). A merge of providers must have none: a client would try
+// one provider's credential on the other's server.
+func OverlappingURLs(a, b []string) []string {
+	seen := make(map[string]bool, len(a))
+	for _, u := range a {
+		seen[turnEndpoint(u)] = true
+	}
+	var out []string
+	for _, u := range b {
+		if seen[turnEndpoint(u)] {
+			out = append(out, u)
+		}
+	}
+	return out
 }

@@ -188,3 +188,33 @@ func TestNewCoturnRefusesBadConfig(t *testing.T) {
 		}
 	}
 }
+
+func TestOverlappingURLs(t *testing.T) {
+	cloudflare := []string{"turn:turn.cloudflare.com:3478?transport=udp", "turn:turn.cloudflare.com:3478?transport=tcp", "turns:turn.cloudflare.com:443?transport=tcp"}
+	got := iceserve.OverlappingURLs(cloudflare, []string{
+		"turn:TURN.cloudflare.com.", // the default port and transport: udp 3478
+		"turn:turn.cloudflare.com:3478?transport=tcp",
+		"turns:turn.cloudflare.com:5349?transport=tcp", // another port
+		"turn:coturn.example.org:3478?transport=udp",
+	})
+	want := []string{"turn:TURN.cloudflare.com.", "turn:turn.cloudflare.com:3478?transport=tcp"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("overlap %q, want %q", got, want)
+	}
+	if got := iceserve.OverlappingURLs([]string{"turn:[::1]:3478"}, []string{"turn:[::1]?transport=udp", "turn:[::1]:3479"}); len(got) != 1 {
+		t.Errorf("IPv6 overlap %q, want the first only", got)
+	}
+	s := []turn.Secret{turn.NewSecret(newSecret)}
+	for _, tc := range []struct {
+		urls []string
+		want string
+	}{
+		{[]string{"turn:coturn.example.org", "turn:coturn.example.org:3478?transport=udp"}, "reach the same server"},
+		{[]string{"turn:turn.cloudflare.com:3478"}, "is Cloudflare's"},
+	} {
+		_, err := iceserve.NewCoturn(iceserve.CoturnConfig{Secrets: s, URLs: tc.urls, TTL: time.Hour})
+		if !errors.Is(err, iceserve.ErrCoturnConfig) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want %q", tc.urls, err, tc.want)
+		}
+	}
+}
