@@ -134,11 +134,11 @@ func ParseTURNRESTRequest(r *http.Request, keys *TURNRESTKeys, maxUsername int) 
 		return "", restRefusal(http.StatusMethodNotAllowed, "method", "use GET or POST")
 	}
 	if len(r.URL.RawQuery) > MaxTURNRESTRequestBytes {
-		return "", restRefusal(http.StatusRequestURITooLong, "malformed", "query over %d bytes", MaxTURNRESTRequestBytes)
+		return "", restRefusal(http.StatusRequestURITooLong, "bad_request", "query over %d bytes", MaxTURNRESTRequestBytes)
 	}
 	query, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
-		return "", restRefusal(http.StatusBadRequest, "malformed", "malformed query: want name=value pairs joined by &")
+		return "", restRefusal(http.StatusBadRequest, "bad_request", "malformed query: want name=value pairs joined by &")
 	}
 	var form url.Values
 	if r.Method == http.MethodPost && r.Body != nil && r.Body != http.NoBody {
@@ -151,7 +151,7 @@ func ParseTURNRESTRequest(r *http.Request, keys *TURNRESTKeys, maxUsername int) 
 		values := append(query[name], form[name]...)
 		for _, v := range values[min(1, len(values)):] {
 			if v != values[0] {
-				return "", restRefusal(http.StatusBadRequest, "malformed", "%s given twice with different values", name)
+				return "", restRefusal(http.StatusBadRequest, "bad_request", "%s given twice with different values", name)
 			}
 		}
 		if len(values) == 0 {
@@ -174,7 +174,7 @@ func ParseTURNRESTRequest(r *http.Request, keys *TURNRESTKeys, maxUsername int) 
 			continue
 		}
 		if presented != "" && k != presented {
-			return "", restRefusal(http.StatusBadRequest, "malformed", "key, api and the bearer token differ; send one key")
+			return "", restRefusal(http.StatusBadRequest, "bad_request", "key, api and the bearer token differ; send one key")
 		}
 		presented = k
 	}
@@ -199,7 +199,7 @@ func ParseTURNRESTRequest(r *http.Request, keys *TURNRESTKeys, maxUsername int) 
 		return "", restRefusal(http.StatusBadRequest, "identity_too_long", "username over %d bytes", maxUsername)
 	}
 	if !printable(username) {
-		return "", restRefusal(http.StatusBadRequest, "malformed", "username must be UTF-8 without control characters")
+		return "", restRefusal(http.StatusBadRequest, "bad_request", "username must be UTF-8 without control characters")
 	}
 	return username, nil
 }
@@ -209,19 +209,19 @@ func readForm(r *http.Request) (url.Values, *TURNRESTRefusal) {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || mt != "application/x-www-form-urlencoded" {
-			return nil, restRefusal(http.StatusUnsupportedMediaType, "malformed", "a POST body must be application/x-www-form-urlencoded")
+			return nil, restRefusal(http.StatusUnsupportedMediaType, "bad_request", "a POST body must be application/x-www-form-urlencoded")
 		}
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, MaxTURNRESTRequestBytes+1))
 	switch {
 	case err != nil:
-		return nil, restRefusal(http.StatusBadRequest, "malformed", "reading the body failed")
+		return nil, restRefusal(http.StatusBadRequest, "bad_request", "reading the body failed")
 	case len(body) > MaxTURNRESTRequestBytes:
-		return nil, restRefusal(http.StatusRequestEntityTooLarge, "malformed", "body over %d bytes", MaxTURNRESTRequestBytes)
+		return nil, restRefusal(http.StatusRequestEntityTooLarge, "bad_request", "body over %d bytes", MaxTURNRESTRequestBytes)
 	}
 	form, err := url.ParseQuery(string(body))
 	if err != nil {
-		return nil, restRefusal(http.StatusBadRequest, "malformed", "malformed form body: want name=value pairs joined by &")
+		return nil, restRefusal(http.StatusBadRequest, "bad_request", "malformed form body: want name=value pairs joined by &")
 	}
 	return form, nil
 }
