@@ -163,15 +163,15 @@ func (s *Server) launch() error {
 	return fmt.Errorf("turnserver on port %d did not listen within 20s: %s", port, s.LogTail(10))
 }
 
-// listening reports whether turnserver accepts TCP on its port and says in its log that its UDP
-// listener is up.
+// listening reports whether turnserver accepts TCP on its port and has logged that its UDP
+// listener is open.
 func (s *Server) listening() bool {
 	c, err := net.DialTimeout("tcp", s.Addr, time.Second)
 	if err != nil {
 		return false
 	}
 	c.Close()
-	return strings.Contains(s.log(), "UDP") || strings.Contains(s.log(), "udp")
+	return strings.Contains(s.log(), "UDP listener opened")
 }
 
 func (s *Server) log() string {
