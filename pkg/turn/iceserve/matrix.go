@@ -343,15 +343,17 @@ func (v *MatrixVerifier) ask(token string) (string, error) {
 	req.Header.Set("Accept", "application/json")
 	resp, err := v.client.Do(req)
 	if err != nil {
-		if ctx.Err() != nil {
+		var ne net.Error
+		if ctx.Err() != nil || errors.As(err, &ne) && ne.Timeout() {
 			return "", unavailable("timeout after "+v.cfg.Timeout.String(), matrixUnavailableRetryAfter)
 		}
 		return "", unavailable("unreachable", matrixUnavailableRetryAfter)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxMatrixWhoamiBytes+1))
+	var ne net.Error
 	switch {
-	case ctx.Err() != nil:
+	case ctx.Err() != nil, errors.As(err, &ne) && ne.Timeout():
 		return "", unavailable("timeout after "+v.cfg.Timeout.String(), matrixUnavailableRetryAfter)
 	case err != nil:
 		return "", unavailable("answer cut short", matrixUnavailableRetryAfter)
