@@ -8,7 +8,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,55 +15,50 @@ import (
 	"github.com/cfturn/cfturn/pkg/turn/iceserve"
 	"github.com/cfturn/cfturn/pkg/turn/turncheck"
 	"github.com/cfturn/cfturn/pkg/turn/turntest"
+	"github.com/cfturn/cfturn/pkg/turn/turntest/turnrelay"
 )
 
-type identityKey struct{}
-
-// modesEnv serves the TURN REST and Matrix endpoints on a credential handler minting from the
-// fake (with its relay), on one loopback server.
+// modesEnv serves the TURN REST and Matrix endpoints of a handler minting from the fake, and the
+// handler itself at /, on one loopback server.
 type modesEnv struct {
 	fake    *turntest.Server
 	hs      *homeserver
+	handler *iceserve.Handler
 	srv     *httptest.Server
-	mu      sync.Mutex
-	refused map[string]int
 }
 
-func (e *modesEnv) refusals(reason string) int {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.refused[reason]
-}
+func (e *modesEnv) refusals(reason string) int64 { return e.handler.Stats().Refused[reason] }
 
 func (e *modesEnv) mints() int { return e.fake.Fake.Requests()["generateIceServers"] }
 
-func modesSetup(t *testing.T, cfg turn.ICEHandlerConfig) *modesEnv {
+func modesSetup(t *testing.T, cfg iceserve.Config) *modesEnv {
 	t.Helper()
 	fake := turntest.NewServer()
 	t.Cleanup(fake.Close)
+	relay, err := turnrelay.Attach(fake)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { relay.Close() })
 	key, err := fake.Client().CreateKey(context.Background(), turn.CreateKeyParams{Name: "modes"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg.Client, cfg.KeyID, cfg.KeySecret = fake.Client(), key.ID, key.Secret
-	cfg.Identity = func(r *http.Request) string { id, _ := r.Context().Value(identityKey{}).(string); return id }
-	h, err := turn.NewICEHandler(cfg)
+	h, err := iceserve.NewHandler(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &modesEnv{fake: fake, hs: newHomeserver(t), refused: map[string]int{}}
-	serve := func(w http.ResponseWriter, r *http.Request, id string) {
-		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), identityKey{}, id)))
-	}
-	refused := func(_ *http.Request, reason string, _ int) { e.mu.Lock(); e.refused[reason]++; e.mu.Unlock() }
+	e := &modesEnv{fake: fake, hs: newHomeserver(t), handler: h}
 	keys, err := iceserve.NewTURNRESTKeys(turn.NewSecret(restKey))
 	if err != nil {
 		t.Fatal(err)
 	}
 	v := verifier(t, iceserve.MatrixConfig{Homeserver: e.hs.URL})
 	mux := http.NewServeMux()
-	mux.Handle("/turn-rest", iceserve.NewTURNRESTEndpoint(keys, 128, serve, refused, time.Now))
-	matrix := iceserve.NewMatrixEndpoint(v, serve, refused, time.Now)
+	mux.Handle("/{$}", h)
+	mux.Handle("/turn-rest", h.TURNRESTHandler(keys))
+	matrix := h.MatrixHandler(v)
 	for _, p := range iceserve.MatrixTURNServerPaths {
 		mux.Handle(p, matrix)
 	}
@@ -107,7 +101,7 @@ func decodeAnswer(t *testing.T, body []byte) iceserve.TURNRESTAnswer {
 // The TURN REST answer allocates on the fake's relay, comes from the handler's cache for the
 // same username, and a wrong key mints nothing.
 func TestTURNRESTEndpoint(t *testing.T) {
-	e := modesSetup(t, turn.ICEHandlerConfig{TTL: time.Hour})
+	e := modesSetup(t, iceserve.Config{TTL: time.Hour})
 	status, _, body := e.do(t, "GET", "/turn-rest", restQuery("alice"), nil)
 	if status != 200 {
 		t.Fatalf("%d %s", status, body)
@@ -152,7 +146,7 @@ func TestTURNRESTEndpoint(t *testing.T) {
 // The handler's refusals reach a TURN REST caller as they are: 429 with Retry-After past the
 // caller's limit, 503 when the upstream fails.
 func TestTURNRESTEndpointPassesRefusalsOn(t *testing.T) {
-	e := modesSetup(t, turn.ICEHandlerConfig{TTL: time.Hour, RatePerMinute: 1, Burst: 1})
+	e := modesSetup(t, iceserve.Config{TTL: time.Hour, RatePerMinute: 1, Burst: 1})
 	if status, _, body := e.do(t, "GET", "/turn-rest", restQuery("alice"), nil); status != 200 {
 		t.Fatalf("%d %s", status, body)
 	}
@@ -172,7 +166,7 @@ func TestTURNRESTEndpointPassesRefusalsOn(t *testing.T) {
 func bearer(token string) http.Header { return http.Header{"Authorization": {"Bearer " + token}} }
 
 func TestMatrixEndpoint(t *testing.T) {
-	e := modesSetup(t, turn.ICEHandlerConfig{TTL: time.Hour})
+	e := modesSetup(t, iceserve.Config{TTL: time.Hour})
 	e.hs.mu.Lock()
 	e.hs.tokens["tok-alice-phone"] = "@alice:example.org"
 	e.hs.mu.Unlock()
@@ -229,7 +223,7 @@ func TestMatrixEndpoint(t *testing.T) {
 }
 
 func TestMatrixEndpointRateLimited(t *testing.T) {
-	e := modesSetup(t, turn.ICEHandlerConfig{TTL: time.Hour, RatePerMinute: 1, Burst: 1})
+	e := modesSetup(t, iceserve.Config{TTL: time.Hour, RatePerMinute: 1, Burst: 1})
 	e.do(t, "GET", iceserve.MatrixTURNServerPaths[0], nil, bearer("tok-alice"))
 	status, hdr, body := e.do(t, "GET", iceserve.MatrixTURNServerPaths[0], nil, bearer("tok-alice"))
 	var limited struct {

@@ -12,6 +12,7 @@ import (
 	"github.com/cfturn/cfturn/pkg/turn"
 	"github.com/cfturn/cfturn/pkg/turn/turncheck"
 	"github.com/cfturn/cfturn/pkg/turn/turntest"
+	"github.com/cfturn/cfturn/pkg/turn/turntest/turnrelay"
 )
 
 // ipv6Loopback skips the test on a machine without ::1 (some containers have IPv6 off), except
@@ -32,8 +33,13 @@ func ipv6Loopback(t *testing.T) {
 // literals, the probe dials them over IPv6 and the relay hands out IPv6 relayed addresses.
 func TestCheckIPv6AgainstTheFake(t *testing.T) {
 	ipv6Loopback(t)
-	srv := turntest.NewServer(turntest.WithRelayAddr("[::1]:0"), turntest.WithRelayTLS())
+	srv := turntest.NewServer()
 	t.Cleanup(srv.Close)
+	relay, err := turnrelay.Attach(srv, turnrelay.WithAddr("[::1]:0"), turnrelay.WithTLS())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { relay.Close() })
 	ctx := context.Background()
 	key, err := srv.Client().CreateKey(ctx, turn.CreateKeyParams{Name: "check6"})
 	if err != nil {
@@ -50,7 +56,7 @@ func TestCheckIPv6AgainstTheFake(t *testing.T) {
 			}
 		}
 	}
-	report, err := turncheck.Check(ctx, ice.Servers, turncheck.Config{Timeout: 10 * time.Second, TLSConfig: &tls.Config{RootCAs: srv.Relay.RootCAs()}})
+	report, err := turncheck.Check(ctx, ice.Servers, turncheck.Config{Timeout: 10 * time.Second, TLSConfig: &tls.Config{RootCAs: relay.RootCAs()}})
 	if err != nil {
 		t.Fatal(err)
 	}
