@@ -38,6 +38,8 @@ type serveICEOptions struct {
 	clientIP    string
 	adminAddr   string            // where /readyz and /metrics go instead of the public listener
 	store       *redisstore.Store // set when Redis is in use
+	interop     interopOptions    // TURN REST, Matrix and coturn
+	x           *interop
 }
 
 func (a *app) serveICECommand() *cobra.Command {
@@ -83,6 +85,10 @@ requests in flight; a second Ctrl-C stops it at once.`,
 			if err := checkListenAddr("addr", o.addr); err != nil {
 				return err
 			}
+			if o.x, err = o.interop.setup(a.getenv, cfg.TTL, a.stderr); err != nil {
+				return err
+			}
+			o.x.configure(&cfg)
 			c, secret, err := flags.setup(a)
 			if err != nil {
 				return err
@@ -138,6 +144,7 @@ requests in flight; a second Ctrl-C stops it at once.`,
 	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.BoolVar(&o.skipCheck, "skip-startup-check", false, "start without minting once first")
+	o.interop.register(f)
 	o.maxHeader = 64 << 10
 	o.shutdownMax = 30 * time.Second
 	return cmd
@@ -217,6 +224,7 @@ func (a *app) serveICE(ctx context.Context, o serveICEOptions, cfg iceserve.Conf
 	})
 	admin.Handle("GET /metrics", m.handler())
 	mux.Handle("/{$}", h) // credentials at the root only: a browser's /favicon.ico mints nothing
+	o.x.mount(mux, h, m, logger)
 	if o.examplePage {
 		mux.Handle(examplePagePath, examplePage())
 	}
