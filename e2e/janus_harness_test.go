@@ -14,6 +14,7 @@ import (
 	"github.com/cfturn/cfturn/internal/janusserver"
 	"github.com/cfturn/cfturn/pkg/turn"
 	"github.com/cfturn/cfturn/pkg/turn/turntest"
+	"github.com/cfturn/cfturn/pkg/turn/turntest/turnrelay"
 )
 
 // The harness itself, with a stand-in TURN REST server that mints from the fake: Janus asks it
@@ -24,6 +25,11 @@ func TestJanusHarness(t *testing.T) {
 		t.Run(method, func(t *testing.T) {
 			fake := turntest.NewServer()
 			defer fake.Close()
+			relay, err := turnrelay.Attach(fake)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer relay.Close()
 			ctx := context.Background()
 			key, err := fake.Client().CreateKey(ctx, turn.CreateKeyParams{Name: "janus"})
 			if err != nil {
@@ -69,13 +75,13 @@ func TestJanusHarness(t *testing.T) {
 			if len(relays) == 0 {
 				t.Fatalf("no relay candidate in Janus's answer:\n%s\njanus log:\n%s", sdp, j.LogTail(40))
 			}
-			relayHost, _, _ := strings.Cut(fake.Relay.UDPAddr, ":")
+			relayHost, _, _ := strings.Cut(relay.UDPAddr, ":")
 			for _, c := range relays {
 				if !strings.HasPrefix(c, relayHost+" ") {
-					t.Errorf("relay candidate %q is not on the fake's relay %s", c, fake.Relay.UDPAddr)
+					t.Errorf("relay candidate %q is not on the fake's relay %s", c, relay.UDPAddr)
 				}
 			}
-			if n := fake.Relay.Allocations(); n == 0 {
+			if n := relay.Allocations(); n == 0 {
 				t.Error("the fake's relay holds no allocation")
 			}
 			mu.Lock()
