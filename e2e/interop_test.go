@@ -7,9 +7,12 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -226,9 +229,12 @@ func TestMatrixSDKThroughServeICE(t *testing.T) {
 	script := needMatrixSDK(t)
 	e := interopSetup(t)
 	hs := testHomeserver(t, map[string]string{"syt_alice_token": "@alice:example.org"})
-	ice := e.serveICE(t, nil, "--matrix-homeserver", hs.URL)
+	ice := e.serveICE(t, nil, "--matrix-homeserver", hs.URL, "--allowed-host", "matrix.example.org")
+	// The homeserver's reverse proxy, as the README's Caddy and nginx rules configure it: the
+	// turnServer paths go to serve-ice with the original Host, everything else to the homeserver.
+	proxy := homeserverProxy(t, hs.URL, ice, "matrix.example.org")
 
-	res := matrixTurnServer(t, script, ice, "syt_alice_token")
+	res := matrixTurnServer(t, script, proxy, "syt_alice_token")
 	if !res.OK {
 		t.Fatalf("turnServer() failed: %+v", res)
 	}
@@ -242,18 +248,45 @@ func TestMatrixSDKThroughServeICE(t *testing.T) {
 	}
 	mints := e.fake.Fake.Requests()["generateIceServers"]
 
-	res = matrixTurnServer(t, script, ice, "syt_mallory_token")
+	res = matrixTurnServer(t, script, proxy, "syt_mallory_token")
 	if res.OK || res.HTTPStatus != 401 || res.Errcode != "M_UNKNOWN_TOKEN" {
 		t.Errorf("unknown token: %+v, want 401 M_UNKNOWN_TOKEN", res)
 	}
 	hs.Close()
-	res = matrixTurnServer(t, script, ice, "syt_bob_token")
+	res = matrixTurnServer(t, script, proxy, "syt_bob_token")
 	if res.OK || res.HTTPStatus != 503 {
 		t.Errorf("homeserver down: %+v, want 503", res)
 	}
 	if n := e.fake.Fake.Requests()["generateIceServers"]; n != mints {
 		t.Errorf("%d mints after the refusals, want %d", n, mints)
 	}
+}
+
+// homeserverProxy is a homeserver's reverse proxy: Matrix's turnServer paths go to serve-ice
+// with Host set to the homeserver's public name (as Caddy passes it, and nginx with
+// proxy_set_header Host $host), every other path to the homeserver.
+func homeserverProxy(t *testing.T, homeserver, serveICE, host string) string {
+	t.Helper()
+	hsURL, err := url.Parse(homeserver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	iceURL, err := url.Parse(serveICE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	turnServer := regexp.MustCompile(`^/_matrix/client/(v3|r0)/voip/turnServer$`)
+	toHS, toICE := httputil.NewSingleHostReverseProxy(hsURL), httputil.NewSingleHostReverseProxy(iceURL)
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if turnServer.MatchString(r.URL.Path) {
+			r.Host = host
+			toICE.ServeHTTP(w, r)
+			return
+		}
+		toHS.ServeHTTP(w, r)
+	}))
+	t.Cleanup(proxy.Close)
+	return proxy.URL
 }
 
 // serve-ice's answer in merge mode lists the fake's relay and coturn with a credential each, and
