@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cfturn/cfturn/internal/syncbuf"
 	"github.com/cfturn/cfturn/pkg/turn"
 	"github.com/cfturn/cfturn/pkg/turn/iceserve"
 	"github.com/cfturn/cfturn/pkg/turn/turncheck"
@@ -233,5 +235,33 @@ func TestMatrixEndpointRateLimited(t *testing.T) {
 	json.Unmarshal(body, &limited)
 	if status != 429 || limited.Errcode != "M_LIMIT_EXCEEDED" || limited.RetryAfterMs < 1000 || hdr.Get("Retry-After") == "" {
 		t.Errorf("over the limit: %d %s", status, body)
+	}
+}
+
+// The modes' refusals are logged (by reason, sampled) and counted, and no API key, access token
+// or credential reaches the log.
+func TestModesLogRefusalsWithoutSecrets(t *testing.T) {
+	logs := &syncbuf.Buffer{}
+	e := modesSetup(t, iceserve.Config{TTL: time.Hour, Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	_, _, body := e.do(t, "GET", "/turn-rest", restQuery("alice"), nil)
+	password := decodeAnswer(t, body).Password
+	wrong := restQuery("alice")
+	wrong.Set("key", "wrong-key-3f9a8c7b6d5e4f3a2b1c")
+	e.do(t, "GET", "/turn-rest", wrong, nil)
+	e.do(t, "GET", iceserve.MatrixTURNServerPaths[0], nil, bearer("tok-alice"))
+	e.do(t, "GET", iceserve.MatrixTURNServerPaths[0], nil, bearer("tok-mallory-secret"))
+	out := logs.String()
+	for _, reason := range []string{"reason=unauthorized", "reason=unknown_token"} {
+		if !strings.Contains(out, reason) {
+			t.Errorf("no refusal logged with %s:\n%s", reason, out)
+		}
+	}
+	for _, secret := range []string{restKey, "wrong-key-3f9a8c7b6d5e4f3a2b1c", "tok-alice", "tok-mallory-secret", password} {
+		if strings.Contains(out, secret) {
+			t.Errorf("%q reached the log:\n%s", secret, out)
+		}
+	}
+	if st := e.handler.Stats(); st.Refused["unauthorized"] != 1 || st.Refused["unknown_token"] != 1 {
+		t.Errorf("refusals %v, want one unauthorized and one unknown_token", st.Refused)
 	}
 }
