@@ -64,7 +64,12 @@ Prometheus metrics (with --admin-addr, /readyz and /metrics only there). Several
 limits through Redis with --redis-url or CFTURN_REDIS_URL; if Redis fails, each goes on alone. It
 mints once at start-up so a wrong key or an unreachable upstream fails at once
 (--skip-startup-check to start anyway). Logs go to stderr. Ctrl-C stops it after answering the
-requests in flight; a second Ctrl-C stops it at once.`,
+requests in flight; a second Ctrl-C stops it at once.
+
+For servers that speak other formats, on the same cache, limits and budget (docs/interop.md):
+--turn-rest-path answers the TURN REST API (Janus's turn_rest_api), --matrix-homeserver answers
+Matrix's /voip/turnServer for verified users, and --coturn-url with --coturn-secret-file adds
+your own coturn, merged into every answer or as a fallback (--coturn-mode).`,
 		Example: `  cfturn serve-ice --key-id "$KEY_ID" --key-secret-file turn-key.secret --identity-header X-User
   cfturn --base-url http://127.0.0.1:8787/client/v4 serve-ice --key-id "$KEY_ID" --key-secret-file turn-key.secret --example-page`,
 		Args: args(cobra.NoArgs),
