@@ -51,11 +51,14 @@ test: deps
 	  (cd e2e && $(GO) test -json $(RACE) -count=1 ./...) || echo "testsummary: failed: go test in e2e/ (exit $$?)"; \
 	} 2>&1 | $(GO) run ./internal/testsummary
 
-## deps: install with apt what the tests start (redis-server, chromium-headless-shell), what the
-## README's snippets use (curl, jq) and, when there is no C compiler for -race, gcc; each only when
-## missing. apt needs root: as another user it uses sudo when that works without a password, and
-## otherwise says what to install (and fails under CI).
+## deps: install with apt what the tests start (redis-server, chromium-headless-shell, coturn,
+## janus), what the README's snippets use (curl, jq) and, when there is no C compiler for -race,
+## gcc; each only when missing. apt needs root: as another user it uses sudo when that works without
+## a password, and otherwise says what to install (and fails under CI). Then npm ci installs the
+## matrix-js-sdk the e2e Matrix tests run (e2e/matrixsdk/package-lock.json).
 DEB_DEPS := redis-server:redis-server chromium-headless-shell:chromium-headless-shell curl:curl jq:jq
+DEB_DEPS += turnserver:coturn
+DEB_DEPS += janus:janus
 deps:
 	@missing=""; for d in $(DEB_DEPS); do \
 		cmd=$${d%%:*}; pkg=$${d#*:}; \
@@ -73,6 +76,9 @@ deps:
 	fi; \
 	echo "deps: installing$$missing"; \
 	$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing >/dev/null
+	@# matrix-js-sdk for the e2e Matrix tests, pinned by e2e/matrixsdk/package-lock.json
+	@[ e2e/matrixsdk/node_modules/.package-lock.json -nt e2e/matrixsdk/package-lock.json ] \
+		|| (cd e2e/matrixsdk && npm ci --no-audit --no-fund --loglevel=error)
 
 ## fuzz: run each fuzz target for its execution budget (or FUZZTIME); a finding fails and leaves
 ## its reproducer in pkg/turn/testdata/fuzz/

@@ -38,6 +38,8 @@ type serveICEOptions struct {
 	clientIP    string
 	adminAddr   string            // where /readyz and /metrics go instead of the public listener
 	store       *redisstore.Store // set when Redis is in use
+	interop     interopOptions    // TURN REST, Matrix and coturn
+	x           *interop
 }
 
 func (a *app) serveICECommand() *cobra.Command {
@@ -62,7 +64,12 @@ Prometheus metrics (with --admin-addr, /readyz and /metrics only there). Several
 limits through Redis with --redis-url or CFTURN_REDIS_URL; if Redis fails, each goes on alone. It
 mints once at start-up so a wrong key or an unreachable upstream fails at once
 (--skip-startup-check to start anyway). Logs go to stderr. Ctrl-C stops it after answering the
-requests in flight; a second Ctrl-C stops it at once.`,
+requests in flight; a second Ctrl-C stops it at once.
+
+For servers that speak other formats, on the same cache, limits and budget (docs/interop.md):
+--turn-rest-path answers the TURN REST API (Janus's turn_rest_api), --matrix-homeserver answers
+Matrix's /voip/turnServer for verified users, and --coturn-url with --coturn-secret-file adds
+your own coturn, merged into every answer or as a fallback (--coturn-mode).`,
 		Example: `  cfturn serve-ice --key-id "$KEY_ID" --key-secret-file turn-key.secret --identity-header X-User
   cfturn --base-url http://127.0.0.1:8787/client/v4 serve-ice --key-id "$KEY_ID" --key-secret-file turn-key.secret --example-page`,
 		Args: args(cobra.NoArgs),
@@ -83,6 +90,10 @@ requests in flight; a second Ctrl-C stops it at once.`,
 			if err := checkListenAddr("addr", o.addr); err != nil {
 				return err
 			}
+			if o.x, err = o.interop.setup(a.getenv, cfg.TTL, a.stderr); err != nil {
+				return err
+			}
+			o.x.configure(&cfg)
 			c, secret, err := flags.setup(a)
 			if err != nil {
 				return err
@@ -138,6 +149,7 @@ requests in flight; a second Ctrl-C stops it at once.`,
 	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.BoolVar(&o.skipCheck, "skip-startup-check", false, "start without minting once first")
+	o.interop.register(f)
 	o.maxHeader = 64 << 10
 	o.shutdownMax = 30 * time.Second
 	return cmd
@@ -217,6 +229,7 @@ func (a *app) serveICE(ctx context.Context, o serveICEOptions, cfg iceserve.Conf
 	})
 	admin.Handle("GET /metrics", m.handler())
 	mux.Handle("/{$}", h) // credentials at the root only: a browser's /favicon.ico mints nothing
+	o.x.mount(mux, h, m, logger)
 	if o.examplePage {
 		mux.Handle(examplePagePath, examplePage())
 	}

@@ -33,6 +33,13 @@ const (
 	refusedIdentityRepeated
 	refusedBadCustomIdentifier
 	refusedNetworkShare
+	refusedBadRequest     // TURN REST: malformed parameters
+	refusedBadService     // TURN REST: service other than turn
+	refusedMissingToken   // Matrix: no access token
+	refusedUnknownToken   // Matrix: the homeserver does not know the token
+	refusedForbidden      // Matrix: the homeserver refused the token's owner
+	refusedHomeserverDown // Matrix: the homeserver could not say
+	refusedNoTURNServer   // TURN REST and Matrix: an answer without a TURN credential
 	numRefusals
 )
 
@@ -40,6 +47,7 @@ var refusalNames = [numRefusals]string{
 	"origin", "method", "cross_site", "unauthorized", "no_identity", "identity_too_long", "rate_limited",
 	"too_many_callers", "mint_budget", "upstream_busy", "upstream_down", "upstream_error", "store_error", "client_gone",
 	"identity_repeated", "bad_custom_identifier", "network_share",
+	"bad_request", "bad_service", "missing_token", "unknown_token", "forbidden", "homeserver_unavailable", "no_turn_server",
 }
 
 func (h *Handler) count(reason int) { h.refused[reason].Add(1) }

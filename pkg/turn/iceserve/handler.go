@@ -139,6 +139,14 @@ type Config struct {
 	OnMint func(took time.Duration, class string)
 	// Now is the clock (default time.Now); tests inject one.
 	Now func() time.Time
+
+	// Coturn, when set, adds a self-hosted coturn (see NewCoturn) as a second provider, as
+	// CoturnMode says: its servers beside Cloudflare's in every answer, or alone while Cloudflare
+	// cannot be minted from. Its TTL must be at least TTL, so a cached answer never carries an
+	// expired coturn credential.
+	Coturn *Coturn
+	// CoturnMode is CoturnMerge (the default) or CoturnFallback.
+	CoturnMode CoturnMode
 }
 
 // Handler serves fresh ICE credentials to browsers: GET or POST answers
@@ -189,6 +197,8 @@ type Handler struct {
 	allowHeaders []string
 
 	mints, hits, stale, inFlight atomic.Int64
+	fallbacks                    atomic.Int64 // answers served by coturn alone (CoturnFallback)
+	fallingBack                  atomic.Bool  // the last answer was a fallback: logged once per spell
 	refused                      [numRefusals]atomic.Int64
 	refusalLog                   [numRefusals]logSample
 	staleLog                     logSample
@@ -214,6 +224,9 @@ type Stats struct {
 	UpstreamErrors map[string]int64 // failed upstream calls by class, e.g. "rate_limited"
 	Identities     int              // credentials cached (default store only)
 	Callers        int              // rate-limit buckets kept (default store only)
+	// CoturnFallbacks counts answers served by coturn alone because Cloudflare could not be
+	// minted from (CoturnFallback).
+	CoturnFallbacks int64
 }
 
 // NewHandler checks cfg and returns a handler.
@@ -308,6 +321,9 @@ func (cfg *Config) setDefaults() error {
 			return err
 		}
 	}
+	if err := cfg.checkCoturn(op); err != nil {
+		return err
+	}
 	if cfg.SourceNetwork == nil && cfg.IdentityHeader == "" {
 		cfg.SourceNetwork = remoteNetwork
 	}
@@ -338,6 +354,7 @@ func (h *Handler) Stats() Stats {
 		Refused:        make(map[string]int64, numRefusals),
 		UpstreamErrors: make(map[string]int64, numClasses),
 	}
+	st.CoturnFallbacks = h.fallbacks.Load()
 	for i := range h.refused {
 		st.Refused[refusalNames[i]] = h.refused[i].Load()
 	}
@@ -411,7 +428,7 @@ func (h *Handler) CheckUpstream(ctx context.Context) error {
 func (h *Handler) probe() error {
 	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.RequestTimeout)
 	defer cancel()
-	c, err := h.send(ctx, "")
+	c, err := h.send(ctx, "", "")
 	if err != nil {
 		return err
 	}
@@ -503,6 +520,7 @@ func (h *Handler) answer(w http.ResponseWriter, r *http.Request, id string, m mi
 	ctx := r.Context()
 	key := identityKey(id)
 	now := h.cfg.Now()
+	m.identity = id
 	limited := h.cfg.RatePerMinute >= 0
 	if limited {
 		wait, err := h.store.Allow(ctx, key, h.callerLimit, now)
@@ -555,6 +573,9 @@ func (h *Handler) answer(w http.ResponseWriter, r *http.Request, id string, m mi
 			h.write(w, cached.Body)
 			return
 		}
+	}
+	if h.fallback(w, r, id, err) {
+		return
 	}
 	if limited && cached == nil {
 		// Nothing is remembered for a new caller that was refused.

@@ -33,6 +33,8 @@ type mintRequest struct {
 	tag     string
 	network string
 	isNew   bool
+
+	identity string // for a merged coturn credential's pseudonym
 }
 
 // mint runs as the single flight for key: one upstream attempt, then the rendered credential is
@@ -61,7 +63,7 @@ func (h *Handler) mint(key string, m mintRequest) (*Credential, error) {
 			}
 		}()
 	}
-	c, err := h.send(ctx, m.tag)
+	c, err := h.send(ctx, m.tag, m.identity)
 	if err != nil {
 		return nil, err
 	}
@@ -78,7 +80,7 @@ func (h *Handler) mint(key string, m mintRequest) (*Credential, error) {
 // (a channel's senders queue in order), and the budget bounds how many can wait. The breaker is
 // asked again once the slot is held, so mints that queued while the upstream was answering are
 // not sent after it stopped. It returns the rendered credential.
-func (h *Handler) send(ctx context.Context, tag string) (*Credential, error) {
+func (h *Handler) send(ctx context.Context, tag, identity string) (*Credential, error) {
 	now := h.cfg.Now()
 	if err := h.breaker.check(now); err != nil {
 		return nil, err
@@ -109,7 +111,9 @@ func (h *Handler) send(ctx context.Context, tag string) (*Credential, error) {
 	h.inFlight.Add(-1)
 	var c *Credential
 	if err == nil {
-		c, err = h.render(ice, sent)
+		if ice, err = h.merge(ice, identity, sent); err == nil {
+			c, err = h.render(ice, sent)
+		}
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, turn.ErrInvalidArgument) {
 		// Not the upstream's doing: the caller went away, or the request was refused before it
@@ -120,6 +124,9 @@ func (h *Handler) send(ctx context.Context, tag string) (*Credential, error) {
 	}
 	h.breaker.done(h.cfg.Now(), err, upstreamBackoff(err, h.cfg.RetryAfterMax))
 	class := "ok"
+	if err == nil {
+		h.recovered(ctx)
+	}
 	if err != nil {
 		c := upstreamClass(err)
 		class = classNames[c]

@@ -68,20 +68,26 @@ func (a *allocation) close() {
 }
 
 // dial connects to the URL's server over its transport and starts a pion client on the connection.
-// The session closes itself when ctx ends, which ends every transaction in flight. It dials IPv4,
-// so the relay asked for is IPv4 too, as browsers ask by default.
+// The session closes itself when ctx ends, which ends every transaction in flight. It dials IPv4
+// for an IPv4 address or a host name, so the relay asked for is IPv4 too, as browsers ask by
+// default; an IPv6 address is dialled over IPv6, and pion then asks for an IPv6 relay
+// (REQUESTED-ADDRESS-FAMILY, RFC 6156), as a client with only IPv6 would.
 func (p *probe) dial(ctx context.Context) (*session, error) {
 	var d net.Dialer
 	s := &session{}
+	family := "4"
+	if p.url.ipv6 {
+		family = "6"
+	}
 	switch p.url.transport {
 	case "udp":
-		c, err := d.DialContext(ctx, "udp4", p.url.addr())
+		c, err := d.DialContext(ctx, "udp"+family, p.url.addr())
 		if err != nil {
 			return nil, err
 		}
 		s.conn, s.server = &connectedUDP{Conn: c, s: s}, c.RemoteAddr()
 	case "tcp":
-		c, err := d.DialContext(ctx, "tcp4", p.url.addr())
+		c, err := d.DialContext(ctx, "tcp"+family, p.url.addr())
 		if err != nil {
 			return nil, err
 		}
@@ -94,7 +100,7 @@ func (p *probe) dial(ctx context.Context) (*session, error) {
 		if cfg.ServerName == "" {
 			cfg.ServerName = p.url.host
 		}
-		c, err := (&tls.Dialer{NetDialer: &d, Config: cfg}).DialContext(ctx, "tcp4", p.url.addr())
+		c, err := (&tls.Dialer{NetDialer: &d, Config: cfg}).DialContext(ctx, "tcp"+family, p.url.addr())
 		if err != nil {
 			return nil, err
 		}

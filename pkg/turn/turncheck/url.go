@@ -14,6 +14,7 @@ type iceURL struct {
 	host      string
 	port      int
 	transport string // udp, tcp or tls: how the client reaches the server
+	ipv6      bool   // host is an IPv6 literal, [..] in the URL: dialled and relayed over IPv6
 }
 
 func (u iceURL) addr() string { return net.JoinHostPort(u.host, strconv.Itoa(u.port)) }
@@ -28,6 +29,8 @@ func redactURL(raw string) string {
 }
 
 // parseICEURL parses one URL of an iceServers entry. Its errors quote the URL without userinfo.
+// An IPv6 host is a literal in brackets (RFC 3986), without a zone: a zone names an interface of
+// the machine that wrote the URL, which means nothing to the browser that reads it.
 func parseICEURL(raw string) (iceURL, error) {
 	safe := redactURL(raw)
 	if safe != raw {
@@ -75,20 +78,26 @@ func parseICEURL(raw string) (iceURL, error) {
 			return iceURL{}, fmt.Errorf("%q: junk after the host", raw)
 		}
 		host, port, hasPort = hostport[1:end], strings.TrimPrefix(after, ":"), after != ""
-		if net.ParseIP(host) == nil || strings.Contains(host, ".") && !strings.Contains(host, ":") {
-			return iceURL{}, fmt.Errorf("%q: [%s] is not an IPv6 address", raw, host)
+		if strings.Contains(host, "%") {
+			return iceURL{}, fmt.Errorf("%q: [%s] has a zone; write the address without %%zone", raw, host)
 		}
+		if ip := net.ParseIP(host); ip == nil || !strings.Contains(host, ":") {
+			return iceURL{}, fmt.Errorf("%q: [%s] is not an IPv6 address", raw, host)
+		} else if ip.To4() != nil {
+			return iceURL{}, fmt.Errorf("%q: [%s] is an IPv4 address written as IPv6; write it as %s without brackets", raw, host, ip.To4())
+		}
+		u.ipv6 = true
 	} else {
+		if strings.Count(hostport, ":") > 1 {
+			return iceURL{}, fmt.Errorf("%q: an IPv6 address goes in brackets, e.g. turn:[2001:db8::1]:3478", raw)
+		}
 		host, port, hasPort = strings.Cut(hostport, ":")
 	}
 	if host == "" {
 		return iceURL{}, fmt.Errorf("%q: no host", raw)
 	}
-	if ip := net.ParseIP(host); ip != nil && ip.To4() == nil {
-		return iceURL{}, fmt.Errorf("%q: IPv6 servers are not supported yet; use an IPv4 address or a host name", raw)
-	}
-	if net.ParseIP(host) == nil && !validHostname(host) {
-		return iceURL{}, fmt.Errorf("%q: the host must be an IPv4 address or a DNS name of letters, digits, '-' and '.'", raw)
+	if !u.ipv6 && net.ParseIP(host) == nil && !validHostname(host) {
+		return iceURL{}, fmt.Errorf("%q: the host must be an IPv4 address, an IPv6 address in brackets or a DNS name of letters, digits, '-' and '.'", raw)
 	}
 	u.host = host
 	if hasPort {

@@ -1,0 +1,8 @@
+//go:build !linux
+
+package coturnserver
+
+import "syscall"
+
+// dieWithTest has no portable equivalent outside Linux: there, cleanups alone stop the server.
+func dieWithTest() *syscall.SysProcAttr { return nil }
