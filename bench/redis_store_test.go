@@ -12,7 +12,7 @@ import (
 	"github.com/cfturn/cfturn/pkg/turn/turntest"
 )
 
-// redisReplica is an ICEHandler whose store is turnredis on srv, minting from fake with key.
+// redisReplica is an iceserve.Handler whose store is redisstore on srv, minting from fake with key.
 func redisReplica(b *testing.B, fake *turntest.Server, key turn.KeyWithSecret, srv *redisserver.Server) (*iceserve.Handler, *redisstore.Store) {
 	rdb, err := redisstore.NewClient("redis://" + srv.Addr)
 	if err != nil {
@@ -35,7 +35,7 @@ func benchHandler(b *testing.B, fake *turntest.Server, key turn.KeyWithSecret, s
 	return mustHandler(b, cfg)
 }
 
-// BenchmarkRedisStoreWarmHits compares warm cache hits through an ICEHandler backed by turnredis
+// BenchmarkRedisStoreWarmHits compares warm cache hits through an iceserve.Handler backed by redisstore
 // with one on the default in-memory store, over loopback with 64 keep-alive clients, taking
 // turns as BenchmarkICEHandlerCached does. It also reports Redis round trips per request, cold
 // (each client's first request, which mints) and warm.

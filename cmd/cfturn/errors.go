@@ -123,7 +123,7 @@ func (a *app) hint(err error) string {
 		root = a.iceBaseURL
 	}
 	if u, err := url.Parse(root); err == nil && root != "" && isLoopbackHost(u.Hostname()) {
-		return " (hint: if this is cfturn serve-fake, its keys live in memory and are gone once it restarts: create the key again with cfturn keys create)"
+		return " (hint: if this is cfturn serve-fake, its keys live in memory and are gone once it restarts: remove the old key files and create the key again with cfturn keys create)"
 	}
 	return ""
 }

@@ -214,7 +214,7 @@ func TestRestartedFakeHint(t *testing.T) {
 	old.Close()
 	srv := turntest.NewServer()
 	defer srv.Close()
-	const want = "(hint: if this is cfturn serve-fake, its keys live in memory and are gone once it restarts: create the key again with cfturn keys create)"
+	const want = "(hint: if this is cfturn serve-fake, its keys live in memory and are gone once it restarts: remove the old key files and create the key again with cfturn keys create)"
 	for _, args := range [][]string{
 		{"keys", "get", key.ID},
 		{"ice-servers", "--key-id", key.ID},

@@ -56,7 +56,7 @@ Without --out the secret is printed; with --out FILE it is written to FILE, crea
 			if out != "" {
 				f, err = os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 				if errors.Is(err, fs.ErrExist) {
-					return usagef("--out %s: file exists; cfturn never overwrites a secret file, choose another name", out)
+					return usagef("--out %s: file exists; cfturn never overwrites a secret file, choose another name (or, if it holds the secret of a key that is gone, such as one of a serve-fake that has restarted, remove it first)", out)
 				}
 				if err != nil {
 					return usagef("--out: %w; nothing was created", err)

@@ -11,7 +11,7 @@ import (
 	"github.com/cfturn/cfturn/pkg/turn/iceserve"
 )
 
-// iceMetrics exposes an ICEHandler's counters to Prometheus. The handler counts with atomics and
+// iceMetrics exposes an iceserve.Handler's counters to Prometheus. The handler counts with atomics and
 // knows nothing of Prometheus; this collector reads its Stats at scrape time, so a cache hit costs
 // no metric update, and the mint latency histogram is fed by the handler's OnMint hook.
 type iceMetrics struct {

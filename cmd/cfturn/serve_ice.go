@@ -238,7 +238,7 @@ func (a *app) serveICE(ctx context.Context, o serveICEOptions, cfg iceserve.Conf
 	if err != nil {
 		return err
 	}
-	stopAdmin, err := serveAdmin(o.adminAddr, admin, timeout, logger)
+	stopAdmin, adminURL, err := serveAdmin(o.adminAddr, admin, timeout, logger)
 	if err != nil {
 		l.Close()
 		return err
@@ -271,7 +271,7 @@ func (a *app) serveICE(ctx context.Context, o serveICEOptions, cfg iceserve.Conf
 	if o.examplePage {
 		pageURL = strings.TrimSuffix(url, "/") + examplePagePath
 	}
-	return a.serveOn(ctx, l, srv, url, pageURL)
+	return a.serveOn(ctx, l, srv, url, pageURL, adminURL)
 }
 
 func healthz(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") }
@@ -280,19 +280,20 @@ func healthz(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") }
 // addr it does nothing. The readiness probe and the metrics tell an attacker when the upstream
 // is failing, and each /readyz can make a probe: they belong where only probes and Prometheus
 // reach.
-func serveAdmin(addr string, mux *http.ServeMux, timeout time.Duration, logger *slog.Logger) (stop func(), err error) {
+func serveAdmin(addr string, mux *http.ServeMux, timeout time.Duration, logger *slog.Logger) (stop func(), url string, err error) {
 	if addr == "" {
-		return func() {}, nil
+		return func() {}, "", nil
 	}
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("--admin-addr: %w", err)
+		return nil, "", fmt.Errorf("--admin-addr: %w", err)
 	}
 	// Any Host off loopback: a prober or Prometheus names the address it was given.
 	srv := &iceserve.Server{Handler: mux, MaxConns: 64, RequestTimeout: timeout, MaxHeaderBytes: 8 << 10, Logger: logger}
-	logger.Info("cfturn serve-ice: admin endpoints /healthz, /readyz and /metrics", "url", "http://"+l.Addr().String()+"/")
+	url = "http://" + l.Addr().String() + "/"
+	logger.Info("cfturn serve-ice: admin endpoints /healthz, /readyz and /metrics", "url", url)
 	go srv.Serve(context.Background(), l)
-	return func() { srv.Close() }, nil
+	return func() { srv.Close() }, url, nil
 }
 
 // checkListenAddr refuses an address net.Listen would refuse in its own terms, such as a bare
@@ -308,21 +309,28 @@ func checkListenAddr(flag, addr string) error {
 	return nil
 }
 
-// serveOn announces url (and the example page's pageURL, when there is one) and runs srv on l
+// serveOn announces url (and the example page's pageURL and the admin listener's adminURL, when
+// there are) and runs srv on l
 // until ctx ends, then shuts down gracefully: it answers the requests in flight, unless a second
 // Ctrl-C comes on a.interrupts, which stops it at once.
-func (a *app) serveOn(ctx context.Context, l net.Listener, srv *iceserve.Server, url, pageURL string) error {
+func (a *app) serveOn(ctx context.Context, l net.Listener, srv *iceserve.Server, url, pageURL, adminURL string) error {
 	var err error
 	if a.json {
 		banner := map[string]string{"url": url}
 		if pageURL != "" {
 			banner["examplePageURL"] = pageURL
 		}
+		if adminURL != "" {
+			banner["adminURL"] = adminURL
+		}
 		err = writeJSON(a.stdout, banner)
 	} else {
 		_, err = fmt.Fprintf(a.stdout, "cfturn serving ICE credentials on %s (Ctrl-C to stop)\n", url)
 		if err == nil && pageURL != "" {
 			_, err = fmt.Fprintf(a.stdout, "the example page is at %s\n", pageURL)
+		}
+		if err == nil && adminURL != "" {
+			_, err = fmt.Fprintf(a.stdout, "/healthz, /readyz and /metrics are at %s (expose them to probes and Prometheus only)\n", adminURL)
 		}
 	}
 	if err != nil {

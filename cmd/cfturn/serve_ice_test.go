@@ -317,6 +317,9 @@ func TestServeICEAdminAddr(t *testing.T) {
 		t.Fatalf("no admin URL logged:\n%s", e.stderr)
 	}
 	admin := &serveICEEnv{url: m[1]}
+	if !strings.Contains(e.stdout.String(), "/healthz, /readyz and /metrics are at "+m[1]) {
+		t.Errorf("the banner does not show the admin URL:\n%s", e.stdout)
+	}
 	for _, tc := range []struct {
 		on   *serveICEEnv
 		path string

@@ -54,4 +54,9 @@
 // up to N credentials and N times its rate limit, and the mint budget becomes N times its value,
 // as without Redis. Browsers are never failed for it. When Redis answers again the replicas use
 // it again; what they minted meanwhile is not copied back.
+//
+// go-redis itself logs each failed dial through its process-wide logger, unsampled: while Redis is
+// down that is a line per attempt. This package logs each change of state once through
+// Options.Logger; to keep go-redis quiet, call redis.SetLogger with a logger that drops its lines,
+// as cfturn serve-ice does.
 package redisstore
