@@ -358,8 +358,7 @@ func (a *app) serveOn(ctx context.Context, l net.Listener, srv *iceserve.Server,
 		return err
 	case <-a.interrupts:
 		n := srv.InFlight()
-		srv.Close()
-		<-done
+		srv.Close() // Serve returns once its shutdown notices, which can take a poll interval: no wait
 		return fmt.Errorf("interrupted again: stopped at once, cutting off %d %s in flight", n, plural(n, "request", "requests"))
 	}
 }
