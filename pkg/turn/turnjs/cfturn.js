@@ -15,11 +15,11 @@
  *
  * One ES module, no dependencies, no build step:
  *
- *   import {fetchIceServers, keepFresh} from "/cfturn.js";
- *   const ice = await fetchIceServers("/ice");
- *   const pc = new RTCPeerConnection({iceServers: ice.iceServers});
- *   const fresh = keepFresh(pc, {endpoint: "/ice", initial: ice});
+ *   import {keepFresh} from "/cfturn.js";
+ *   const pc = new RTCPeerConnection();
+ *   const fresh = keepFresh(pc, {endpoint: "/ice"});
  *   fresh.addEventListener("restart", e => console.log("cfturn", e.type, e.detail));
+ *   await fresh.ready; // the first credentials are in pc's configuration: negotiate now
  *
  * The endpoint answers {"iceServers": [...], "expiresAt": <unix seconds>} (cfturn serve-ice does).
  * Events carry no credential, so a page may log them as they are.
@@ -57,7 +57,8 @@
  * @typedef {object} KeepFreshFields
  * @property {string} endpoint URL of the credential endpoint.
  * @property {IceCredentials} [initial] the credentials the connection was made with; without
- *   them keepFresh fetches at once and applies what it gets.
+ *   them keepFresh fetches at once (retrying as it does later) and applies what it gets:
+ *   await the Refresher's ready before negotiating.
  * @property {number} [refreshAt] part of a credential's remaining life after which new ones are
  *   fetched (default 0.6; above 0 and below 1).
  * @property {number} [disconnectedMs] how long ICE may stay "disconnected" before a restart
@@ -65,7 +66,8 @@
  * @property {number} [restartTimeoutMs] how long a restart may take to reconnect before it is
  *   reported as an error and tried again (default 20000).
  * @property {number} [initialBackoffMs] first retry delay after a failed fetch (default 1000).
- * @property {number} [maxBackoffMs] longest retry delay, doubling up to it (default 30000).
+ * @property {number} [maxBackoffMs] longest retry delay, doubling up to it (default 30000), and
+ *   never over a quarter of the life the credential in use has left.
  * @property {number} [maxRetryAfterMs] cap on an endpoint's Retry-After (default 60000).
  * @property {() => (void | Promise<void>)} [renegotiate] called after restartIce(), for pages
  *   whose signalling does not run on "negotiationneeded".
@@ -203,6 +205,19 @@ export class Refresher extends EventTarget {
   /** @type {Set<() => void>} */ #wakers = new Set();
   #failures = 0;
   #onIceState;
+  #onCandidate;
+  /** Local candidates gathered since the newest credentials were applied, "address:port". @type {Set<string>} */
+  #fresh = new Set();
+  /** @type {(value: IceCredentials) => void} */ #resolveReady = () => {};
+  /** @type {(reason: Error) => void} */ #rejectReady = () => {};
+
+  /**
+   * Settles when the first credentials are in pc's configuration (at once with
+   * options.initial); rejects if the helper stops before. Fetch failures do not reject it: they
+   * are retried.
+   * @type {Promise<IceCredentials>}
+   */
+  ready;
 
   /**
    * @param {RTCPeerConnection} pc
@@ -219,12 +234,18 @@ export class Refresher extends EventTarget {
     }
     this.#pc = pc;
     this.#opt = {...options, refreshAt};
+    this.ready = new Promise((resolve, reject) => { this.#resolveReady = resolve; this.#rejectReady = reject; });
+    this.ready.catch(() => {}); // a page that never awaits ready is not told of an unhandled rejection
     this.#onIceState = () => this.#iceStateChanged();
+    /** @param {RTCPeerConnectionIceEvent} e */
+    this.#onCandidate = e => { if (e.candidate && e.candidate.port) this.#fresh.add(e.candidate.address + ":" + e.candidate.port); };
+    pc.addEventListener("icecandidate", this.#onCandidate);
     pc.addEventListener("iceconnectionstatechange", this.#onIceState);
     pc.addEventListener("connectionstatechange", this.#onIceState);
     pc.addEventListener("signalingstatechange", this.#onIceState);
     if (options.initial) {
       this.#current = options.initial;
+      this.#resolveReady(options.initial);
       this.#schedule(options.initial);
     } else {
       this.#trigger("initial");
@@ -259,7 +280,9 @@ export class Refresher extends EventTarget {
     clearTimeout(this.#refreshTimer);
     clearTimeout(this.#disconnectedTimer);
     this.#abort.abort();
+    this.#rejectReady(new Error("cfturn: stopped (" + reason + ") before the first credentials arrived"));
     for (const wake of this.#wakers) wake();
+    this.#pc.removeEventListener("icecandidate", this.#onCandidate);
     this.#pc.removeEventListener("iceconnectionstatechange", this.#onIceState);
     this.#pc.removeEventListener("connectionstatechange", this.#onIceState);
     this.#pc.removeEventListener("signalingstatechange", this.#onIceState);
@@ -350,30 +373,32 @@ export class Refresher extends EventTarget {
     this.#schedule(creds);
     if (reason === "initial" && this.#pc.iceGatheringState === "new" && !this.#pc.remoteDescription) {
       this.#apply(creds);
+      this.#resolveReady(creds);
       return;
     }
-    await this.#restart(creds, reason);
+    this.#apply(creds);
+    this.#resolveReady(creds);
+    await this.#restart(reason);
   }
 
   /** @param {IceCredentials} creds */
   #apply(creds) {
+    this.#fresh = new Set();
     const config = this.#pc.getConfiguration();
     config.iceServers = creds.iceServers;
     this.#pc.setConfiguration(config);
   }
 
-  /** @param {IceCredentials} creds @param {string} reason */
-  async #restart(creds, reason) {
+  /** Restarts ICE on the configuration already applied. @param {string} reason */
+  async #restart(reason) {
     const started = performance.now();
-    const oldUfrag = ufrag(this.#pc.localDescription);
-    this.#apply(creds);
     this.#emit("restart", {reason});
     this.#pc.restartIce();
     if (this.#opt.renegotiate) await this.#opt.renegotiate();
     const deadline = started + (this.#opt.restartTimeoutMs ?? 20000);
     while (!this.#stopped) {
       if (this.#checkClosed()) return;
-      if (await this.#restartDone(oldUfrag)) {
+      if (await this.#restartDone()) {
         this.#failures = 0;
         this.#emit("restarted", {reason, tookMs: Math.round(performance.now() - started)});
         return;
@@ -389,22 +414,25 @@ export class Refresher extends EventTarget {
     }
   }
 
-  /** Whether pc runs on an ICE session newer than the one with oldUfrag. @param {string | null} oldUfrag */
-  async #restartDone(oldUfrag) {
+  /**
+   * Whether pc's traffic runs over a local candidate gathered since the newest credentials were
+   * applied: only then is it on an allocation made with them. (Chrome stays "connected" on the
+   * old pair while a restarted session checks, and a restart the other peer began may have
+   * gathered with the old credentials.)
+   */
+  async #restartDone() {
     const pc = this.#pc;
-    const local = ufrag(pc.localDescription);
-    if (pc.signalingState !== "stable" || !local || local === oldUfrag || !pc.remoteDescription) return false;
+    if (pc.signalingState !== "stable" || !pc.remoteDescription) return false;
     if (pc.iceConnectionState !== "connected" && pc.iceConnectionState !== "completed") return false;
-    // Chrome stays "connected" on the old pair while the new session checks: the selected pair's
-    // local candidate tells which session carries the traffic.
     const stats = await pc.getStats();
+    /** @type {any} */
     let selected = null;
     stats.forEach(s => {
       if (s.type === "transport" && s.selectedCandidatePairId) selected = stats.get(s.selectedCandidatePairId);
     });
-    if (!selected) return false;
-    const cand = stats.get(/** @type {any} */ (selected).localCandidateId);
-    return !cand || cand.usernameFragment === undefined || cand.usernameFragment === local;
+    const local = selected && stats.get(selected.localCandidateId);
+    if (!local) return false;
+    return this.#fresh.has((local.address || local.ip) + ":" + local.port);
   }
 
   /** Fetches credentials, retrying with backoff and jitter until it gets some or stops. */
@@ -416,8 +444,12 @@ export class Refresher extends EventTarget {
         if (this.#stopped) throw err;
         const e = err instanceof FetchError ? err : new FetchError(String(err), 0, 0);
         const retryAfterMs = Math.min(e.retryAfterMs, this.#opt.maxRetryAfterMs ?? 60000);
+        // The backoff never sleeps past the credential in use: at most a quarter of its life left.
+        const cur = this.#current;
+        const left = cur ? cur.lifetimeMs - (performance.now() - cur.receivedAt) : Infinity;
+        const backoff = Math.min(this.#backoff(attempt), Math.max(1000, left / 4));
         // Retry-After is a floor; the jitter spreads the browsers it told the same time.
-        const base = Math.max(retryAfterMs, this.#backoff(attempt));
+        const base = Math.max(retryAfterMs, backoff);
         const delayMs = Math.round(base * (1 + 0.2 * Math.random()));
         this.#emit("retry", {attempt: attempt + 1, status: e.status, retryAfterMs, delayMs, error: e.message});
         await this.#sleep(delayMs);
@@ -442,10 +474,4 @@ export class Refresher extends EventTarget {
       this.#wakers.add(wakeIfStopped);
     });
   }
-}
-
-/** @param {RTCSessionDescription | null} desc @returns {string | null} */
-function ufrag(desc) {
-  const m = desc && /^a=ice-ufrag:(\S+)/m.exec(desc.sdp);
-  return m ? m[1] : null;
 }
