@@ -26,7 +26,7 @@ func (a *app) keysCommand() *cobra.Command {
 			return usagef("keys needs a subcommand (see cfturn keys --help)")
 		},
 	}
-	cmd.AddCommand(a.keysCreate(), a.keysList(), a.keysGet(), a.keysRename(), a.keysDelete())
+	cmd.AddCommand(a.keysCreate(), a.keysList(), a.keysGet(), a.keysRename(), a.keysDelete(), a.keysRotate())
 	return cmd
 }
 
