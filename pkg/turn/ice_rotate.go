@@ -1,0 +1,239 @@
+package turn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ICERotator serves ICE credentials like an ICEHandler and switches to another TURN key without a
+// restart. Rotate checks the new key with one mint and only then sends new requests to a handler
+// that mints with it; a request already running finishes with the key it started with, and a bad
+// key (the check mint fails) is refused while the old one goes on serving.
+//
+// Credentials cached before a switch are served until their refresh (ICEHandlerConfig's
+// RefreshFraction), unless ICERotateParams.DropCached drops them at once; the rate limits and the
+// mint budget carry over when the store does. It is safe for concurrent use.
+type ICERotator struct {
+	cfg ICEHandlerConfig // the configuration of every handler; KeyID and KeySecret of the first
+	cur atomic.Pointer[rotation]
+
+	mu      sync.Mutex // serialises Rotate
+	retired ICEHandlerStats
+	recent  []*ICEHandler // handlers replaced lately, whose counters may still move
+}
+
+// rotation is one key's handler and the store it was given.
+type rotation struct {
+	h      *ICEHandler
+	keyID  string
+	base   ICEStore        // the key's own store, unwrapped
+	memory *MemoryICEStore // base when it is the in-memory store, for Stats
+}
+
+// ICERotateParams names the key an ICERotator switches to.
+type ICERotateParams struct {
+	KeyID     string // the new TURN key's uid
+	KeySecret Secret // its secret
+	// Store, when set, is the new key's store, for stores bound to a key such as turnredis's;
+	// nil keeps the current store. Either way credentials the old store holds are served until
+	// their refresh unless DropCached is set. Closing a store replaced is the caller's business,
+	// once the requests in flight are done.
+	Store ICEStore
+	// DropCached stops serving credentials cached before the switch at once: every caller gets a
+	// credential of the new key on its next request.
+	DropCached bool
+}
+
+// maxRecentHandlers bounds how many replaced handlers are still read for Stats; older ones are
+// folded into a fixed sum.
+const maxRecentHandlers = 4
+
+// NewICERotator checks cfg as NewICEHandler does and returns a rotator serving with cfg's key.
+// Without cfg.Store it makes the in-memory store itself, so that the store outlives a switch.
+func NewICERotator(cfg ICEHandlerConfig) (*ICERotator, error) {
+	rot := &rotation{keyID: cfg.KeyID, base: cfg.Store}
+	if cfg.Store == nil {
+		rot.memory = NewMemoryICEStore(cmpOr(cfg.MaxIdentities, DefaultICEMaxIdentities), cmpOr(cfg.MaxCallers, DefaultICEMaxCallers))
+		rot.base, cfg.Store = rot.memory, rot.memory
+	}
+	h, err := NewICEHandler(cfg)
+	if err != nil {
+		return nil, err
+	}
+	rot.h = h
+	r := &ICERotator{cfg: cfg, retired: emptyStats()}
+	r.cur.Store(rot)
+	return r, nil
+}
+
+// ServeHTTP implements http.Handler with the handler of the current key.
+func (r *ICERotator) ServeHTTP(w http.ResponseWriter, req *http.Request) { r.cur.Load().h.ServeHTTP(w, req) }
+
+// Handler returns the handler of the current key.
+func (r *ICERotator) Handler() *ICEHandler { return r.cur.Load().h }
+
+// KeyID returns the ID of the key new credentials are minted with.
+func (r *ICERotator) KeyID() string { return r.cur.Load().keyID }
+
+// Ready is the current handler's Ready.
+func (r *ICERotator) Ready(ctx context.Context) error { return r.cur.Load().h.Ready(ctx) }
+
+// CheckUpstream is the current handler's CheckUpstream.
+func (r *ICERotator) CheckUpstream(ctx context.Context) error { return r.cur.Load().h.CheckUpstream(ctx) }
+
+// Drop is the current handler's Drop. A credential of a key switched away from is dropped from
+// the cache, but revoking it with the current key fails, and the error says so.
+func (r *ICERotator) Drop(ctx context.Context, identity string, revoke bool) error {
+	return r.cur.Load().h.Drop(ctx, identity, revoke)
+}
+
+// Rotate switches to the key p names. It mints once with it through the handler's limits (the
+// credential is then revoked) and switches only if that works; otherwise it returns the error,
+// naming the key ID but never its secret, and the current key stays. Rotating to the key in use
+// checks it again and changes nothing else.
+func (r *ICERotator) Rotate(ctx context.Context, p ICERotateParams) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old := r.cur.Load()
+	next := &rotation{keyID: p.KeyID, base: old.base, memory: old.memory}
+	if p.Store != nil {
+		next.base, next.memory = p.Store, nil
+		if m, ok := p.Store.(*MemoryICEStore); ok {
+			next.memory = m
+		}
+	}
+	cfg := r.cfg
+	cfg.KeyID, cfg.KeySecret = p.KeyID, p.KeySecret
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
+	switch {
+	case p.DropCached:
+		// The old key's store is left behind; a kept store serves nothing cached before now.
+		cfg.Store = next.base
+		if next.base == old.base {
+			cfg.Store = &freshSince{ICEStore: next.base, since: now()}
+		}
+	case next.base != old.base:
+		cfg.Store = &previousKeyStore{ICEStore: next.base, old: old.base}
+	default:
+		cfg.Store = next.base
+	}
+	h, err := NewICEHandler(cfg)
+	if err != nil {
+		return err
+	}
+	if err := h.CheckUpstream(ctx); err != nil {
+		r.log(ctx, slog.LevelWarn, "turn: ICE rotator: new key refused, still serving with the old one",
+			"key_id", p.KeyID, "old_key_id", old.keyID, "error", err.Error())
+		return fmt.Errorf("turn: ICE rotator: key %s refused, still serving with key %s: the check mint failed: %w", p.KeyID, old.keyID, err)
+	}
+	next.h = h
+	r.cur.Store(next)
+	r.recent = append(r.recent, old.h)
+	if len(r.recent) > maxRecentHandlers {
+		addStats(&r.retired, r.recent[0].Stats())
+		r.recent = r.recent[1:]
+	}
+	r.log(ctx, slog.LevelInfo, "turn: ICE rotator: switched key", "key_id", p.KeyID, "old_key_id", old.keyID, "drop_cached", p.DropCached)
+	return nil
+}
+
+func (r *ICERotator) log(ctx context.Context, level slog.Level, msg string, args ...any) {
+	if r.cfg.Logger != nil {
+		r.cfg.Logger.Log(ctx, level, msg, args...)
+	}
+}
+
+// Stats returns the counters of every handler the rotator has used, summed: counters never go
+// back at a switch. Identities and Callers are the current store's (in-memory stores only).
+func (r *ICERotator) Stats() ICEHandlerStats {
+	r.mu.Lock()
+	st := emptyStats()
+	addStats(&st, r.retired)
+	for _, h := range r.recent {
+		addStats(&st, h.Stats())
+	}
+	cur := r.cur.Load()
+	r.mu.Unlock()
+	addStats(&st, cur.h.Stats())
+	st.Identities, st.Callers = 0, 0
+	if cur.memory != nil {
+		st.Identities, st.Callers = cur.memory.Credentials(), cur.memory.Callers()
+	}
+	return st
+}
+
+func emptyStats() ICEHandlerStats {
+	return ICEHandlerStats{Refused: map[string]int64{}, UpstreamErrors: map[string]int64{}}
+}
+
+func addStats(sum *ICEHandlerStats, st ICEHandlerStats) {
+	sum.UpstreamCalls += st.UpstreamCalls
+	sum.CacheHits += st.CacheHits
+	sum.StaleServes += st.StaleServes
+	sum.InFlight += st.InFlight
+	for k, v := range st.Refused {
+		sum.Refused[k] += v
+	}
+	for k, v := range st.UpstreamErrors {
+		sum.UpstreamErrors[k] += v
+	}
+}
+
+func cmpOr(v, def int) int {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
+// previousKeyStore is the new key's store that also answers, until they need refreshing, the
+// credentials the previous key's store cached. Everything else goes to the new key's store.
+type previousKeyStore struct {
+	ICEStore
+	old ICEStore
+}
+
+func (s *previousKeyStore) Credential(ctx context.Context, key string) (*ICECredential, error) {
+	c, err := s.ICEStore.Credential(ctx, key)
+	if c != nil || err != nil {
+		return c, err
+	}
+	// The old store failing is a miss: the caller gets a credential of the new key.
+	if c, err := s.old.Credential(ctx, key); err == nil {
+		return c, nil
+	}
+	return nil, nil
+}
+
+func (s *previousKeyStore) DropCredential(ctx context.Context, key string) (*ICECredential, error) {
+	c, err := s.ICEStore.DropCredential(ctx, key)
+	oc, oerr := s.old.DropCredential(ctx, key)
+	if c == nil {
+		c = oc
+	}
+	return c, errors.Join(err, oerr)
+}
+
+// freshSince is a store that serves no credential sent before since: a switch that drops the
+// credentials cached with the old key but keeps the store and its limits.
+type freshSince struct {
+	ICEStore
+	since time.Time
+}
+
+func (s *freshSince) Credential(ctx context.Context, key string) (*ICECredential, error) {
+	c, err := s.ICEStore.Credential(ctx, key)
+	if c != nil && c.Sent.Before(s.since) {
+		return nil, err
+	}
+	return c, err
+}
