@@ -17,7 +17,7 @@ import (
 type iceMetrics struct {
 	reg     *prometheus.Registry
 	latency *prometheus.HistogramVec
-	h       *iceserve.Handler
+	h       interface{ Stats() iceserve.Stats }
 	descs   struct{ mints, hits, stale, refused, upstreamErrs, inFlight, cached, callers *prometheus.Desc }
 }
 
@@ -44,7 +44,7 @@ func newICEMetrics() *iceMetrics {
 }
 
 // register starts collecting h's counters.
-func (m *iceMetrics) register(h *iceserve.Handler) {
+func (m *iceMetrics) register(h interface{ Stats() iceserve.Stats }) {
 	m.h = h
 	m.reg.MustRegister(m)
 }

@@ -45,6 +45,7 @@ type serveICEOptions struct {
 func (a *app) serveICECommand() *cobra.Command {
 	var flags iceFlags
 	var o serveICEOptions
+	var reload keyReload
 	cfg := iceserve.Config{}
 	cmd := &cobra.Command{
 		Use:   "serve-ice --key-id ID [--addr 127.0.0.1:8080]",
@@ -63,8 +64,9 @@ answers while the process runs, /readyz while the upstream answered its last cal
 Prometheus metrics (with --admin-addr, /readyz and /metrics only there). Several replicas share their cache and
 limits through Redis with --redis-url or CFTURN_REDIS_URL; if Redis fails, each goes on alone. It
 mints once at start-up so a wrong key or an unreachable upstream fails at once
-(--skip-startup-check to start anyway). Logs go to stderr. Ctrl-C stops it after answering the
-requests in flight; a second Ctrl-C stops it at once.
+(--skip-startup-check to start anyway). It switches to a new key without a restart on SIGHUP and
+when --key-id-file or --key-secret-file changes, once a check mint with the new key works. Logs go
+to stderr. Ctrl-C stops it after answering the requests in flight; a second Ctrl-C stops it at once.
 
 For servers that speak other formats, on the same cache, limits and budget (docs/interop.md):
 --turn-rest-path answers the TURN REST API (Janus's turn_rest_api), --matrix-homeserver answers
@@ -94,6 +96,9 @@ your own coturn, merged into every answer or as a fallback (--coturn-mode).`,
 				return err
 			}
 			o.x.configure(&cfg)
+			if err := reload.resolve(&flags); err != nil {
+				return err
+			}
 			c, secret, err := flags.setup(a)
 			if err != nil {
 				return err
@@ -104,12 +109,16 @@ your own coturn, merged into every answer or as a fallback (--coturn-mode).`,
 				return err
 			}
 			defer closeStore()
+			var newStore func(string, turn.Secret) (iceserve.Store, error)
 			if store != nil {
 				cfg.Store, o.store = store, store
+				var closeNew func()
+				newStore, closeNew = a.redisStoreFactory(o.redisURL, o.redisCA, logger)
+				defer closeNew()
 			}
 			m := newICEMetrics()
 			cfg.OnMint = m.observeMint
-			h, err := iceserve.NewHandler(cfg)
+			h, err := iceserve.NewRotator(cfg)
 			if err != nil {
 				return err
 			}
@@ -117,11 +126,13 @@ your own coturn, merged into every answer or as a fallback (--coturn-mode).`,
 			if store != nil {
 				m.reg.MustRegister(newRedisCollector(store))
 			}
+			defer a.startKeyWatch(cmd.Context(), &reload, &flags, h, secret, newStore, logger)()
 			return a.serveICE(cmd.Context(), o, cfg, h, m)
 		},
 	}
 	flags.register(cmd, "the TURN key's ID (required)")
 	f := cmd.Flags()
+	reload.register(f)
 	f.StringVar(&o.addr, "addr", "127.0.0.1:8080", "address to listen on")
 	f.DurationVar(&cfg.TTL, "ttl", iceserve.DefaultTTL, "lifetime of minted credentials, 1s to 48h")
 	f.StringSliceVar(&o.origins, "allow-origin", nil, "browser origin scheme://host[:port] allowed to call cross-origin (repeatable; * for any)")
@@ -203,7 +214,7 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 }
 
 // serveICE serves the handler with the health, readiness and metrics endpoints beside it.
-func (a *app) serveICE(ctx context.Context, o serveICEOptions, cfg iceserve.Config, h *iceserve.Handler, m *iceMetrics) error {
+func (a *app) serveICE(ctx context.Context, o serveICEOptions, cfg iceserve.Config, h *iceserve.Rotator, m *iceMetrics) error {
 	logger := cfg.Logger
 	mux := http.NewServeMux()
 	admin := mux
