@@ -73,7 +73,9 @@ func NewICERotator(cfg ICEHandlerConfig) (*ICERotator, error) {
 }
 
 // ServeHTTP implements http.Handler with the handler of the current key.
-func (r *ICERotator) ServeHTTP(w http.ResponseWriter, req *http.Request) { r.cur.Load().h.ServeHTTP(w, req) }
+func (r *ICERotator) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	r.cur.Load().h.ServeHTTP(w, req)
+}
 
 // Handler returns the handler of the current key.
 func (r *ICERotator) Handler() *ICEHandler { return r.cur.Load().h }
@@ -85,7 +87,9 @@ func (r *ICERotator) KeyID() string { return r.cur.Load().keyID }
 func (r *ICERotator) Ready(ctx context.Context) error { return r.cur.Load().h.Ready(ctx) }
 
 // CheckUpstream is the current handler's CheckUpstream.
-func (r *ICERotator) CheckUpstream(ctx context.Context) error { return r.cur.Load().h.CheckUpstream(ctx) }
+func (r *ICERotator) CheckUpstream(ctx context.Context) error {
+	return r.cur.Load().h.CheckUpstream(ctx)
+}
 
 // Drop is the current handler's Drop. A credential of a key switched away from is dropped from
 // the cache, but revoking it with the current key fails, and the error says so.
