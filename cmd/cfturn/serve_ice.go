@@ -18,6 +18,7 @@ import (
 	"github.com/cfturn/cfturn/pkg/turn"
 	"github.com/cfturn/cfturn/pkg/turn/iceserve"
 	"github.com/cfturn/cfturn/pkg/turn/iceserve/redisstore"
+	"github.com/cfturn/cfturn/pkg/turn/turnjs"
 )
 
 // serveICEOptions are serve-ice's flags that are not handler fields.
@@ -59,7 +60,8 @@ Put it behind your authentication and pass the caller's identity in a header you
 address, which behind a load balancer is the balancer's.
 
 Limits: --rate/--burst per caller, --mint-rate/--mint-burst for upstream mints in all,
---network-share for new callers of one network; docs/serve-ice.md says what each defends. /healthz
+--network-share for new callers of one network; docs/serve-ice.md says what each defends.
+/cfturn.js serves the browser helper that keeps calls' credentials fresh. /healthz
 answers while the process runs, /readyz while the upstream answered its last call, /metrics serves
 Prometheus metrics (with --admin-addr, /readyz and /metrics only there). Several replicas share their cache and
 limits through Redis with --redis-url or CFTURN_REDIS_URL; if Redis fails, each goes on alone. It
@@ -241,6 +243,7 @@ func (a *app) serveICE(ctx context.Context, o serveICEOptions, cfg iceserve.Conf
 	admin.Handle("GET /metrics", m.handler())
 	mux.Handle("/{$}", h) // credentials at the root only: a browser's /favicon.ico mints nothing
 	o.x.mount(mux, h, m, logger)
+	mux.Handle("GET /cfturn.js", turnjs.Handler())
 	if o.examplePage {
 		mux.Handle(examplePagePath, examplePage())
 	}

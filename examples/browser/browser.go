@@ -1,5 +1,5 @@
 // Package browser serves an example page that shows a TURN credential endpoint working end to
-// end in a browser: it fetches iceServers from the endpoint (by default the page's parent path,
+// end in a browser: it fetches iceServers, through cfturn.js at ../cfturn.js, from the endpoint (by default the page's parent path,
 // where `cfturn serve-ice --example-page` serves them; ?endpoint=URL for another), connects two
 // RTCPeerConnections with iceTransportPolicy "relay", so that every packet goes through TURN, and
 // shows the selected candidate pair and the round-trip time of a data channel message.
@@ -27,8 +27,9 @@ func Handler() http.Handler {
 		h.Set("Content-Type", "text/html; charset=utf-8")
 		h.Set("Cache-Control", "no-store")
 		h.Set("X-Content-Type-Options", "nosniff")
-		// The page's script is inline and talks only to its own origin unless ?endpoint= says otherwise.
-		h.Set("Content-Security-Policy", "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src *")
+		// The page's script is inline, imports cfturn.js from its own origin, and talks only to its
+		// own origin unless ?endpoint= says otherwise.
+		h.Set("Content-Security-Policy", "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'unsafe-inline'; connect-src *")
 		w.Write(page)
 	})
 }

@@ -25,7 +25,7 @@ func TestHandler(t *testing.T) {
 		t.Errorf("GET: %d %v", resp.StatusCode, h)
 	}
 	for _, want := range []string{`iceTransportPolicy: "relay"`, "window.cfturnResult", "getStats",
-		"run serve-ice without --identity-header to try it"} {
+		"run serve-ice without --identity-header to try it", `import {keepFresh} from "../cfturn.js"`} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("the page lacks %q", want)
 		}
