@@ -1,6 +1,7 @@
 package turnrelay
 
 import (
+	"cmp"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -55,6 +56,7 @@ type config struct {
 	addr, advertisedIP string
 	tls                bool
 	allocsPerCred      int
+	lifetime           time.Duration
 	logger             *slog.Logger
 	now                func() time.Time
 }
@@ -272,7 +274,7 @@ func start(f Fake, s config) (_ *Relay, err error) {
 			OnChannelDeleted: func(src, _ net.Addr, _, _, _ string, _, _ net.Addr, channel uint16) { g.channelDeleted(src, channel) },
 		},
 		InboundMTU:         relayInboundMTU,
-		AllocationLifetime: allocationLifetime,
+		AllocationLifetime: cmp.Or(s.lifetime, allocationLifetime),
 		PacketConnConfigs:  []pionturn.PacketConnConfig{{PacketConn: &notingPacketConn{PacketConn: udp, g: g}, RelayAddressGenerator: gen, PermissionHandler: g.permit}},
 		ListenerConfigs:    listeners,
 		LoggerFactory:      quietLoggers(),
