@@ -132,10 +132,12 @@ type callState struct {
 		N int     `json:"n"`
 		T float64 `json:"t"`
 	} `json:"received"`
-	Sent     int     `json:"sent"`
-	Opened   bool    `json:"opened"`
-	ClosedAt float64 `json:"closedAt"`
-	Error    string  `json:"error"`
+	Sent        int     `json:"sent"`
+	Opened      bool    `json:"opened"`
+	ClosedAt    float64 `json:"closedAt"`
+	ExpiresAtMs float64 `json:"expiresAtMs"` // without the helper: when the one credential expires
+	Now         float64 `json:"now"`         // performance.now(), updated every 100 ms
+	Error       string  `json:"error"`
 }
 
 // count returns how many events of type the peer reported after ms since the page started
