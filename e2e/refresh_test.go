@@ -341,3 +341,55 @@ func TestHelperRecoversFromEndpointTrouble(t *testing.T) {
 	}
 	t.Logf("%d requests in all", len(requests))
 }
+
+// TestHelperRestartsAfterICEFailure: the credentials of a running call are revoked, so the relay
+// stops relaying for them; ICE loses the path, and cfturn.js restarts it with fresh credentials
+// from the endpoint: messages flow again without the page doing anything.
+func TestHelperRestartsAfterICEFailure(t *testing.T) {
+	chromium := needChromium(t)
+	t.Parallel()
+	fake := turntest.NewServer()
+	t.Cleanup(fake.Close)
+	ctx := context.Background()
+	key, err := fake.Client().CreateKey(ctx, turn.CreateKeyParams{Name: "ice-failure"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep := &troubledEndpoint{client: fake.Client(), key: key, ttl: time.Hour}
+	base := callPage(t, ep)
+	browser := startBrowser(t, chromium)
+	tab := callTab(t, browser, base+"/call/")
+	s := waitCall(t, tab, 30*time.Second, "three messages", func(s callState) bool { return len(s.Received) >= 3 })
+
+	_, revoked := ep.snapshot()
+	for _, u := range revoked {
+		if err := fake.Client().RevokeICECredential(ctx, turn.RevokeICECredentialParams{KeyID: key.ID, KeySecret: key.Secret, Username: u}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	revokedAt, before := s.Now, len(s.Received)
+	s = waitCall(t, tab, 60*time.Second, "a restart after the path broke, and messages again", func(s callState) bool {
+		restarted := 0
+		for _, e := range s.Events {
+			if e.Type == "restarted" && e.T > revokedAt && (e.Reason == "disconnected" || e.Reason == "ice-failed") {
+				restarted++
+			}
+		}
+		return restarted > 0 && len(s.Received) >= before+3 && s.Received[len(s.Received)-1].T > revokedAt
+	})
+	_, usernames := ep.snapshot()
+	if len(usernames) <= len(revoked) {
+		t.Fatalf("no credential fetched after the revocation")
+	}
+	for i := 1; i < len(s.Received); i++ {
+		if s.Received[i].N != s.Received[i-1].N+1 {
+			// Messages sent while the path was down may be lost; the channel itself must live on.
+			t.Logf("messages %d to %d were lost while the path was down", s.Received[i-1].N+1, s.Received[i].N-1)
+		}
+	}
+	for _, e := range s.Events {
+		if e.Type == "restart" && e.T > revokedAt {
+			t.Logf("restart for %s %.1f s after the revocation", e.Reason, (e.T-revokedAt)/1000)
+		}
+	}
+}
