@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/cfturn/cfturn/pkg/turn"
-	"github.com/cfturn/cfturn/pkg/turn/turntest"
 )
 
 // longCallTTL is the life of the call's credentials; longCallLength how long it runs.
@@ -28,8 +27,7 @@ func TestLongCall(t *testing.T) {
 	}{{"with cfturn.js", true}, {"without", false}} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			fake := turntest.NewServer()
-			t.Cleanup(fake.Close)
+			fake := fakeWithRelay(t)
 			key, err := fake.Client().CreateKey(context.Background(), turn.CreateKeyParams{Name: "long-call"})
 			if err != nil {
 				t.Fatal(err)

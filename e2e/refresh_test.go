@@ -16,6 +16,7 @@ import (
 	"github.com/cfturn/cfturn/pkg/turn"
 	"github.com/cfturn/cfturn/pkg/turn/turnjs"
 	"github.com/cfturn/cfturn/pkg/turn/turntest"
+	"github.com/cfturn/cfturn/pkg/turn/turntest/turnrelay"
 )
 
 // troubledEndpoint is a credential endpoint the test controls: it mints from the fake like
@@ -90,6 +91,19 @@ func (e *troubledEndpoint) snapshot() (requests []time.Time, usernames []string)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return append([]time.Time(nil), e.requests...), append([]string(nil), e.usernames...)
+}
+
+// fakeWithRelay starts the fake with its TURN relay attached; both stop when the test ends.
+func fakeWithRelay(t *testing.T) *turntest.Server {
+	t.Helper()
+	fake := turntest.NewServer()
+	t.Cleanup(fake.Close)
+	relay, err := turnrelay.Attach(fake)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { relay.Close() })
+	return fake
 }
 
 // callPage serves testdata/call.html at /call/, cfturn.js at /cfturn.js and the endpoint at /ice,
@@ -229,8 +243,7 @@ func checkMessages(t *testing.T, s callState, maxGap time.Duration) {
 func TestHelperRecoversFromEndpointTrouble(t *testing.T) {
 	chromium := needChromium(t)
 	t.Parallel()
-	fake := turntest.NewServer()
-	t.Cleanup(fake.Close)
+	fake := fakeWithRelay(t)
 	ctx := context.Background()
 	key, err := fake.Client().CreateKey(ctx, turn.CreateKeyParams{Name: "helper"})
 	if err != nil {
@@ -348,8 +361,7 @@ func TestHelperRecoversFromEndpointTrouble(t *testing.T) {
 func TestHelperRestartsAfterICEFailure(t *testing.T) {
 	chromium := needChromium(t)
 	t.Parallel()
-	fake := turntest.NewServer()
-	t.Cleanup(fake.Close)
+	fake := fakeWithRelay(t)
 	ctx := context.Background()
 	key, err := fake.Client().CreateKey(ctx, turn.CreateKeyParams{Name: "ice-failure"})
 	if err != nil {

@@ -39,6 +39,8 @@ overwritten), and is never printed. Then print the remaining steps: switch the m
 the new key, check it, and delete OLD-ID once every credential minted from it has expired, that is
 after now + --max-ttl, the longest credential TTL you use (default 48h, Cloudflare's maximum; use
 your serve-ice --ttl). cfturn deletes nothing itself: OLD-ID stays until you delete it.`,
+		Example: `  cfturn keys rotate "$OLD_KEY_ID" --out turn-key-2.secret
+  cfturn keys rotate "$OLD_KEY_ID" --out turn-key-2.secret --max-ttl 24h --json | jq -r .deleteOldAfter`,
 		Args:              args(cobra.ExactArgs(1)),
 		ValidArgsFunction: a.completeKeyIDArg,
 		RunE: func(cmd *cobra.Command, argv []string) error {

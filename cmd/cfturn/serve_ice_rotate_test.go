@@ -14,7 +14,6 @@ import (
 	"github.com/cfturn/cfturn/internal/redisserver"
 	"github.com/cfturn/cfturn/internal/syncbuf"
 	"github.com/cfturn/cfturn/pkg/turn"
-	"github.com/cfturn/cfturn/pkg/turn/iceserve"
 	"github.com/cfturn/cfturn/pkg/turn/iceserve/redisstore"
 	"github.com/cfturn/cfturn/pkg/turn/turntest"
 )
@@ -42,7 +41,7 @@ func writeFile(t *testing.T, path, content string) {
 // startRotation runs serve-ice with --key-id-file and --key-secret-file naming the old key.
 func startRotation(t *testing.T, env map[string]string, args ...string) *rotationEnv {
 	t.Helper()
-	srv := turntest.NewServer(turntest.WithoutRelay())
+	srv := turntest.NewServer()
 	t.Cleanup(srv.Close)
 	e := &rotationEnv{}
 	for _, k := range []*turn.KeyWithSecret{&e.old, &e.new} {

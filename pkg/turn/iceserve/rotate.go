@@ -1,4 +1,4 @@
-package turn
+package iceserve
 
 import (
 	"context"
@@ -9,42 +9,44 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/cfturn/cfturn/pkg/turn"
 )
 
-// ICERotator serves ICE credentials like an ICEHandler and switches to another TURN key without a
+// Rotator serves ICE credentials like an Handler and switches to another TURN key without a
 // restart. Rotate checks the new key with one mint and only then sends new requests to a handler
 // that mints with it; a request already running finishes with the key it started with, and a bad
 // key (the check mint fails) is refused while the old one goes on serving.
 //
-// Credentials cached before a switch are served until their refresh (ICEHandlerConfig's
-// RefreshFraction), unless ICERotateParams.DropCached drops them at once; the rate limits and the
+// Credentials cached before a switch are served until their refresh (Config's
+// RefreshFraction), unless RotateParams.DropCached drops them at once; the rate limits and the
 // mint budget carry over when the store does. It is safe for concurrent use.
-type ICERotator struct {
-	cfg ICEHandlerConfig // the configuration of every handler; KeyID and KeySecret of the first
+type Rotator struct {
+	cfg Config // the configuration of every handler; KeyID and KeySecret of the first
 	cur atomic.Pointer[rotation]
 
 	mu      sync.Mutex // serialises Rotate
-	retired ICEHandlerStats
-	recent  []*ICEHandler // handlers replaced lately, whose counters may still move
+	retired Stats
+	recent  []*Handler // handlers replaced lately, whose counters may still move
 }
 
 // rotation is one key's handler and the store it was given.
 type rotation struct {
-	h      *ICEHandler
+	h      *Handler
 	keyID  string
-	base   ICEStore        // the key's own store, unwrapped
-	memory *MemoryICEStore // base when it is the in-memory store, for Stats
+	base   Store        // the key's own store, unwrapped
+	memory *MemoryStore // base when it is the in-memory store, for Stats
 }
 
-// ICERotateParams names the key an ICERotator switches to.
-type ICERotateParams struct {
-	KeyID     string // the new TURN key's uid
-	KeySecret Secret // its secret
+// RotateParams names the key an Rotator switches to.
+type RotateParams struct {
+	KeyID     string      // the new TURN key's uid
+	KeySecret turn.Secret // its secret
 	// Store, when set, is the new key's store, for stores bound to a key such as turnredis's;
 	// nil keeps the current store. Either way credentials the old store holds are served until
 	// their refresh unless DropCached is set. Closing a store replaced is the caller's business,
 	// once the requests in flight are done.
-	Store ICEStore
+	Store Store
 	// DropCached stops serving credentials cached before the switch at once: every caller gets a
 	// credential of the new key on its next request.
 	DropCached bool
@@ -54,46 +56,46 @@ type ICERotateParams struct {
 // folded into a fixed sum.
 const maxRecentHandlers = 4
 
-// NewICERotator checks cfg as NewICEHandler does and returns a rotator serving with cfg's key.
+// NewRotator checks cfg as NewHandler does and returns a rotator serving with cfg's key.
 // Without cfg.Store it makes the in-memory store itself, so that the store outlives a switch.
-func NewICERotator(cfg ICEHandlerConfig) (*ICERotator, error) {
+func NewRotator(cfg Config) (*Rotator, error) {
 	rot := &rotation{keyID: cfg.KeyID, base: cfg.Store}
 	if cfg.Store == nil {
-		rot.memory = NewMemoryICEStore(cmpOr(cfg.MaxIdentities, DefaultICEMaxIdentities), cmpOr(cfg.MaxCallers, DefaultICEMaxCallers))
+		rot.memory = NewMemoryStore(cmpOr(cfg.MaxIdentities, DefaultMaxIdentities), cmpOr(cfg.MaxCallers, DefaultMaxCallers))
 		rot.base, cfg.Store = rot.memory, rot.memory
 	}
-	h, err := NewICEHandler(cfg)
+	h, err := NewHandler(cfg)
 	if err != nil {
 		return nil, err
 	}
 	rot.h = h
-	r := &ICERotator{cfg: cfg, retired: emptyStats()}
+	r := &Rotator{cfg: cfg, retired: emptyStats()}
 	r.cur.Store(rot)
 	return r, nil
 }
 
 // ServeHTTP implements http.Handler with the handler of the current key.
-func (r *ICERotator) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+func (r *Rotator) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	r.cur.Load().h.ServeHTTP(w, req)
 }
 
 // Handler returns the handler of the current key.
-func (r *ICERotator) Handler() *ICEHandler { return r.cur.Load().h }
+func (r *Rotator) Handler() *Handler { return r.cur.Load().h }
 
 // KeyID returns the ID of the key new credentials are minted with.
-func (r *ICERotator) KeyID() string { return r.cur.Load().keyID }
+func (r *Rotator) KeyID() string { return r.cur.Load().keyID }
 
 // Ready is the current handler's Ready.
-func (r *ICERotator) Ready(ctx context.Context) error { return r.cur.Load().h.Ready(ctx) }
+func (r *Rotator) Ready(ctx context.Context) error { return r.cur.Load().h.Ready(ctx) }
 
 // CheckUpstream is the current handler's CheckUpstream.
-func (r *ICERotator) CheckUpstream(ctx context.Context) error {
+func (r *Rotator) CheckUpstream(ctx context.Context) error {
 	return r.cur.Load().h.CheckUpstream(ctx)
 }
 
 // Drop is the current handler's Drop. A credential of a key switched away from is dropped from
 // the cache, but revoking it with the current key fails, and the error says so.
-func (r *ICERotator) Drop(ctx context.Context, identity string, revoke bool) error {
+func (r *Rotator) Drop(ctx context.Context, identity string, revoke bool) error {
 	return r.cur.Load().h.Drop(ctx, identity, revoke)
 }
 
@@ -101,14 +103,14 @@ func (r *ICERotator) Drop(ctx context.Context, identity string, revoke bool) err
 // credential is then revoked) and switches only if that works; otherwise it returns the error,
 // naming the key ID but never its secret, and the current key stays. Rotating to the key in use
 // checks it again and changes nothing else.
-func (r *ICERotator) Rotate(ctx context.Context, p ICERotateParams) error {
+func (r *Rotator) Rotate(ctx context.Context, p RotateParams) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	old := r.cur.Load()
 	next := &rotation{keyID: p.KeyID, base: old.base, memory: old.memory}
 	if p.Store != nil {
 		next.base, next.memory = p.Store, nil
-		if m, ok := p.Store.(*MemoryICEStore); ok {
+		if m, ok := p.Store.(*MemoryStore); ok {
 			next.memory = m
 		}
 	}
@@ -123,21 +125,21 @@ func (r *ICERotator) Rotate(ctx context.Context, p ICERotateParams) error {
 		// The old key's store is left behind; a kept store serves nothing cached before now.
 		cfg.Store = next.base
 		if next.base == old.base {
-			cfg.Store = &freshSince{ICEStore: next.base, since: now()}
+			cfg.Store = &freshSince{Store: next.base, since: now()}
 		}
 	case next.base != old.base:
-		cfg.Store = &previousKeyStore{ICEStore: next.base, old: old.base}
+		cfg.Store = &previousKeyStore{Store: next.base, old: old.base}
 	default:
 		cfg.Store = next.base
 	}
-	h, err := NewICEHandler(cfg)
+	h, err := NewHandler(cfg)
 	if err != nil {
 		return err
 	}
 	if err := h.CheckUpstream(ctx); err != nil {
-		r.log(ctx, slog.LevelWarn, "turn: ICE rotator: new key refused, still serving with the old one",
+		r.log(ctx, slog.LevelWarn, "iceserve: rotator: new key refused, still serving with the old one",
 			"key_id", p.KeyID, "old_key_id", old.keyID, "error", err.Error())
-		return fmt.Errorf("turn: ICE rotator: key %s refused, still serving with key %s: the check mint failed: %w", p.KeyID, old.keyID, err)
+		return fmt.Errorf("iceserve: rotator: key %s refused, still serving with key %s: the check mint failed: %w", p.KeyID, old.keyID, err)
 	}
 	next.h = h
 	r.cur.Store(next)
@@ -146,11 +148,11 @@ func (r *ICERotator) Rotate(ctx context.Context, p ICERotateParams) error {
 		addStats(&r.retired, r.recent[0].Stats())
 		r.recent = r.recent[1:]
 	}
-	r.log(ctx, slog.LevelInfo, "turn: ICE rotator: switched key", "key_id", p.KeyID, "old_key_id", old.keyID, "drop_cached", p.DropCached)
+	r.log(ctx, slog.LevelInfo, "iceserve: rotator: switched key", "key_id", p.KeyID, "old_key_id", old.keyID, "drop_cached", p.DropCached)
 	return nil
 }
 
-func (r *ICERotator) log(ctx context.Context, level slog.Level, msg string, args ...any) {
+func (r *Rotator) log(ctx context.Context, level slog.Level, msg string, args ...any) {
 	if r.cfg.Logger != nil {
 		r.cfg.Logger.Log(ctx, level, msg, args...)
 	}
@@ -158,7 +160,7 @@ func (r *ICERotator) log(ctx context.Context, level slog.Level, msg string, args
 
 // Stats returns the counters of every handler the rotator has used, summed: counters never go
 // back at a switch. Identities and Callers are the current store's (in-memory stores only).
-func (r *ICERotator) Stats() ICEHandlerStats {
+func (r *Rotator) Stats() Stats {
 	r.mu.Lock()
 	st := emptyStats()
 	addStats(&st, r.retired)
@@ -175,11 +177,11 @@ func (r *ICERotator) Stats() ICEHandlerStats {
 	return st
 }
 
-func emptyStats() ICEHandlerStats {
-	return ICEHandlerStats{Refused: map[string]int64{}, UpstreamErrors: map[string]int64{}}
+func emptyStats() Stats {
+	return Stats{Refused: map[string]int64{}, UpstreamErrors: map[string]int64{}}
 }
 
-func addStats(sum *ICEHandlerStats, st ICEHandlerStats) {
+func addStats(sum *Stats, st Stats) {
 	sum.UpstreamCalls += st.UpstreamCalls
 	sum.CacheHits += st.CacheHits
 	sum.StaleServes += st.StaleServes
@@ -192,22 +194,15 @@ func addStats(sum *ICEHandlerStats, st ICEHandlerStats) {
 	}
 }
 
-func cmpOr(v, def int) int {
-	if v == 0 {
-		return def
-	}
-	return v
-}
-
 // previousKeyStore is the new key's store that also answers, until they need refreshing, the
 // credentials the previous key's store cached. Everything else goes to the new key's store.
 type previousKeyStore struct {
-	ICEStore
-	old ICEStore
+	Store
+	old Store
 }
 
-func (s *previousKeyStore) Credential(ctx context.Context, key string) (*ICECredential, error) {
-	c, err := s.ICEStore.Credential(ctx, key)
+func (s *previousKeyStore) Credential(ctx context.Context, key string) (*Credential, error) {
+	c, err := s.Store.Credential(ctx, key)
 	if c != nil || err != nil {
 		return c, err
 	}
@@ -218,8 +213,8 @@ func (s *previousKeyStore) Credential(ctx context.Context, key string) (*ICECred
 	return nil, nil
 }
 
-func (s *previousKeyStore) DropCredential(ctx context.Context, key string) (*ICECredential, error) {
-	c, err := s.ICEStore.DropCredential(ctx, key)
+func (s *previousKeyStore) DropCredential(ctx context.Context, key string) (*Credential, error) {
+	c, err := s.Store.DropCredential(ctx, key)
 	oc, oerr := s.old.DropCredential(ctx, key)
 	if c == nil {
 		c = oc
@@ -230,12 +225,12 @@ func (s *previousKeyStore) DropCredential(ctx context.Context, key string) (*ICE
 // freshSince is a store that serves no credential sent before since: a switch that drops the
 // credentials cached with the old key but keeps the store and its limits.
 type freshSince struct {
-	ICEStore
+	Store
 	since time.Time
 }
 
-func (s *freshSince) Credential(ctx context.Context, key string) (*ICECredential, error) {
-	c, err := s.ICEStore.Credential(ctx, key)
+func (s *freshSince) Credential(ctx context.Context, key string) (*Credential, error) {
+	c, err := s.Store.Credential(ctx, key)
 	if c != nil && c.Sent.Before(s.since) {
 		return nil, err
 	}

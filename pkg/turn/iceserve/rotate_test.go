@@ -1,4 +1,4 @@
-package turn_test
+package iceserve_test
 
 import (
 	"bytes"
@@ -17,7 +17,8 @@ import (
 	"github.com/cfturn/cfturn/internal/redisserver"
 	"github.com/cfturn/cfturn/internal/syncbuf"
 	"github.com/cfturn/cfturn/pkg/turn"
-	"github.com/cfturn/cfturn/pkg/turn/turnredis"
+	"github.com/cfturn/cfturn/pkg/turn/iceserve"
+	"github.com/cfturn/cfturn/pkg/turn/iceserve/redisstore"
 	"github.com/cfturn/cfturn/pkg/turn/turntest"
 )
 
@@ -118,14 +119,14 @@ type rotEnv struct {
 	ledger   *mintLedger
 	client   *turn.Client
 	old, new turn.KeyWithSecret
-	rot      *turn.ICERotator
+	rot      *iceserve.Rotator
 	srv      *httptest.Server
 	clock    *rotClock
 	logs     *syncbuf.Buffer
 }
 
-// rotSetup serves an ICERotator on the old of two keys of the fake, the identity in X-User.
-func rotSetup(t *testing.T, cfg turn.ICEHandlerConfig) *rotEnv {
+// rotSetup serves an Rotator on the old of two keys of the fake, the identity in X-User.
+func rotSetup(t *testing.T, cfg iceserve.Config) *rotEnv {
 	t.Helper()
 	fake := turntest.New()
 	ledger := &mintLedger{fake: fake, byUser: map[string]string{}, mints: map[string]int{}}
@@ -150,7 +151,7 @@ func rotSetup(t *testing.T, cfg turn.ICEHandlerConfig) *rotEnv {
 		cfg.TTL = time.Hour
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	if e.rot, err = turn.NewICERotator(cfg); err != nil {
+	if e.rot, err = iceserve.NewRotator(cfg); err != nil {
 		t.Fatal(err)
 	}
 	e.srv = httptest.NewServer(e.rot)
@@ -194,10 +195,10 @@ func rotGet(t *testing.T, srv *httptest.Server, user string) string {
 	return ""
 }
 
-// TestICERotatorSwitchesKey: after Rotate new mints use the new key, credentials cached with the
+// TestRotatorSwitchesKey: after Rotate new mints use the new key, credentials cached with the
 // old one are served until their refresh, and the counters never go back.
-func TestICERotatorSwitchesKey(t *testing.T) {
-	e := rotSetup(t, turn.ICEHandlerConfig{})
+func TestRotatorSwitchesKey(t *testing.T) {
+	e := rotSetup(t, iceserve.Config{})
 	ctx := context.Background()
 	alice := rotGet(t, e.srv, "alice")
 	if e.ledger.keyOf(alice) != e.old.ID {
@@ -205,7 +206,7 @@ func TestICERotatorSwitchesKey(t *testing.T) {
 	}
 	before := e.rot.Stats()
 
-	if err := e.rot.Rotate(ctx, turn.ICERotateParams{KeyID: e.new.ID, KeySecret: e.new.Secret}); err != nil {
+	if err := e.rot.Rotate(ctx, iceserve.RotateParams{KeyID: e.new.ID, KeySecret: e.new.Secret}); err != nil {
 		t.Fatal(err)
 	}
 	if e.rot.KeyID() != e.new.ID || e.ledger.minted(e.new.ID) != 1 {
@@ -237,13 +238,13 @@ func TestICERotatorSwitchesKey(t *testing.T) {
 	}
 }
 
-// TestICERotatorRefusesBadKey: a key whose check mint fails is refused, logged without its
+// TestRotatorRefusesBadKey: a key whose check mint fails is refused, logged without its
 // secret, and the old key keeps serving.
-func TestICERotatorRefusesBadKey(t *testing.T) {
-	e := rotSetup(t, turn.ICEHandlerConfig{})
+func TestRotatorRefusesBadKey(t *testing.T) {
+	e := rotSetup(t, iceserve.Config{})
 	ctx := context.Background()
 	wrong := turn.NewSecret(strings.Repeat("f", 64))
-	for name, p := range map[string]turn.ICERotateParams{
+	for name, p := range map[string]iceserve.RotateParams{
 		"wrong secret":  {KeyID: e.new.ID, KeySecret: wrong},
 		"unknown key":   {KeyID: strings.Repeat("0", 32), KeySecret: e.new.Secret},
 		"malformed key": {KeyID: "short", KeySecret: e.new.Secret},
@@ -270,13 +271,13 @@ func TestICERotatorRefusesBadKey(t *testing.T) {
 	}
 }
 
-// TestICERotatorDropCached: with DropCached, a credential cached with the old key is not served
+// TestRotatorDropCached: with DropCached, a credential cached with the old key is not served
 // again; the caller's rate limit carries over.
-func TestICERotatorDropCached(t *testing.T) {
-	e := rotSetup(t, turn.ICEHandlerConfig{})
+func TestRotatorDropCached(t *testing.T) {
+	e := rotSetup(t, iceserve.Config{})
 	alice := rotGet(t, e.srv, "alice")
 	e.clock.Advance(time.Second)
-	if err := e.rot.Rotate(context.Background(), turn.ICERotateParams{KeyID: e.new.ID, KeySecret: e.new.Secret, DropCached: true}); err != nil {
+	if err := e.rot.Rotate(context.Background(), iceserve.RotateParams{KeyID: e.new.ID, KeySecret: e.new.Secret, DropCached: true}); err != nil {
 		t.Fatal(err)
 	}
 	if again := rotGet(t, e.srv, "alice"); again == alice || e.ledger.keyOf(again) != e.new.ID {
@@ -288,10 +289,10 @@ func TestICERotatorDropCached(t *testing.T) {
 	}
 }
 
-// TestICERotatorInFlight: a request whose mint is running when the key changes finishes, with a
+// TestRotatorInFlight: a request whose mint is running when the key changes finishes, with a
 // credential of the key it started with.
-func TestICERotatorInFlight(t *testing.T) {
-	e := rotSetup(t, turn.ICEHandlerConfig{})
+func TestRotatorInFlight(t *testing.T) {
+	e := rotSetup(t, iceserve.Config{})
 	arrived, release := e.ledger.holdMints(e.old.ID)
 	defer release()
 	done := make(chan string)
@@ -315,7 +316,7 @@ func TestICERotatorInFlight(t *testing.T) {
 		done <- u
 	}()
 	<-arrived
-	if err := e.rot.Rotate(context.Background(), turn.ICERotateParams{KeyID: e.new.ID, KeySecret: e.new.Secret}); err != nil {
+	if err := e.rot.Rotate(context.Background(), iceserve.RotateParams{KeyID: e.new.ID, KeySecret: e.new.Secret}); err != nil {
 		t.Fatal(err)
 	}
 	if u := rotGet(t, e.srv, "quick"); e.ledger.keyOf(u) != e.new.ID {
@@ -328,29 +329,29 @@ func TestICERotatorInFlight(t *testing.T) {
 	}
 }
 
-// TestICERotatorRedisReplicas: two replicas share one redis-server during a rollout, one switched
+// TestRotatorRedisReplicas: two replicas share one redis-server during a rollout, one switched
 // to the new key and one still on the old. Neither serves the other key's cached credentials as
 // its own mint nor fails on them: the other key's entries are misses, and each answer is a live
 // credential.
-func TestICERotatorRedisReplicas(t *testing.T) {
+func TestRotatorRedisReplicas(t *testing.T) {
 	rs := redisserver.Start(t)
-	e := rotSetup(t, turn.ICEHandlerConfig{})
+	e := rotSetup(t, iceserve.Config{})
 	ctx := context.Background()
-	store := func(k turn.KeyWithSecret) *turnredis.Store {
-		rdb, err := turnredis.NewClient("redis://" + rs.Addr)
+	store := func(k turn.KeyWithSecret) *redisstore.Store {
+		rdb, err := redisstore.NewClient("redis://" + rs.Addr)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { rdb.Close() })
-		s, err := turnredis.New(rdb, turnredis.Options{KeyID: k.ID, KeySecret: k.Secret, LocalTTL: time.Nanosecond})
+		s, err := redisstore.New(rdb, redisstore.Options{KeyID: k.ID, KeySecret: k.Secret, LocalTTL: time.Nanosecond})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { s.Close() })
 		return s
 	}
-	replica := func(k turn.KeyWithSecret) (*turn.ICERotator, *httptest.Server) {
-		r, err := turn.NewICERotator(turn.ICEHandlerConfig{Client: e.client, KeyID: k.ID, KeySecret: k.Secret, Store: store(k),
+	replica := func(k turn.KeyWithSecret) (*iceserve.Rotator, *httptest.Server) {
+		r, err := iceserve.NewRotator(iceserve.Config{Client: e.client, KeyID: k.ID, KeySecret: k.Secret, Store: store(k),
 			IdentityHeader: "X-User", RatePerMinute: -1, TTL: time.Hour})
 		if err != nil {
 			t.Fatal(err)
@@ -367,7 +368,7 @@ func TestICERotatorRedisReplicas(t *testing.T) {
 		t.Fatalf("replicas on one key do not share the cache: %s and %s", alice, got)
 	}
 	// A switches; B is not rolled yet.
-	if err := a.Rotate(ctx, turn.ICERotateParams{KeyID: e.new.ID, KeySecret: e.new.Secret, Store: store(e.new)}); err != nil {
+	if err := a.Rotate(ctx, iceserve.RotateParams{KeyID: e.new.ID, KeySecret: e.new.Secret, Store: store(e.new)}); err != nil {
 		t.Fatal(err)
 	}
 	if got := rotGet(t, srvA, "alice"); got != alice {

@@ -1,4 +1,4 @@
-package turn_test
+package iceserve_test
 
 import (
 	"context"
@@ -7,13 +7,14 @@ import (
 	"time"
 
 	"github.com/cfturn/cfturn/pkg/turn"
+	"github.com/cfturn/cfturn/pkg/turn/iceserve"
 	"github.com/cfturn/cfturn/pkg/turn/turntest"
 )
 
 // Switch the credential server to a new TURN key without a restart, as after
 // `cfturn keys rotate`: a bad key is refused and the old one keeps serving.
-func ExampleICERotator() {
-	fake := turntest.NewServer(turntest.WithoutRelay()) // stands in for Cloudflare
+func ExampleRotator() {
+	fake := turntest.NewServer() // stands in for Cloudflare
 	defer fake.Close()
 	ctx := context.Background()
 	client := fake.Client()
@@ -21,7 +22,7 @@ func ExampleICERotator() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	rot, err := turn.NewICERotator(turn.ICEHandlerConfig{
+	rot, err := iceserve.NewRotator(iceserve.Config{
 		Client: client, KeyID: oldKey.ID, KeySecret: oldKey.Secret, TTL: 4 * time.Hour, IdentityHeader: "X-User",
 	})
 	if err != nil {
@@ -33,9 +34,9 @@ func ExampleICERotator() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	err = rot.Rotate(ctx, turn.ICERotateParams{KeyID: newKey.ID, KeySecret: oldKey.Secret}) // wrong secret
+	err = rot.Rotate(ctx, iceserve.RotateParams{KeyID: newKey.ID, KeySecret: oldKey.Secret}) // wrong secret
 	fmt.Println("refused:", err != nil, "still on the old key:", rot.KeyID() == oldKey.ID)
-	err = rot.Rotate(ctx, turn.ICERotateParams{KeyID: newKey.ID, KeySecret: newKey.Secret})
+	err = rot.Rotate(ctx, iceserve.RotateParams{KeyID: newKey.ID, KeySecret: newKey.Secret})
 	fmt.Println("switched:", err == nil, "on the new key:", rot.KeyID() == newKey.ID)
 	// Output:
 	// refused: true still on the old key: true
