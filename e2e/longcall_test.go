@@ -68,6 +68,9 @@ func TestLongCall(t *testing.T) {
 			want := s.Sent
 			s = waitCall(t, tab, 5*time.Second, "the last message", func(s callState) bool { return len(s.Received) >= want })
 			checkMessages(t, s, 2*time.Second)
+			if t.Failed() {
+				t.Logf("page log:\n%s", pageLog(tab))
+			}
 			for _, peer := range []string{"A", "B"} {
 				// 90 s on 20 s credentials refreshed at 60 % of their life: a restart every 12 s.
 				if n := s.count(peer, "restarted", 0); n < 5 {

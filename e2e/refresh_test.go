@@ -230,7 +230,13 @@ func checkMessages(t *testing.T, s callState, maxGap time.Duration) {
 		t.Errorf("%d messages sent, %d received", s.Sent, len(s.Received))
 	}
 	if gap := time.Duration(worst * float64(time.Millisecond)); gap > maxGap {
-		t.Errorf("longest gap between messages %v, over %v", gap, maxGap)
+		at := 0.0
+		for i := 1; i < len(s.Received); i++ {
+			if s.Received[i].T-s.Received[i-1].T == worst {
+				at = s.Received[i].T
+			}
+		}
+		t.Errorf("longest gap between messages %v, over %v, ending at %.3f s", gap, maxGap, at/1000)
 	}
 	t.Logf("%d messages, longest gap %.0f ms", len(s.Received), worst)
 }
