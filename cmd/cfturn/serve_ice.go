@@ -132,7 +132,7 @@ your own coturn, merged into every answer or as a fallback (--coturn-mode).`,
 			return a.serveICE(cmd.Context(), o, cfg, h, m)
 		},
 	}
-	flags.register(cmd, "the TURN key's ID (required)")
+	flags.register(cmd, "the TURN key's ID (required unless --key-id-file)")
 	f := cmd.Flags()
 	reload.register(f)
 	f.StringVar(&o.addr, "addr", "127.0.0.1:8080", "address to listen on")
