@@ -17,7 +17,6 @@ import (
 
 	"github.com/cfturn/cfturn/pkg/turn"
 	"github.com/cfturn/cfturn/pkg/turn/iceserve"
-	"github.com/cfturn/cfturn/pkg/turn/iceserve/redisstore"
 	"github.com/cfturn/cfturn/pkg/turn/turnjs"
 )
 
@@ -37,9 +36,9 @@ type serveICEOptions struct {
 	maxConns    int
 	perSource   int
 	clientIP    string
-	adminAddr   string            // where /readyz and /metrics go instead of the public listener
-	store       *redisstore.Store // set when Redis is in use
-	interop     interopOptions    // TURN REST, Matrix and coturn
+	adminAddr   string         // where /readyz and /metrics go instead of the public listener
+	store       *redisStores   // set when Redis is in use: the store of the key in use
+	interop     interopOptions // TURN REST, Matrix and coturn
 	x           *interop
 }
 
@@ -111,11 +110,13 @@ your own coturn, merged into every answer or as a fallback (--coturn-mode).`,
 				return err
 			}
 			defer closeStore()
-			var newStore func(string, turn.Secret) (iceserve.Store, error)
+			var stores *redisStores
+			var newStore func(string, turn.Secret) (iceserve.Store, func(), error)
 			if store != nil {
-				cfg.Store, o.store = store, store
+				stores = newRedisStores(store)
+				cfg.Store, o.store = store, stores
 				var closeNew func()
-				newStore, closeNew = a.redisStoreFactory(o.redisURL, o.redisCA, logger)
+				newStore, closeNew = stores.factory(a, o.redisURL, o.redisCA, logger)
 				defer closeNew()
 			}
 			m := newICEMetrics()
@@ -126,9 +127,9 @@ your own coturn, merged into every answer or as a fallback (--coturn-mode).`,
 			}
 			m.register(h)
 			if store != nil {
-				m.reg.MustRegister(newRedisCollector(store))
+				m.reg.MustRegister(newRedisCollector(stores))
 			}
-			defer a.startKeyWatch(cmd.Context(), &reload, &flags, h, secret, newStore, logger)()
+			defer a.startKeyWatch(cmd.Context(), &reload, &flags, h, secret, stores, newStore, logger)()
 			return a.serveICE(cmd.Context(), o, cfg, h, m)
 		},
 	}

@@ -96,11 +96,11 @@ func (q quietRedisLogger) Printf(ctx context.Context, format string, v ...any) {
 
 // redisCollector exposes the store's state to Prometheus.
 type redisCollector struct {
-	s                   *redisstore.Store
+	s                   interface{ Stats() redisstore.Stats }
 	up, calls, failures *prometheus.Desc
 }
 
-func newRedisCollector(s *redisstore.Store) *redisCollector {
+func newRedisCollector(s interface{ Stats() redisstore.Stats }) *redisCollector {
 	return &redisCollector{
 		s:        s,
 		up:       prometheus.NewDesc("cfturn_redis_up", "1 while Redis answered the store's last real operation (a script), 0 while this replica runs on local state.", nil, nil),

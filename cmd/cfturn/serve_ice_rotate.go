@@ -87,7 +87,8 @@ type keyWatcher struct {
 	flags    *iceFlags
 	rot      *iceserve.Rotator
 	logger   *slog.Logger
-	newStore func(keyID string, secret turn.Secret) (iceserve.Store, error) // nil: keep the store
+	newStore func(keyID string, secret turn.Secret) (iceserve.Store, func(), error) // nil: keep the store
+	switched func(iceserve.Store)                                                   // told of a new store in use
 	getenv   func(string) string
 
 	current, refused [sha256.Size]byte // fingerprints of the key in use and of the last refused
@@ -140,8 +141,9 @@ func (w *keyWatcher) check(ctx context.Context, forced bool) {
 	}
 	w.logger.Info("cfturn serve-ice: new key found, checking it", "key_id", keyID, "old_key_id", w.rot.KeyID())
 	p := iceserve.RotateParams{KeyID: keyID, KeySecret: secret, DropCached: w.k.dropCached}
+	release := func() {}
 	if w.newStore != nil {
-		if p.Store, err = w.newStore(keyID, secret); err != nil {
+		if p.Store, release, err = w.newStore(keyID, secret); err != nil {
 			w.logger.Warn("cfturn serve-ice: new key refused, still serving with the old one", "key_id", keyID, "error", err.Error())
 			w.refused = fp
 			return
@@ -149,8 +151,12 @@ func (w *keyWatcher) check(ctx context.Context, forced bool) {
 	}
 	// The rotator logs the switch or the refusal.
 	if err := w.rot.Rotate(ctx, p); err != nil {
+		release()
 		w.refused = fp
 		return
+	}
+	if p.Store != nil && w.switched != nil {
+		w.switched(p.Store)
 	}
 	w.current, w.refused = fp, [sha256.Size]byte{}
 }
@@ -182,9 +188,12 @@ func (w *keyWatcher) watch(ctx context.Context, hup <-chan os.Signal) {
 // startKeyWatch runs the watcher until ctx ends or the returned function, which waits for it to
 // end, is called.
 func (a *app) startKeyWatch(ctx context.Context, k *keyReload, flags *iceFlags, rot *iceserve.Rotator, secret turn.Secret,
-	newStore func(string, turn.Secret) (iceserve.Store, error), logger *slog.Logger) (stop func()) {
+	stores *redisStores, newStore func(string, turn.Secret) (iceserve.Store, func(), error), logger *slog.Logger) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	w := &keyWatcher{k: k, flags: flags, rot: rot, logger: logger, newStore: newStore, getenv: a.getenv}
+	if stores != nil {
+		w.switched = func(s iceserve.Store) { stores.switched(s.(*redisstore.Store)) }
+	}
 	w.current = fingerprint(rot.KeyID(), secret)
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -200,12 +209,51 @@ func (a *app) startKeyWatch(ctx context.Context, k *keyReload, flags *iceFlags, 
 	}
 }
 
-// redisStoreFactory returns a function that makes the Redis store of another key, each on a client
-// of its own to the Redis serve-ice started with, and a function that closes them all.
-func (a *app) redisStoreFactory(flagURL, caFile string, logger *slog.Logger) (func(string, turn.Secret) (iceserve.Store, error), func()) {
-	var mu sync.Mutex
-	var closers []func()
-	newStore := func(keyID string, secret turn.Secret) (iceserve.Store, error) {
+// redisStores is serve-ice's Redis store of the key in use, switched with the key, for /readyz
+// and /metrics: counters are summed over every store used, so they never go back.
+type redisStores struct {
+	mu      sync.Mutex
+	cur     *redisstore.Store
+	used    []*redisstore.Store
+	closers []func()
+}
+
+func newRedisStores(first *redisstore.Store) *redisStores { return &redisStores{cur: first} }
+
+// Healthy is the current store's.
+func (r *redisStores) Healthy() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.cur.Healthy()
+}
+
+// Stats sums the counters of every store; the rest is the current store's.
+func (r *redisStores) Stats() redisstore.Stats {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st := r.cur.Stats()
+	for _, s := range r.used {
+		o := s.Stats()
+		st.RedisCalls += o.RedisCalls
+		st.RedisFailures += o.RedisFailures
+	}
+	return st
+}
+
+// switched makes s the current store; the one before still serves the old key's cached
+// credentials until their refresh, so it stays open.
+func (r *redisStores) switched(s *redisstore.Store) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.used = append(r.used, r.cur)
+	r.cur = s
+}
+
+// factory returns a function that makes the Redis store of another key, each on a client of its
+// own to the Redis serve-ice started with, and a function that closes every store it made. A store
+// that Rotate refuses is closed at once by the watcher (release).
+func (r *redisStores) factory(a *app, flagURL, caFile string, logger *slog.Logger) (func(string, turn.Secret) (iceserve.Store, func(), error), func()) {
+	newStore := func(keyID string, secret turn.Secret) (iceserve.Store, func(), error) {
 		raw := flagURL
 		if raw == "" {
 			raw = a.getenv(redisURLEnv)
@@ -216,22 +264,24 @@ func (a *app) redisStoreFactory(flagURL, caFile string, logger *slog.Logger) (fu
 		}
 		rdb, err := redisstore.NewClient(raw, configure...)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		store, err := redisstore.New(rdb, redisstore.Options{KeyID: keyID, KeySecret: secret, Logger: logger})
 		if err != nil {
 			rdb.Close()
-			return nil, err
+			return nil, nil, err
 		}
-		mu.Lock()
-		closers = append(closers, func() { store.Close(); rdb.Close() })
-		mu.Unlock()
-		return store, nil
+		var once sync.Once
+		release := func() { once.Do(func() { store.Close(); rdb.Close() }) }
+		r.mu.Lock()
+		r.closers = append(r.closers, release)
+		r.mu.Unlock()
+		return store, release, nil
 	}
 	return newStore, func() {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range closers {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		for _, c := range r.closers {
 			c()
 		}
 	}

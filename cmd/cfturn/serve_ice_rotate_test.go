@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -209,11 +210,19 @@ func TestServeICEKeyRotationRedis(t *testing.T) {
 	e := startRotation(t, env, "--key-poll", "20ms")
 	old := startServeICEOn(t, e.srv, e.old, env, "--identity-header", "X-User")
 	alice := e.username(t, "alice")
+	callsBefore := redisCalls(t, e.serveICEEnv)
 
 	writeFile(t, e.secretFn, e.new.Secret.Reveal())
 	writeFile(t, e.idFile, e.new.ID)
 	e.waitLog(t, "switched key", 1)
 	bob := e.username(t, "bob")
+	// /readyz and /metrics follow the new key's store, and the counters do not go back.
+	if code, body := e.get(t, "/readyz", ""); code != 200 || !strings.Contains(body, "redis: up") {
+		t.Errorf("/readyz after the switch: %d %q", code, body)
+	}
+	if after := redisCalls(t, e.serveICEEnv); after <= callsBefore {
+		t.Errorf("cfturn_redis_calls_total went from %d to %d across the switch", callsBefore, after)
+	}
 	if !e.mintsWith(t, e.new) {
 		t.Fatal("after the switch serve-ice does not mint with the new key")
 	}
@@ -233,4 +242,16 @@ func TestServeICEKeyRotationRedis(t *testing.T) {
 	if code, body := old.get(t, "/", "bob"); code != 200 || strings.Contains(body, bob) {
 		t.Errorf("the old-key replica served the new key's credential for bob, or failed: %d %s", code, body)
 	}
+}
+
+// redisCalls reads cfturn_redis_calls_total from serve-ice's /metrics.
+func redisCalls(t *testing.T, e *serveICEEnv) int {
+	t.Helper()
+	_, metrics := e.get(t, "/metrics", "")
+	m := regexp.MustCompile(`(?m)^cfturn_redis_calls_total (\d+)`).FindStringSubmatch(metrics)
+	if m == nil {
+		t.Fatalf("/metrics has no cfturn_redis_calls_total:\n%s", metrics)
+	}
+	n, _ := strconv.Atoi(m[1])
+	return n
 }
