@@ -68,7 +68,7 @@ func TestLongCall(t *testing.T) {
 			})
 			// Let the last message land.
 			want := s.Sent
-			s = waitCall(t, tab, 5*time.Second, "the last message", func(s callState) bool { return len(s.Received) >= want })
+			s = waitCall(t, tab, 15*time.Second, "the last message", func(s callState) bool { return len(s.Received) >= want })
 			checkMessages(t, s, 2*time.Second)
 			if t.Failed() {
 				t.Logf("page log:\n%s", pageLog(tab))

@@ -143,8 +143,9 @@ type callEvent struct {
 type callState struct {
 	Events   []callEvent `json:"events"`
 	Received []struct {
-		N int     `json:"n"`
-		T float64 `json:"t"`
+		N    int     `json:"n"`
+		T    float64 `json:"t"`    // performance.now() when it arrived, ms
+		Sent float64 `json:"sent"` // performance.now() when it was sent, ms (one page, one clock)
 	} `json:"received"`
 	Sent        int     `json:"sent"`
 	Opened      bool    `json:"opened"`
@@ -211,34 +212,43 @@ func pageLog(tab context.Context) string {
 	return log
 }
 
-// checkMessages fails unless every message A sent arrived, in order, with no gap over maxGap.
+// checkMessages fails unless every message A sent arrived, in order, none delayed on the way by
+// more than maxGap, and none later than maxGap after the one before unless the sender itself
+// paused (a page starved of CPU fires its timer late; that is no gap in the path).
 func checkMessages(t *testing.T, s callState, maxGap time.Duration) {
 	t.Helper()
 	if len(s.Received) == 0 {
 		t.Fatal("no message arrived")
 	}
-	worst := 0.0
+	limit := float64(maxGap / time.Millisecond)
+	worstGap, worstDelay, at := 0.0, 0.0, 0.0
 	for i, m := range s.Received {
 		if m.N != i {
 			t.Fatalf("message %d arrived as number %d: messages were lost (%d sent, %d received)", i, m.N, s.Sent, len(s.Received))
 		}
-		if i > 0 {
-			worst = max(worst, m.T-s.Received[i-1].T)
+		worstDelay = max(worstDelay, m.T-m.Sent)
+		if i == 0 {
+			continue
+		}
+		gap, senderGap := m.T-s.Received[i-1].T, m.Sent-s.Received[i-1].Sent
+		if gap > limit && senderGap > limit-500 {
+			t.Logf("message %d came %.0f ms after the one before, but was sent %.0f ms after it: the page was starved", i, gap, senderGap)
+			continue
+		}
+		if gap > worstGap {
+			worstGap, at = gap, m.T
 		}
 	}
 	if s.Sent-len(s.Received) > 1 { // one may be in flight
 		t.Errorf("%d messages sent, %d received", s.Sent, len(s.Received))
 	}
-	if gap := time.Duration(worst * float64(time.Millisecond)); gap > maxGap {
-		at := 0.0
-		for i := 1; i < len(s.Received); i++ {
-			if s.Received[i].T-s.Received[i-1].T == worst {
-				at = s.Received[i].T
-			}
-		}
-		t.Errorf("longest gap between messages %v, over %v, ending at %.3f s", gap, maxGap, at/1000)
+	if worstGap > limit {
+		t.Errorf("longest gap between messages %.0f ms, over %v, ending at %.3f s", worstGap, maxGap, at/1000)
 	}
-	t.Logf("%d messages, longest gap %.0f ms", len(s.Received), worst)
+	if worstDelay > limit {
+		t.Errorf("a message took %.0f ms to arrive, over %v", worstDelay, maxGap)
+	}
+	t.Logf("%d messages, longest gap %.0f ms, longest delay on the way %.0f ms", len(s.Received), worstGap, worstDelay)
 }
 
 // TestHelperRecoversFromEndpointTrouble runs cfturn.js in headless Chromium against an endpoint
@@ -342,12 +352,12 @@ func TestHelperRecoversFromEndpointTrouble(t *testing.T) {
 	}
 	checkMessages(t, s, 2*time.Second)
 
-	// Closed, the peers need no credentials: each helper stops at its next timer without a fetch.
+	// Closed, the peers need no credentials: each helper stops within 2 s, without a fetch.
 	if _, err := chromedp.Run(tab, chromedp.Evaluate[any](`window.call.close()`)); err != nil {
 		t.Fatal(err)
 	}
 	requests, _ = ep.snapshot()
-	s = waitCall(t, tab, 20*time.Second, "both helpers to stop", func(s callState) bool {
+	s = waitCall(t, tab, 10*time.Second, "both helpers to stop", func(s callState) bool {
 		return s.count("A", "stop", 0) == 1 && s.count("B", "stop", 0) == 1
 	})
 	for _, e := range s.Events {

@@ -93,6 +93,7 @@ export class FetchError extends Error {
 }
 
 const maxAnswerBytes = 64 * 1024;
+const closeWatchMs = 2000;
 
 /**
  * Fetches ICE servers from a credential endpoint.
@@ -190,7 +191,8 @@ export function keepFresh(pc, options) {
  * - "restarted": the connection runs over the restarted ICE session, {reason, tookMs}.
  * - "retry": a fetch failed and will be retried, {attempt, status, retryAfterMs, delayMs, error}.
  * - "error": something else went wrong, {error}; the helper carries on.
- * - "stop": the helper stopped, {reason: "closed" | "stopped"}.
+ * - "stop": the helper stopped, {reason: "closed" | "stopped"}; "closed" within two seconds of
+ *   pc.close(), which fires no event of its own.
  */
 export class Refresher extends EventTarget {
   /** @type {RTCPeerConnection} */ #pc;
@@ -199,6 +201,7 @@ export class Refresher extends EventTarget {
   #stopped = false;
   /** @type {ReturnType<typeof setTimeout> | undefined} */ #refreshTimer;
   /** @type {ReturnType<typeof setTimeout> | undefined} */ #disconnectedTimer;
+  /** @type {ReturnType<typeof setInterval> | undefined} */ #closeWatch;
   /** @type {Promise<void> | null} */ #running = null;
   /** @type {string | null} */ #pending = null;
   #abort = new AbortController();
@@ -243,6 +246,8 @@ export class Refresher extends EventTarget {
     pc.addEventListener("iceconnectionstatechange", this.#onIceState);
     pc.addEventListener("connectionstatechange", this.#onIceState);
     pc.addEventListener("signalingstatechange", this.#onIceState);
+    // close() fires no event: look every few seconds, so the helper stops soon after it.
+    this.#closeWatch = setInterval(() => this.#checkClosed(), closeWatchMs);
     if (options.initial) {
       this.#current = options.initial;
       this.#resolveReady(options.initial);
@@ -279,6 +284,7 @@ export class Refresher extends EventTarget {
     this.#stopped = true;
     clearTimeout(this.#refreshTimer);
     clearTimeout(this.#disconnectedTimer);
+    clearInterval(this.#closeWatch);
     this.#abort.abort();
     this.#rejectReady(new Error("cfturn: stopped (" + reason + ") before the first credentials arrived"));
     for (const wake of this.#wakers) wake();
