@@ -1,6 +1,7 @@
 package iceserve
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -61,7 +62,7 @@ const maxRecentHandlers = 4
 func NewRotator(cfg Config) (*Rotator, error) {
 	rot := &rotation{keyID: cfg.KeyID, base: cfg.Store}
 	if cfg.Store == nil {
-		rot.memory = NewMemoryStore(cmpOr(cfg.MaxIdentities, DefaultMaxIdentities), cmpOr(cfg.MaxCallers, DefaultMaxCallers))
+		rot.memory = NewMemoryStore(cmp.Or(cfg.MaxIdentities, DefaultMaxIdentities), cmp.Or(cfg.MaxCallers, DefaultMaxCallers))
 		rot.base, cfg.Store = rot.memory, rot.memory
 	}
 	h, err := NewHandler(cfg)
