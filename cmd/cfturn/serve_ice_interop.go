@@ -135,7 +135,7 @@ func (x *interop) configure(cfg *iceserve.Config) {
 
 // mount serves the modes beside the browsers' endpoint, on the handler's own state, and
 // registers their metrics.
-func (x *interop) mount(mux *http.ServeMux, h *iceserve.Handler, m *iceMetrics, logger *slog.Logger) {
+func (x *interop) mount(mux *http.ServeMux, h *iceserve.Rotator, m *iceMetrics, logger *slog.Logger) {
 	if x.turnRESTPath != "" {
 		mux.Handle(x.turnRESTPath, h.TURNRESTHandler(x.turnRESTKeys))
 		logger.Info("cfturn serve-ice: TURN REST API on", "path", x.turnRESTPath)
@@ -156,7 +156,7 @@ func (x *interop) mount(mux *http.ServeMux, h *iceserve.Handler, m *iceMetrics, 
 // interopCollector exposes the coturn fallbacks and the Matrix token checks to Prometheus; the
 // modes' refusals are in cfturn_ice_refusals_total with the browsers'.
 type interopCollector struct {
-	h      *iceserve.Handler
+	h      interface{ Stats() iceserve.Stats }
 	matrix *iceserve.MatrixVerifier
 }
 

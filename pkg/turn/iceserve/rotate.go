@@ -94,6 +94,20 @@ func (r *Rotator) CheckUpstream(ctx context.Context) error {
 	return r.cur.Load().h.CheckUpstream(ctx)
 }
 
+// TURNRESTHandler is Handler.TURNRESTHandler, on the handler of the key in use at each request.
+func (r *Rotator) TURNRESTHandler(keys *TURNRESTKeys) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		r.cur.Load().h.TURNRESTHandler(keys).ServeHTTP(w, req)
+	})
+}
+
+// MatrixHandler is Handler.MatrixHandler, on the handler of the key in use at each request.
+func (r *Rotator) MatrixHandler(v *MatrixVerifier) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		r.cur.Load().h.MatrixHandler(v).ServeHTTP(w, req)
+	})
+}
+
 // Drop is the current handler's Drop. A credential of a key switched away from is dropped from
 // the cache, but revoking it with the current key fails, and the error says so.
 func (r *Rotator) Drop(ctx context.Context, identity string, revoke bool) error {
@@ -187,6 +201,7 @@ func addStats(sum *Stats, st Stats) {
 	sum.CacheHits += st.CacheHits
 	sum.StaleServes += st.StaleServes
 	sum.InFlight += st.InFlight
+	sum.CoturnFallbacks += st.CoturnFallbacks
 	for k, v := range st.Refused {
 		sum.Refused[k] += v
 	}

@@ -392,3 +392,38 @@ func TestRotatorRedisReplicas(t *testing.T) {
 		t.Error("the secret reached the logs")
 	}
 }
+
+// TestRotatorTURNREST: the TURN REST endpoint of a Rotator mints with the key in use at each
+// request, so Janus callers move to the new key with the browsers.
+func TestRotatorTURNREST(t *testing.T) {
+	e := rotSetup(t, iceserve.Config{})
+	restSecret := "0123456789abcdef0123456789abcdef"
+	keys, err := iceserve.NewTURNRESTKeys(turn.NewSecret(restSecret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(e.rot.TURNRESTHandler(keys))
+	t.Cleanup(srv.Close)
+	rest := func(user string) string {
+		t.Helper()
+		resp, err := srv.Client().Get(srv.URL + "/?service=turn&username=" + user + "&key=" + restSecret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var a struct{ Username string }
+		if err := json.NewDecoder(resp.Body).Decode(&a); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("TURN REST %s: %d %v", user, resp.StatusCode, err)
+		}
+		return a.Username
+	}
+	if u := rest("janus-1"); e.ledger.keyOf(u) != e.old.ID {
+		t.Fatalf("before the switch: key %q", e.ledger.keyOf(u))
+	}
+	if err := e.rot.Rotate(context.Background(), iceserve.RotateParams{KeyID: e.new.ID, KeySecret: e.new.Secret}); err != nil {
+		t.Fatal(err)
+	}
+	if u := rest("janus-2"); e.ledger.keyOf(u) != e.new.ID {
+		t.Errorf("after the switch a new TURN REST caller got key %q, want the new key", e.ledger.keyOf(u))
+	}
+}
