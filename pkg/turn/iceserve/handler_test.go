@@ -251,7 +251,7 @@ func TestHandlerRateLimit(t *testing.T) {
 }
 
 // Item 10: configuration is checked before anything is served.
-func TestNewICEHandlerValidates(t *testing.T) {
+func TestNewHandlerValidates(t *testing.T) {
 	c, _ := turn.NewClient(turn.WithGetenv(nil))
 	secret := turn.NewSecret(strings.Repeat("s", 64))
 	ok := iceserve.Config{Client: c, KeyID: testKeyID, KeySecret: secret}

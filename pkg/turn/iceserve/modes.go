@@ -64,12 +64,12 @@ func (h *Handler) fallback(w http.ResponseWriter, r *http.Request, id string, er
 	c, rerr := h.render(turn.ICEServers{Servers: []turn.ICEServer{server}}, now)
 	if rerr != nil {
 		// The coturn URLs are checked at start; nothing here depends on the request.
-		h.log(r.Context(), slog.LevelError, "turn: ICE handler: coturn fallback unusable", "error", rerr.Error())
+		h.log(r.Context(), slog.LevelError, "iceserve: coturn fallback unusable", "error", rerr.Error())
 		return false
 	}
 	h.fallbacks.Add(1)
 	if !h.fallingBack.Swap(true) {
-		h.log(r.Context(), slog.LevelWarn, "turn: ICE handler: Cloudflare cannot be minted from; answering coturn's servers",
+		h.log(r.Context(), slog.LevelWarn, "iceserve: Cloudflare cannot be minted from; answering coturn's servers",
 			"class", h.classify(err))
 	}
 	h.write(w, c.Body)
@@ -79,7 +79,7 @@ func (h *Handler) fallback(w http.ResponseWriter, r *http.Request, id string, er
 // recovered logs the end of a fallback spell, after a successful mint.
 func (h *Handler) recovered(ctx context.Context) {
 	if h.cfg.Coturn != nil && h.cfg.CoturnMode == CoturnFallback && h.fallingBack.Swap(false) {
-		h.log(ctx, slog.LevelInfo, "turn: ICE handler: Cloudflare minting again; coturn fallback over", "fallbacks", h.fallbacks.Load())
+		h.log(ctx, slog.LevelInfo, "iceserve: Cloudflare minting again; coturn fallback over", "fallbacks", h.fallbacks.Load())
 	}
 }
 

@@ -14,7 +14,7 @@ import (
 	"github.com/cfturn/cfturn/pkg/turn"
 )
 
-// Rotator serves ICE credentials like an Handler and switches to another TURN key without a
+// Rotator serves ICE credentials like a Handler and switches to another TURN key without a
 // restart. Rotate checks the new key with one mint and only then sends new requests to a handler
 // that mints with it; a request already running finishes with the key it started with, and a bad
 // key (the check mint fails) is refused while the old one goes on serving.
@@ -43,7 +43,7 @@ type rotation struct {
 type RotateParams struct {
 	KeyID     string      // the new TURN key's uid
 	KeySecret turn.Secret // its secret
-	// Store, when set, is the new key's store, for stores bound to a key such as turnredis's;
+	// Store, when set, is the new key's store, for stores bound to a key such as redisstore's;
 	// nil keeps the current store. Either way credentials the old store holds are served until
 	// their refresh unless DropCached is set. Closing a store replaced is the caller's business,
 	// once the requests in flight are done.
