@@ -13,10 +13,13 @@ import (
 )
 
 // Identity prefixes keep the modes' callers apart from the browsers' and from each other: a TURN
-// REST username "alice" and a browser identity "alice" share no cache entry and no limit.
+// REST username "alice" and a browser identity "alice" share no cache entry and no limit. They
+// start with a NUL byte, which no header carries and ServeHTTP refuses in a browser identity, so
+// a browser cannot name itself after a mode's caller.
 const (
-	turnRESTIdentityPrefix = "turn-rest:"
-	matrixIdentityPrefix   = "matrix:"
+	reservedIdentityStart  = "\x00"
+	turnRESTIdentityPrefix = reservedIdentityStart + "turn-rest:"
+	matrixIdentityPrefix   = reservedIdentityStart + "matrix:"
 )
 
 // Matrix's client-server API paths that answer TURN credentials.

@@ -265,3 +265,29 @@ func TestModesLogRefusalsWithoutSecrets(t *testing.T) {
 		t.Errorf("refusals %v, want one unauthorized and one unknown_token", st.Refused)
 	}
 }
+
+// A browser cannot take a mode's caller's credential by naming itself after it: the modes'
+// identities start with a byte no header carries, and one that does start so is refused.
+func TestModeIdentitiesCannotBeForged(t *testing.T) {
+	e := modesSetup(t, iceserve.Config{TTL: time.Hour, IdentityHeader: "X-User", Identity: func(r *http.Request) string {
+		if v := r.Header.Get("X-Raw"); v != "" {
+			return "\x00" + v // what a careless Identity function might return
+		}
+		return r.Header.Get("X-User")
+	}})
+	status, _, body := e.do(t, "GET", "/turn-rest", restQuery("alice"), nil)
+	if status != 200 {
+		t.Fatalf("TURN REST: %d %s", status, body)
+	}
+	rest := decodeAnswer(t, body)
+	for _, h := range []http.Header{{"X-User": {"turn-rest:alice"}}, {"X-User": {"\\x00turn-rest:alice"}}} {
+		status, _, body = e.do(t, "GET", "/", nil, h)
+		if status == 200 && strings.Contains(string(body), rest.Username) {
+			t.Errorf("browser %v got the TURN REST caller's credential", h)
+		}
+	}
+	status, _, _ = e.do(t, "GET", "/", nil, http.Header{"X-Raw": {"turn-rest:alice"}})
+	if status != http.StatusBadRequest {
+		t.Errorf("an identity starting with NUL: %d, want 400", status)
+	}
+}

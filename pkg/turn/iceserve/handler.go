@@ -492,6 +492,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case len(id) > h.cfg.MaxIdentityBytes:
 		h.refuse(w, r, refusedIdentityTooLong, http.StatusBadRequest, "caller identity over "+strconv.Itoa(h.cfg.MaxIdentityBytes)+" bytes", 0)
 		return
+	case strings.HasPrefix(id, reservedIdentityStart):
+		h.refuse(w, r, refusedBadRequest, http.StatusBadRequest, "caller identity starts with a NUL byte, which is reserved", 0)
+		return
 	}
 	var m mintRequest
 	if h.cfg.CustomIdentifier != nil {
