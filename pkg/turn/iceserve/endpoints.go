@@ -136,6 +136,7 @@ type matrixEndpoint struct {
 	serve    serveFunc
 	refused  refusedFunc
 	now      func() time.Time
+	cause    func(*http.Request, string) // logs why the homeserver could not say
 }
 
 func (e *matrixEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -174,6 +175,10 @@ func (e *matrixEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			reason = "unknown_token"
 		case http.StatusForbidden:
 			reason = "forbidden"
+		}
+		var down *MatrixUnavailableError
+		if errors.As(err, &down) {
+			e.cause(r, down.Reason)
 		}
 		e.refused(r, reason, status)
 		if retryAfter > 0 {

@@ -168,7 +168,8 @@ func TestTURNRESTEndpointPassesRefusalsOn(t *testing.T) {
 func bearer(token string) http.Header { return http.Header{"Authorization": {"Bearer " + token}} }
 
 func TestMatrixEndpoint(t *testing.T) {
-	e := modesSetup(t, iceserve.Config{TTL: time.Hour})
+	logs := &syncbuf.Buffer{}
+	e := modesSetup(t, iceserve.Config{TTL: time.Hour, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	e.hs.mu.Lock()
 	e.hs.tokens["tok-alice-phone"] = "@alice:example.org"
 	e.hs.mu.Unlock()
@@ -213,6 +214,9 @@ func TestMatrixEndpoint(t *testing.T) {
 	json.Unmarshal(body, &me)
 	if status != 503 || me.Errcode != "M_UNKNOWN" || hdr.Get("Retry-After") == "" {
 		t.Errorf("homeserver down: %d %s, Retry-After %q", status, body, hdr.Get("Retry-After"))
+	}
+	if !strings.Contains(logs.String(), "could not vouch for a token\" cause=unreachable") {
+		t.Errorf("the log does not say why the homeserver could not answer:\n%s", logs)
 	}
 	if n := e.mints(); n != 1 {
 		t.Errorf("%d mints after refusals, want 1", n)

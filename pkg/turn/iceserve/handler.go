@@ -202,6 +202,7 @@ type Handler struct {
 	refused                      [numRefusals]atomic.Int64
 	refusalLog                   [numRefusals]logSample
 	staleLog                     logSample
+	homeserverLog                logSample
 	upstreamErrs                 [numClasses]atomic.Int64
 
 	probeMu sync.Mutex

@@ -120,6 +120,15 @@ func (h *Handler) refusedBy(r *http.Request, reason string, status int) {
 	}
 }
 
+// logHomeserver logs why the homeserver could not vouch for a token (a timeout, an oversized or
+// garbled answer, a status, the lookup budget), one line a second, so that an operator can tell
+// an attack on the budget from a homeserver that is down.
+func (h *Handler) logHomeserver(r *http.Request, cause string) {
+	if unlogged, ok := h.homeserverLog.take(h.cfg.Now()); ok {
+		h.log(r.Context(), slog.LevelWarn, "iceserve: Matrix homeserver could not vouch for a token", "cause", cause, "unlogged_since", unlogged)
+	}
+}
+
 // TURNRESTHandler returns the TURN REST API endpoint (draft-uberti-behave-turn-rest-00, as coturn
 // and Janus's turn_rest_api speak it) on h: GET or POST with service=turn, username= and the API
 // key as key=, api= or a bearer token (see ParseTURNRESTRequest), answered
@@ -141,5 +150,5 @@ func (h *Handler) TURNRESTHandler(keys *TURNRESTKeys) http.Handler {
 // the homeserver or the upstream cannot answer; none of them mints. CORS is answered for any
 // origin, as the client-server API does.
 func (h *Handler) MatrixHandler(v *MatrixVerifier) http.Handler {
-	return &matrixEndpoint{verifier: v, serve: h.serveAuthenticated, refused: h.refusedBy, now: h.cfg.Now}
+	return &matrixEndpoint{verifier: v, serve: h.serveAuthenticated, refused: h.refusedBy, now: h.cfg.Now, cause: h.logHomeserver}
 }

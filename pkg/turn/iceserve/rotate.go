@@ -149,6 +149,9 @@ func (r *Rotator) Rotate(ctx context.Context, p RotateParams) error {
 	}
 	h, err := NewHandler(cfg)
 	if err != nil {
+		// A malformed key ID or secret: its error names the field, never the secret.
+		r.log(ctx, slog.LevelWarn, "iceserve: rotator: new key refused, still serving with the old one",
+			"key_id", p.KeyID, "old_key_id", old.keyID, "error", err.Error())
 		return err
 	}
 	if err := h.CheckUpstream(ctx); err != nil {

@@ -68,7 +68,9 @@ func NewTURNRESTKeys(keys ...turn.Secret) (*TURNRESTKeys, error) {
 // ReadTURNRESTKeys reads API keys from r, one a line; blank lines and lines starting with '#'
 // are skipped.
 func ReadTURNRESTKeys(r io.Reader) (*TURNRESTKeys, error) {
-	sc := bufio.NewScanner(io.LimitReader(r, MaxTURNRESTKeys*(MaxTURNRESTKeyBytes+64)))
+	const maxFile = MaxTURNRESTKeys * (MaxTURNRESTKeyBytes + 64)
+	lr := &io.LimitedReader{R: r, N: maxFile + 1}
+	sc := bufio.NewScanner(lr)
 	var keys []turn.Secret
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
@@ -79,6 +81,10 @@ func ReadTURNRESTKeys(r io.Reader) (*TURNRESTKeys, error) {
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("%w: reading the API keys: %v", ErrTURNRESTConfig, err)
+	}
+	if lr.N == 0 {
+		// Cut short, the last key read would be a prefix of the real one: refuse the file.
+		return nil, fmt.Errorf("%w: the API key file is over %d bytes", ErrTURNRESTConfig, maxFile)
 	}
 	return NewTURNRESTKeys(keys...)
 }

@@ -136,6 +136,11 @@ func TestNewTURNRESTKeysRefusesWeakKeys(t *testing.T) {
 	if _, err := iceserve.ReadTURNRESTKeys(strings.NewReader("# nothing\n")); !errors.Is(err, iceserve.ErrTURNRESTConfig) {
 		t.Errorf("a file of comments: %v", err)
 	}
+	// A long comment header must not cut the key after it short: the file is refused instead.
+	long := strings.Repeat("# a comment line of sixty-odd characters, kept for the record\n", 40) + restKey + "\n"
+	if _, err := iceserve.ReadTURNRESTKeys(strings.NewReader(long)); !errors.Is(err, iceserve.ErrTURNRESTConfig) || !strings.Contains(err.Error(), "over") {
+		t.Errorf("a file over the size bound: %v, want it refused", err)
+	}
 }
 
 func TestNewTURNRESTAnswer(t *testing.T) {
