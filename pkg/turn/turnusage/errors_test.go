@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cfturn/cfturn/internal/syncbuf"
 	"github.com/cfturn/cfturn/pkg/turn"
 	"github.com/cfturn/cfturn/pkg/turn/turntest"
 	"github.com/cfturn/cfturn/pkg/turn/turnusage"
@@ -148,5 +150,22 @@ func TestGraphQLErrorsWith200(t *testing.T) {
 		if strings.Contains(err.Error(), token) || strings.Contains(fmt.Sprintf("%+v %#v", err, c), token) {
 			t.Errorf("the token leaked: %v", err)
 		}
+	}
+}
+
+// The debug log of every attempt, failures included, never holds the token.
+func TestLogsHoldNoToken(t *testing.T) {
+	var log syncbuf.Buffer
+	srv, c, tr := setup(t, nil, turnusage.WithLogger(slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug}))), turnusage.WithRetry(1))
+	tr.RequestsOnly = true
+	srv.InjectFault(turntest.Fault{Operation: turntest.OpGraphQL, Body: turntest.BodyHTML, Count: 1})
+	if _, err := c.Total(context.Background(), lastHour()); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(log.String(), "turnusage: attempt"); n < 3 {
+		t.Errorf("%d attempt records, want the settings query, the failed attempt and its retry:\n%s", n, log.String())
+	}
+	if strings.Contains(log.String(), srv.Token()) || strings.Contains(fmt.Sprintf("%v %+v", c, c), srv.Token()) {
+		t.Errorf("the token reached the log or the client's formatting:\n%s", log.String())
 	}
 }
