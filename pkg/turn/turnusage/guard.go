@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 )
@@ -51,6 +52,10 @@ type GuardState struct {
 	Month       time.Time `json:"month"`       // the first instant (UTC) of the month it is for
 	EgressBytes uint64    `json:"egressBytes"` // month-to-date egress, as of CheckedAt
 	CheckedAt   time.Time `json:"checkedAt"`   // when the analytics API answered
+	// Day and Heavy: with GuardConfig.IdentifierDailyCap, the customIdentifiers whose egress on
+	// the UTC day starting at Day had reached the cap.
+	Day   time.Time `json:"day,omitzero"`
+	Heavy []string  `json:"heavy,omitempty"`
 }
 
 // GuardStore shares GuardState between replicas, so that one query serves them all and a replica
@@ -81,6 +86,14 @@ type GuardConfig struct {
 	Logger *slog.Logger
 	// Store shares the state across replicas (nil: this Guard's own).
 	Store GuardStore
+
+	// IdentifierDailyCap, when set, is the egress in bytes one customIdentifier may use in a UTC
+	// day: each poll then also asks for the HeavyTopN heaviest identifiers of the day (one more
+	// query), and HeavyIdentifier reports those at or over the cap.
+	IdentifierDailyCap uint64
+	// HeavyTopN is how many of the day's heaviest identifiers are checked (default 100, at most
+	// 1000): an identifier over the cap but outside them is not seen.
+	HeavyTopN int
 }
 
 // GuardStats is a Guard's state for metrics and health checks.
@@ -91,6 +104,7 @@ type GuardStats struct {
 	CheckedAt    time.Time // when the analytics last answered (here or in another replica)
 	PollFailures uint64    // polls that failed since the Guard started
 	LastError    string    // the last failure, "" once a poll succeeds again
+	Heavy        int       // customIdentifiers over IdentifierDailyCap today
 }
 
 // Guard watches month-to-date TURN egress against a monthly budget. It keeps the last state it
@@ -118,6 +132,8 @@ func NewGuard(cfg GuardConfig) (*Guard, error) {
 		return nil, errors.New("turnusage: NewGuard: GuardConfig.Budget is 0; give the monthly egress budget in bytes, e.g. 900 * turnusage.GB")
 	case cfg.WarnAt < 0 || cfg.WarnAt > 1:
 		return nil, fmt.Errorf("turnusage: NewGuard: GuardConfig.WarnAt %v is not a share between 0 and 1 (e.g. 0.8)", cfg.WarnAt)
+	case cfg.HeavyTopN < 0 || cfg.HeavyTopN > 1000:
+		return nil, fmt.Errorf("turnusage: NewGuard: GuardConfig.HeavyTopN %d: between 1 and 1000 (0: 100)", cfg.HeavyTopN)
 	case cfg.Every != 0 && cfg.Every < time.Minute:
 		return nil, fmt.Errorf("turnusage: NewGuard: GuardConfig.Every %v is under a minute: the data has minute resolution and the API about 300 queries per 5 minutes", cfg.Every)
 	}
@@ -126,6 +142,9 @@ func NewGuard(cfg GuardConfig) (*Guard, error) {
 	}
 	if cfg.Every == 0 {
 		cfg.Every = DefaultGuardEvery
+	}
+	if cfg.HeavyTopN == 0 {
+		cfg.HeavyTopN = 100
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -179,6 +198,16 @@ func (g *Guard) Poll(ctx context.Context) error {
 		return err
 	}
 	s := GuardState{Month: month, EgressBytes: tot.EgressBytes, CheckedAt: now}
+	if g.cfg.IdentifierDailyCap > 0 {
+		if err := g.heavy(ctx, &s, q, now); err != nil {
+			g.mu.Lock()
+			g.failures++
+			g.lastErr = err.Error()
+			s.Day, s.Heavy = g.state.Day, g.state.Heavy // keep the last known list
+			g.mu.Unlock()
+			g.cfg.Logger.Error("turnusage: guard: reading the heaviest identifiers failed; keeping the last known ones", "guard", g.name, "error", err.Error())
+		}
+	}
 	g.mu.Lock()
 	g.lastErr = ""
 	g.mu.Unlock()
@@ -189,6 +218,38 @@ func (g *Guard) Poll(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// heavy fills s.Day and s.Heavy with one Top query over today.
+func (g *Guard) heavy(ctx context.Context, s *GuardState, q Query, now time.Time) error {
+	day := now.UTC().Truncate(24 * time.Hour)
+	q.From, q.To, q.By = day, now, []Dimension{ByIdentifier}
+	if !now.After(day) {
+		q.To = day.Add(time.Minute)
+	}
+	rows, err := g.cfg.Client.Top(ctx, q, g.cfg.HeavyTopN)
+	if err != nil {
+		return err
+	}
+	s.Day, s.Heavy = day, nil
+	for _, r := range rows {
+		if r.CustomIdentifier != "" && r.EgressBytes >= g.cfg.IdentifierDailyCap {
+			s.Heavy = append(s.Heavy, r.CustomIdentifier)
+		}
+	}
+	return nil
+}
+
+// HeavyIdentifier reports whether customIdentifier's egress today (UTC) had reached
+// GuardConfig.IdentifierDailyCap at the last poll. It is false without a cap, and at a new day.
+func (g *Guard) HeavyIdentifier(customIdentifier string) bool {
+	if g.cfg.IdentifierDailyCap == 0 || customIdentifier == "" {
+		return false
+	}
+	today := g.cfg.Now().UTC().Truncate(24 * time.Hour)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.state.Day.Equal(today) && slices.Contains(g.state.Heavy, customIdentifier)
 }
 
 // adopt takes s when it is newer than what the Guard knows, and logs a change of status.
@@ -239,6 +300,9 @@ func (g *Guard) Stats() GuardStats {
 		return st
 	}
 	st.EgressBytes = g.state.EgressBytes
+	if g.state.Day.Equal(now.UTC().Truncate(24 * time.Hour)) {
+		st.Heavy = len(g.state.Heavy)
+	}
 	switch {
 	case st.EgressBytes >= g.cfg.Budget:
 		st.Status = GuardOverBudget

@@ -203,3 +203,33 @@ func TestNewGuardRefusesBadConfig(t *testing.T) {
 		}
 	}
 }
+
+// With a daily cap per customIdentifier, each poll also finds the day's heaviest identifiers
+// (one Top query) and reports those at the cap, until the day ends.
+func TestGuardFindsHeavyIdentifiers(t *testing.T) {
+	clk := &clock{now: time.Date(2026, 12, 10, 15, 0, 0, 0, time.UTC)}
+	srv, c, tr := setup(t, []turntest.Option{turntest.WithClock(clk.Now)})
+	g, err := turnusage.NewGuard(turnusage.GuardConfig{Client: c, KeyID: keyA, Budget: turnusage.TB, Now: clk.Now, IdentifierDailyCap: 1000, HeavyTopN: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.RecordUsage(clk.Now().Add(-time.Hour), keyA, "u1", "alice", 1500, 0)
+	srv.RecordUsage(clk.Now().Add(-time.Hour), keyA, "u2", "bob", 999, 0)
+	srv.RecordUsage(clk.Now().Add(-20*time.Hour), keyA, "u3", "carol", 5000, 0) // yesterday
+	srv.RecordUsage(clk.Now().Add(-time.Hour), keyB, "u4", "dave", 5000, 0)     // another key
+	if err := g.Poll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string]bool{"alice": true, "bob": false, "carol": false, "dave": false, "": false} {
+		if got := g.HeavyIdentifier(id); got != want {
+			t.Errorf("HeavyIdentifier(%q) = %v, want %v", id, got, want)
+		}
+	}
+	if g.Stats().Heavy != 1 || tr.Seen()["UsageGroups"] != 1 {
+		t.Errorf("stats %+v, %d Top queries: want 1 heavy and one query", g.Stats(), tr.Seen()["UsageGroups"])
+	}
+	clk.Set(time.Date(2026, 12, 11, 0, 0, 10, 0, time.UTC))
+	if g.HeavyIdentifier("alice") {
+		t.Error("alice is still heavy on the next day")
+	}
+}
