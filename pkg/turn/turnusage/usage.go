@@ -174,9 +174,9 @@ func minTime(a, b time.Time) time.Time {
 }
 
 // Total returns egress and ingress over q's range for its filters, ignoring By and Every: the one
-// sum Cloudflare advises billing a customer with (filter by CustomIdentifiers). It takes one
-// query per MaxDuration of range (one for a month on Cloudflare's limits), plus the settings
-// query on a Client's first call.
+// sum Cloudflare advises billing a customer with (filter by CustomIdentifiers). It takes one query
+// per MaxDuration of range (one for a month when the dataset's maxDuration covers a month), plus
+// the settings query on a Client's first call.
 func (c *Client) Total(ctx context.Context, q Query) (Totals, error) {
 	from, to, err := q.span()
 	if err == nil {
