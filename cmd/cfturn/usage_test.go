@@ -205,3 +205,20 @@ func relayExchange(t *testing.T, srv *turntest.Server, user, pass string, rounds
 	}
 	return sent, received
 }
+
+func TestUsageCommandDaysAndDatacenters(t *testing.T) {
+	srv := turntest.NewServer(turntest.WithoutRelay())
+	t.Cleanup(srv.Close)
+	today := time.Now().UTC().Truncate(24 * time.Hour)
+	srv.RecordUsage(today.Add(-20*time.Hour), usageKey, "u1", "a", 1000, 1)
+	srv.RecordUsage(today.Add(time.Minute), usageKey, "u1", "a", 3000, 3)
+	from := today.Add(-24 * time.Hour).Format(time.DateOnly)
+	r := cfturn(t, srv, nil, "usage", "--from", from, "--to", today.Add(2*time.Minute).Format(time.RFC3339), "--every", "1d", "--by", "datacenter", "--csv")
+	r.check(t, 0)
+	want := "time,datacenter,egress_bytes,ingress_bytes\n" +
+		today.Add(-24*time.Hour).Format(time.RFC3339) + ",\"" + turntest.FakeDatacenterCity + ", " + turntest.FakeDatacenterCountry + "\",1000,1\n" +
+		today.Format(time.RFC3339) + ",\"" + turntest.FakeDatacenterCity + ", " + turntest.FakeDatacenterCountry + "\",3000,3\n"
+	if r.stdout != want {
+		t.Errorf("csv =\n%s\nwant\n%s", r.stdout, want)
+	}
+}
