@@ -74,7 +74,7 @@ type Report struct {
 	From, To time.Time // the range after rounding
 	Rows     []Row     // by time, then egress (largest first), then the dimensions
 	Totals   Totals    // the rows' sums
-	Queries  int       // how many analytics queries it took
+	Queries  int       // usage queries it took (not counting the settings query of a first call)
 }
 
 // span is a validated range in whole minutes.
