@@ -13,6 +13,7 @@ import (
 
 	"github.com/cfturn/cfturn/pkg/turn"
 	"github.com/cfturn/cfturn/pkg/turn/turntest"
+	"github.com/cfturn/cfturn/pkg/turn/turntest/turnrelay"
 	"github.com/cfturn/cfturn/pkg/turn/turnusage"
 )
 
@@ -20,7 +21,7 @@ const usageKey = "0123456789abcdef0123456789abcdef"
 
 func usageFake(t *testing.T, opts ...turntest.Option) *turntest.Server {
 	t.Helper()
-	srv := turntest.NewServer(append([]turntest.Option{turntest.WithoutRelay()}, opts...)...)
+	srv := turntest.NewServer(opts...)
 	t.Cleanup(srv.Close)
 	now := time.Now()
 	srv.RecordUsage(now.Add(-2*time.Hour), usageKey, "u1", "alice", 1_500_000, 20_000)
@@ -132,6 +133,11 @@ func TestUsageCommandErrors(t *testing.T) {
 func TestUsageCommandReportsRelayedBytes(t *testing.T) {
 	srv := turntest.NewServer()
 	t.Cleanup(srv.Close)
+	relay, err := turnrelay.Attach(srv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { relay.Close() })
 	ctx := context.Background()
 	key, err := srv.Client().CreateKey(ctx, turn.CreateKeyParams{})
 	if err != nil {
@@ -141,7 +147,7 @@ func TestUsageCommandReportsRelayedBytes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sent, received := relayExchange(t, srv, ice.Servers[1].Username, ice.Servers[1].Credential.Reveal(), 7, 333)
+	sent, received := relayExchange(t, relay, ice.Servers[1].Username, ice.Servers[1].Credential.Reveal(), 7, 333)
 
 	r := cfturn(t, srv, nil, "usage", "--since", "1h", "--by", "identifier", "--json")
 	r.check(t, 0)
@@ -158,13 +164,13 @@ func TestUsageCommandReportsRelayedBytes(t *testing.T) {
 // relayExchange relays rounds datagrams of size bytes from a TURN client (over TCP, so none is
 // lost before the relay) to a peer, which answers each with one twice as long; it returns the
 // bytes the client sent and received.
-func relayExchange(t *testing.T, srv *turntest.Server, user, pass string, rounds, size int) (sent, received int) {
+func relayExchange(t *testing.T, relay *turnrelay.Relay, user, pass string, rounds, size int) (sent, received int) {
 	t.Helper()
-	conn, err := net.Dial("tcp", srv.Relay.TCPAddr)
+	conn, err := net.Dial("tcp", relay.TCPAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	client, err := pionturn.NewClient(&pionturn.ClientConfig{STUNServerAddr: srv.Relay.TCPAddr, TURNServerAddr: srv.Relay.TCPAddr,
+	client, err := pionturn.NewClient(&pionturn.ClientConfig{STUNServerAddr: relay.TCPAddr, TURNServerAddr: relay.TCPAddr,
 		Username: user, Password: pass, Conn: pionturn.NewSTUNConn(conn)})
 	if err != nil {
 		t.Fatal(err)
@@ -207,7 +213,7 @@ func relayExchange(t *testing.T, srv *turntest.Server, user, pass string, rounds
 }
 
 func TestUsageCommandDaysAndDatacenters(t *testing.T) {
-	srv := turntest.NewServer(turntest.WithoutRelay())
+	srv := turntest.NewServer()
 	t.Cleanup(srv.Close)
 	today := time.Now().UTC().Truncate(24 * time.Hour)
 	srv.RecordUsage(today.Add(-20*time.Hour), usageKey, "u1", "a", 1000, 1)

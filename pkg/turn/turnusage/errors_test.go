@@ -69,7 +69,7 @@ func TestRetriesFollowTurnsRules(t *testing.T) {
 }
 
 func TestPermissionErrors(t *testing.T) {
-	srv := turntest.NewServer(turntest.WithoutRelay())
+	srv := turntest.NewServer()
 	t.Cleanup(srv.Close)
 	c, err := turnusage.NewClient(turnusage.WithBaseURL(srv.APIBaseURL), turnusage.WithAPIToken("wrong-token-wrong-token-wrong"),
 		turnusage.WithAccountID(srv.AccountID()), turnusage.WithHTTPClient(srv.HTTPClient()), turnusage.WithGetenv(nil))

@@ -11,7 +11,7 @@ import (
 
 // Usage per customer, and one customer's billing total, from the fake's analytics.
 func Example() {
-	srv := turntest.NewServer(turntest.WithoutRelay())
+	srv := turntest.NewServer()
 	defer srv.Close()
 	const keyID = "0123456789abcdef0123456789abcdef"
 	now := time.Now()
@@ -57,7 +57,7 @@ func Example() {
 
 // A spend guard: month-to-date egress of a key against a monthly budget.
 func ExampleGuard() {
-	srv := turntest.NewServer(turntest.WithoutRelay())
+	srv := turntest.NewServer()
 	defer srv.Close()
 	const keyID = "0123456789abcdef0123456789abcdef"
 	srv.RecordUsage(time.Now(), keyID, "user-1", "customer-42", 950*turnusage.GB, 0)

@@ -14,7 +14,7 @@ import (
 // answer is checked against the schema.
 func setup(t *testing.T, fakeOpts []turntest.Option, opts ...turnusage.Option) (*turntest.Server, *turnusage.Client, *gqlcontract.Transport) {
 	t.Helper()
-	srv := turntest.NewServer(append([]turntest.Option{turntest.WithoutRelay()}, fakeOpts...)...)
+	srv := turntest.NewServer(fakeOpts...)
 	t.Cleanup(srv.Close)
 	tr := &gqlcontract.Transport{TB: t, Base: srv.HTTPClient().Transport}
 	c, err := turnusage.NewClient(append([]turnusage.Option{
