@@ -18,6 +18,7 @@ import (
 	"github.com/cfturn/cfturn/pkg/turn"
 	"github.com/cfturn/cfturn/pkg/turn/iceserve"
 	"github.com/cfturn/cfturn/pkg/turn/iceserve/redisstore"
+	"github.com/cfturn/cfturn/pkg/turn/turnusage"
 )
 
 // serveICEOptions are serve-ice's flags that are not handler fields.
@@ -40,11 +41,13 @@ type serveICEOptions struct {
 	store       *redisstore.Store // set when Redis is in use
 	interop     interopOptions    // TURN REST, Matrix and coturn
 	x           *interop
+	guard       *turnusage.Guard // set with --egress-budget
 }
 
 func (a *app) serveICECommand() *cobra.Command {
 	var flags iceFlags
 	var o serveICEOptions
+	var budget budgetFlags
 	cfg := iceserve.Config{}
 	cmd := &cobra.Command{
 		Use:   "serve-ice --key-id ID [--addr 127.0.0.1:8080]",
@@ -69,7 +72,12 @@ requests in flight; a second Ctrl-C stops it at once.
 For servers that speak other formats, on the same cache, limits and budget (docs/interop.md):
 --turn-rest-path answers the TURN REST API (Janus's turn_rest_api), --matrix-homeserver answers
 Matrix's /voip/turnServer for verified users, and --coturn-url with --coturn-secret-file adds
-your own coturn, merged into every answer or as a fallback (--coturn-mode).`,
+your own coturn, merged into every answer or as a fallback (--coturn-mode).
+
+--egress-budget 900GB guards spend: the key's month-to-date egress is read from the GraphQL
+Analytics API (CLOUDFLARE_API_TOKEN with Account Analytics Read, CLOUDFLARE_ACCOUNT_ID) every
+--egress-poll, one query each; at 80 % it warns, and at the budget answers carry STUN only (or
+coturn only, with --coturn-url) until the month ends (UTC). If the analytics fail, the last known state is kept and TURN is served.`,
 		Example: `  cfturn serve-ice --key-id "$KEY_ID" --key-secret-file turn-key.secret --identity-header X-User
   cfturn --base-url http://127.0.0.1:8787/client/v4 serve-ice --key-id "$KEY_ID" --key-secret-file turn-key.secret --example-page`,
 		Args: args(cobra.NoArgs),
@@ -107,6 +115,12 @@ your own coturn, merged into every answer or as a fallback (--coturn-mode).`,
 			if store != nil {
 				cfg.Store, o.store = store, store
 			}
+			if o.guard, err = a.guard(cmd.Context(), budget, flags.keyID, guardStore(store), logger); err != nil {
+				return err
+			}
+			if o.guard != nil {
+				cfg.WithholdTURN = func(string) bool { return o.guard.OverBudget() }
+			}
 			m := newICEMetrics()
 			cfg.OnMint = m.observeMint
 			h, err := iceserve.NewHandler(cfg)
@@ -117,11 +131,15 @@ your own coturn, merged into every answer or as a fallback (--coturn-mode).`,
 			if store != nil {
 				m.reg.MustRegister(newRedisCollector(store))
 			}
+			if o.guard != nil {
+				m.reg.MustRegister(newGuardCollector(o.guard, h))
+			}
 			return a.serveICE(cmd.Context(), o, cfg, h, m)
 		},
 	}
 	flags.register(cmd, "the TURN key's ID (required)")
 	f := cmd.Flags()
+	budget.register(f)
 	f.StringVar(&o.addr, "addr", "127.0.0.1:8080", "address to listen on")
 	f.DurationVar(&cfg.TTL, "ttl", iceserve.DefaultTTL, "lifetime of minted credentials, 1s to 48h")
 	f.StringSliceVar(&o.origins, "allow-origin", nil, "browser origin scheme://host[:port] allowed to call cross-origin (repeatable; * for any)")
@@ -221,6 +239,7 @@ func (a *app) serveICE(ctx context.Context, o serveICEOptions, cfg iceserve.Conf
 				redisState = "; redis: down, serving on local state"
 			}
 		}
+		redisState += guardReadiness(o.guard)
 		if err := h.Ready(r.Context()); err != nil {
 			http.Error(w, err.Error()+redisState, http.StatusServiceUnavailable)
 			return
