@@ -138,8 +138,9 @@ type Config struct {
 	// ("ok" or what Stats.UpstreamErrors counts), e.g. to feed a latency histogram.
 	OnMint func(took time.Duration, class string)
 	// WithholdTURN, when set, is asked on every request that passed the rate limit; when it
-	// returns true the answer carries STUN servers only, with no TURN URL and no credential, and
-	// nothing is minted: a spend guard (turnusage.Guard.OverBudget) stops TURN egress with it.
+	// returns true nothing is minted from Cloudflare and the answer carries STUN servers only (no
+	// TURN URL, no credential), or coturn's servers only when Coturn is set: a spend guard
+	// (turnusage.Guard.OverBudget) stops Cloudflare TURN egress with it.
 	WithholdTURN func(identity string) bool
 	// Now is the clock (default time.Now); tests inject one.
 	Now func() time.Time
@@ -233,7 +234,7 @@ type Stats struct {
 	// CoturnFallbacks counts answers served by coturn alone because Cloudflare could not be
 	// minted from (CoturnFallback).
 	CoturnFallbacks int64
-	// STUNOnly counts answers without TURN because WithholdTURN said so.
+	// STUNOnly counts answers without Cloudflare's TURN because WithholdTURN said so.
 	STUNOnly int64
 }
 
@@ -546,7 +547,7 @@ func (h *Handler) answer(w http.ResponseWriter, r *http.Request, id string, m mi
 		}
 	}
 	if h.cfg.WithholdTURN != nil && h.cfg.WithholdTURN(id) {
-		h.writeSTUNOnly(w, now)
+		h.writeWithheld(w, id, now)
 		return
 	}
 	cached, err := h.store.Credential(ctx, key)

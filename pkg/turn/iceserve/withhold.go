@@ -53,9 +53,17 @@ func (h *Handler) keepSTUN(servers []turn.ICEServer) {
 	}
 }
 
-// writeSTUNOnly answers the STUN servers alone: no TURN URL, no credential, nothing minted.
-func (h *Handler) writeSTUNOnly(w http.ResponseWriter, now time.Time) {
+// writeWithheld answers without Cloudflare's TURN, minting nothing upstream: coturn's servers
+// alone when Coturn is set (self-hosted, not billed by Cloudflare), else the STUN servers alone.
+func (h *Handler) writeWithheld(w http.ResponseWriter, id string, now time.Time) {
 	h.withheld.Add(1)
+	if h.cfg.Coturn != nil {
+		server, _ := h.cfg.Coturn.Mint(id, now)
+		if c, err := h.render(turn.ICEServers{Servers: []turn.ICEServer{server}}, now); err == nil {
+			h.write(w, c.Body)
+			return
+		}
+	}
 	servers := defaultSTUN
 	if p := h.stunOnly.Load(); p != nil {
 		servers = *p

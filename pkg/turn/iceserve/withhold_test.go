@@ -95,3 +95,35 @@ func TestHandlerWithholdTURN(t *testing.T) {
 		t.Errorf("withheld answers minted (%d → %d) or were not counted (%d)", mints, srv.Requests()[string(turntest.OpGenerateIceServers)], h.Stats().STUNOnly)
 	}
 }
+
+// With coturn configured, a withheld answer is coturn's servers alone: TURN that Cloudflare does
+// not bill, still nothing minted upstream.
+func TestHandlerWithholdTURNAnswersCoturn(t *testing.T) {
+	srv := turntest.NewServer()
+	t.Cleanup(srv.Close)
+	key, err := srv.Client().CreateKey(context.Background(), turn.CreateKeyParams{Name: "withhold"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	co, err := iceserve.NewCoturn(iceserve.CoturnConfig{Secrets: []turn.Secret{turn.NewSecret("coturn-shared-secret")},
+		URLs: []string{"turn:turn.example.org:3478?transport=udp"}, TTL: 48 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := iceserve.NewHandler(iceserve.Config{Client: srv.Client(), KeyID: key.ID, KeySecret: key.Secret, IdentityHeader: "X-User",
+		Coturn: co, WithholdTURN: func(string) bool { return true }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := httptest.NewRequest(http.MethodGet, "/", nil)
+	req.Header.Set("X-User", "alice")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	body := rec.Body.String()
+	if rec.Code != 200 || !strings.Contains(body, "turn:turn.example.org:3478") || strings.Contains(body, "cloudflare") || !strings.Contains(body, `"credential"`) {
+		t.Errorf("%d %s: want coturn's server alone", rec.Code, body)
+	}
+	if srv.Requests()[string(turntest.OpGenerateIceServers)] != 0 || h.Stats().STUNOnly != 1 {
+		t.Errorf("minted %d times, %d withheld answers counted", srv.Requests()[string(turntest.OpGenerateIceServers)], h.Stats().STUNOnly)
+	}
+}
