@@ -16,11 +16,11 @@ FUZZTIME  ?=
 
 all: ci
 
-## generate: regenerate gen/ from openapi/calls.yaml
+## generate: regenerate gen/ from openapi/calls.yaml and graphql/*.graphql
 generate:
 	$(GO) generate ./...
 
-## check-generate: fail when gen/ does not match what openapi/calls.yaml generates (drift check)
+## check-generate: fail when gen/ does not match what openapi/calls.yaml and graphql/ generate (drift check)
 check-generate: generate
 	@git diff --exit-code --stat -- gen/ || { echo "gen/ is stale: run 'make generate' and commit it" >&2; exit 1; }
 	@test -z "$$(git status --porcelain -- gen/)" || { git status --porcelain -- gen/; echo "gen/ has files not committed" >&2; exit 1; }

@@ -52,8 +52,9 @@ func TestArchitectureMatchesGoList(t *testing.T) {
 // pkg/turn's TestClientDependenciesStaySmall.
 func TestPackagesLinkLittle(t *testing.T) {
 	forbidden := map[string][]string{
-		"./pkg/turn/iceserve": {"github.com/pion/", "github.com/redis/", "github.com/prometheus/", "github.com/getkin/"},
-		"./pkg/turn/turntest": {"github.com/pion/", "github.com/redis/", "github.com/prometheus/"},
+		"./pkg/turn/iceserve":  {"github.com/pion/", "github.com/redis/", "github.com/prometheus/", "github.com/getkin/"},
+		"./pkg/turn/turntest":  {"github.com/pion/", "github.com/redis/", "github.com/prometheus/"},
+		"./pkg/turn/turnusage": {"github.com/pion/", "github.com/redis/", "github.com/prometheus/", "github.com/getkin/", "github.com/vektah/gqlparser/v2/validator"},
 	}
 	for pkg, bad := range forbidden {
 		for _, d := range strings.Fields(goList(t, "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}", pkg)) {

@@ -9,3 +9,7 @@ package cfturn
 //go:generate go tool oapi-codegen -config gen/calls/config.yaml openapi/calls.yaml
 //go:generate go tool oapi-codegen -config gen/callsclient/config.yaml openapi/calls.yaml
 //go:generate go tool oapi-codegen -config gen/callsserver/config.yaml openapi/calls.yaml
+
+// gen/analytics is produced from graphql/analytics.graphql and graphql/operations.graphql by the
+// pinned genqlient.
+//go:generate go tool genqlient gen/analytics/genqlient.yaml

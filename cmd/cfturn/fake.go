@@ -346,6 +346,10 @@ func (a *app) demo(ctx context.Context, srv *turntest.Server, relay *turnrelay.R
 		return err
 	}
 
+	if err := a.demoUsage(ctx, srv, p); err != nil {
+		return err
+	}
+
 	s = p.next("Delete the key", "DELETE .../turn_keys/{key_id}")
 	if _, err := c.DeleteKey(ctx, turn.KeyParams{KeyID: key.ID}); err != nil {
 		return err

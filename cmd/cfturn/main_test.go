@@ -296,10 +296,13 @@ func TestDemo(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr.String())
 	}
-	for _, want := range []string{"1. Create", "2. List", "3. Rename", "4. Mint ICE", "5. Revoke", "revoked: true", "6. Delete", "keys left: 0"} {
+	for _, want := range []string{"1. Create", "2. List", "3. Rename", "4. Mint ICE", "5. Revoke", "revoked: true", "6. See what the relay carried", "7. Delete", "keys left: 0"} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("demo output lacks %q", want)
 		}
+	}
+	if !regexp.MustCompile(`credential [0-9a-f]+: egress [1-9][0-9]* B \(billed\), ingress [1-9]`).MatchString(stdout.String()) {
+		t.Errorf("demo does not show the relayed bytes' usage:\n%s", stdout.String())
 	}
 	if regexp.MustCompile(`[0-9a-f]{64}`).MatchString(stdout.String()) {
 		t.Errorf("demo printed a secret:\n%s", stdout.String())

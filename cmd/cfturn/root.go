@@ -83,6 +83,7 @@ with "cfturn demo" or "cfturn serve-fake".
 	pf.StringVar(&a.iceBaseURL, "ice-base-url", "", "ICE API root (default "+turn.DefaultICEBaseURL+"; with --base-url ending in /client/v4, the same server's /v1)")
 	a.changed = pf.Changed
 	root.AddCommand(a.keysCommand(), a.iceCommand(), a.checkCommand(), a.serveICECommand(), a.serveFakeCommand(), a.demoCommand(), a.versionCommand())
+	root.AddCommand(a.usageCommand())
 
 	// Add cobra's own commands now, so that they follow the rules of the others: an unknown
 	// argument is an unknown command, with suggestions and exit status 2.

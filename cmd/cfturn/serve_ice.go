@@ -18,6 +18,7 @@ import (
 	"github.com/cfturn/cfturn/pkg/turn"
 	"github.com/cfturn/cfturn/pkg/turn/iceserve"
 	"github.com/cfturn/cfturn/pkg/turn/turnjs"
+	"github.com/cfturn/cfturn/pkg/turn/turnusage"
 )
 
 // serveICEOptions are serve-ice's flags that are not handler fields.
@@ -40,12 +41,14 @@ type serveICEOptions struct {
 	store       *redisStores   // set when Redis is in use: the store of the key in use
 	interop     interopOptions // TURN REST, Matrix and coturn
 	x           *interop
+	guard       *turnusage.Guard // set with --egress-budget
 }
 
 func (a *app) serveICECommand() *cobra.Command {
 	var flags iceFlags
 	var o serveICEOptions
 	var reload keyReload
+	var budget budgetFlags
 	cfg := iceserve.Config{}
 	cmd := &cobra.Command{
 		Use:   "serve-ice --key-id ID [--addr 127.0.0.1:8080]",
@@ -72,7 +75,12 @@ to stderr. Ctrl-C stops it after answering the requests in flight; a second Ctrl
 For servers that speak other formats, on the same cache, limits and budget (docs/interop.md):
 --turn-rest-path answers the TURN REST API (Janus's turn_rest_api), --matrix-homeserver answers
 Matrix's /voip/turnServer for verified users, and --coturn-url with --coturn-secret-file adds
-your own coturn, merged into every answer or as a fallback (--coturn-mode).`,
+your own coturn, merged into every answer or as a fallback (--coturn-mode).
+
+--egress-budget 900GB guards spend: the key's month-to-date egress is read from the GraphQL
+Analytics API (CLOUDFLARE_API_TOKEN with Account Analytics Read, CLOUDFLARE_ACCOUNT_ID) every
+--egress-poll, one query each; at 80 % it warns, and at the budget answers carry STUN only (or
+coturn only, with --coturn-url) until the month ends (UTC). If the analytics fail, the last known state is kept and TURN is served.`,
 		Example: `  cfturn serve-ice --key-id "$KEY_ID" --key-secret-file turn-key.secret --identity-header X-User
   cfturn --base-url http://127.0.0.1:8787/client/v4 serve-ice --key-id "$KEY_ID" --key-secret-file turn-key.secret --example-page`,
 		Args: args(cobra.NoArgs),
@@ -119,6 +127,12 @@ your own coturn, merged into every answer or as a fallback (--coturn-mode).`,
 				newStore, closeNew = stores.factory(a, o.redisURL, o.redisCA, logger)
 				defer closeNew()
 			}
+			if o.guard, err = a.guard(cmd.Context(), budget, flags.keyID, guardStore(store), logger); err != nil {
+				return err
+			}
+			if o.guard != nil {
+				cfg.WithholdTURN = func(string) bool { return o.guard.OverBudget() }
+			}
 			m := newICEMetrics()
 			cfg.OnMint = m.observeMint
 			h, err := iceserve.NewRotator(cfg)
@@ -130,12 +144,16 @@ your own coturn, merged into every answer or as a fallback (--coturn-mode).`,
 				m.reg.MustRegister(newRedisCollector(stores))
 			}
 			defer a.startKeyWatch(cmd.Context(), &reload, &flags, h, secret, stores, newStore, logger)()
+			if o.guard != nil {
+				m.reg.MustRegister(newGuardCollector(o.guard, h))
+			}
 			return a.serveICE(cmd.Context(), o, cfg, h, m)
 		},
 	}
 	flags.register(cmd, "the TURN key's ID (required unless --key-id-file)")
 	f := cmd.Flags()
 	reload.register(f)
+	budget.register(f)
 	f.StringVar(&o.addr, "addr", "127.0.0.1:8080", "address to listen on")
 	f.DurationVar(&cfg.TTL, "ttl", iceserve.DefaultTTL, "lifetime of minted credentials, 1s to 48h")
 	f.StringSliceVar(&o.origins, "allow-origin", nil, "browser origin scheme://host[:port] allowed to call cross-origin (repeatable; * for any)")
@@ -235,6 +253,7 @@ func (a *app) serveICE(ctx context.Context, o serveICEOptions, cfg iceserve.Conf
 				redisState = "; redis: down, serving on local state"
 			}
 		}
+		redisState += guardReadiness(o.guard)
 		if err := h.Ready(r.Context()); err != nil {
 			http.Error(w, err.Error()+redisState, http.StatusServiceUnavailable)
 			return

@@ -142,8 +142,8 @@ func TestDemoJSON(t *testing.T) {
 		}
 		last = s
 	}
-	if len(steps) != 6 || steps[5] != 6 {
-		t.Errorf("steps %v, want 1 to 6", steps)
+	if len(steps) != 7 || steps[6] != 7 {
+		t.Errorf("steps %v, want 1 to 7", steps)
 	}
 	if last.Result["done"] != true || last.Result["install"] != "go install ./cmd/cfturn" {
 		t.Errorf("last line: %+v", last)

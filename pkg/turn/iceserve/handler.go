@@ -137,6 +137,11 @@ type Config struct {
 	// OnMint, when set, is called after each upstream call with its duration and its class
 	// ("ok" or what Stats.UpstreamErrors counts), e.g. to feed a latency histogram.
 	OnMint func(took time.Duration, class string)
+	// WithholdTURN, when set, is asked on every request that passed the rate limit; when it
+	// returns true nothing is minted from Cloudflare and the answer carries STUN servers only (no
+	// TURN URL, no credential), or coturn's servers only when Coturn is set: a spend guard
+	// (turnusage.Guard.OverBudget) stops Cloudflare TURN egress with it.
+	WithholdTURN func(identity string) bool
 	// Now is the clock (default time.Now); tests inject one.
 	Now func() time.Time
 
@@ -204,6 +209,8 @@ type Handler struct {
 	staleLog                     logSample
 	homeserverLog                logSample
 	upstreamErrs                 [numClasses]atomic.Int64
+	stunOnly                     atomic.Pointer[[]byte] // the last mint's STUN servers, as JSON (withhold.go)
+	withheld                     atomic.Int64
 
 	probeMu sync.Mutex
 	probing *probeRun // the readiness probe running now, or nil
@@ -228,6 +235,8 @@ type Stats struct {
 	// CoturnFallbacks counts answers served by coturn alone because Cloudflare could not be
 	// minted from (CoturnFallback).
 	CoturnFallbacks int64
+	// STUNOnly counts answers without Cloudflare's TURN because WithholdTURN said so.
+	STUNOnly int64
 }
 
 // NewHandler checks cfg and returns a handler.
@@ -351,6 +360,7 @@ func (h *Handler) Stats() Stats {
 		UpstreamCalls:  h.mints.Load(),
 		CacheHits:      h.hits.Load(),
 		StaleServes:    h.stale.Load(),
+		STUNOnly:       h.withheld.Load(),
 		InFlight:       h.inFlight.Load(),
 		Refused:        make(map[string]int64, numRefusals),
 		UpstreamErrors: make(map[string]int64, numClasses),
@@ -539,6 +549,10 @@ func (h *Handler) answer(w http.ResponseWriter, r *http.Request, id string, m mi
 			h.refuse(w, r, refusedRateLimited, http.StatusTooManyRequests, "rate limited", wait)
 			return
 		}
+	}
+	if h.cfg.WithholdTURN != nil && h.cfg.WithholdTURN(id) {
+		h.writeWithheld(w, id, now)
+		return
 	}
 	cached, err := h.store.Credential(ctx, key)
 	if err != nil {

@@ -190,6 +190,7 @@ func (h *Handler) render(ice turn.ICEServers, sent time.Time) (*Credential, erro
 	}
 	keepUnknown := unknown <= maxUnknownBytes
 
+	h.keepSTUN(ice.Servers)
 	var body bytes.Buffer
 	body.WriteString(`{"iceServers":[`)
 	usable := false

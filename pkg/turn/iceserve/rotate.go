@@ -205,6 +205,7 @@ func addStats(sum *Stats, st Stats) {
 	sum.StaleServes += st.StaleServes
 	sum.InFlight += st.InFlight
 	sum.CoturnFallbacks += st.CoturnFallbacks
+	sum.STUNOnly += st.STUNOnly
 	for k, v := range st.Refused {
 		sum.Refused[k] += v
 	}

@@ -26,6 +26,13 @@
 // credentials (WithMaxCredentials), expired ones dropped first. A credential dropped is dead: a
 // relay refuses it and stops its allocations, and revoking it answers 404, as for one never minted.
 //
+// The fake also answers Cloudflare's GraphQL Analytics API at /client/v4/graphql for the TURN usage
+// dataset (callsTurnUsageAdaptiveGroups and its settings node): queries are validated against
+// graphql/analytics.graphql and executed on per-minute byte counters of what the relay really
+// carried, per key, username and customIdentifier (RecordUsage adds usage without traffic). Bad
+// fields, filters, limits and over-long ranges are answered with GraphQL errors shaped like
+// Cloudflare's; the counters keep at most 200,000 series and DefaultAnalyticsNotOlderThan of history.
+//
 // InjectFault makes the next requests fail in chosen ways (a status, Retry-After, an HTML page, a
 // truncated or oversize body, a delay, a dropped connection, a redirect) to test a client's error
 // handling and retries; Fault.Operation takes the Op constants. Requests and Keys expose what the

@@ -60,6 +60,7 @@ type Fake struct {
 	faults    []Fault
 	requests  map[string]int // operationId → count
 	lastStamp time.Time
+	analytics *analytics // the GraphQL Analytics API (analytics*.go)
 }
 
 type key struct {
@@ -76,6 +77,7 @@ type settings struct {
 	maxCredentials       int
 	now                  func() time.Time
 	legacyURLs           bool
+	analytics            analyticsLimits
 }
 
 // WithToken sets the API token the fake accepts. The default is random.
@@ -131,6 +133,7 @@ func New(opts ...Option) *Fake {
 		byID:           make(map[string]*key),
 		creds:          newCredentialTable(s.maxCredentials),
 		requests:       make(map[string]int),
+		analytics:      newAnalytics(s.analytics),
 	}
 	onBadParam := func(w http.ResponseWriter, r *http.Request, err error) {
 		f.fail(w, http.StatusBadRequest, errCodeRoute, "Could not route to "+r.URL.Path+", perhaps your object identifier is invalid?")
@@ -146,6 +149,8 @@ func New(opts ...Option) *Fake {
 			keys.ServeHTTP(w, r)
 		case strings.HasPrefix(p, "/v1/turn/") && routed(ice, r):
 			ice.ServeHTTP(w, r)
+		case p == "/client/v4/graphql":
+			f.serve(w, r, OpGraphQL, f.serveGraphQL)
 		case strings.HasPrefix(p, "/client/v4/"):
 			f.fail(w, http.StatusNotFound, errCodeNoRoute, "No route for that URI")
 		default:

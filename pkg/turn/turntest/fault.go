@@ -18,10 +18,12 @@ const (
 	OpDeleteTurnKey       Operation = "deleteTurnKey"
 	OpGenerateIceServers  Operation = "generateIceServers"
 	OpRevokeIceCredential Operation = "revokeIceCredential"
+	// OpGraphQL is the GraphQL Analytics API, POST /client/v4/graphql (not in openapi/calls.yaml).
+	OpGraphQL Operation = "graphql"
 )
 
 // operations lists every operation of the fake.
-var operations = []Operation{OpListTurnKeys, OpCreateTurnKey, OpGetTurnKey, OpUpdateTurnKey, OpDeleteTurnKey, OpGenerateIceServers, OpRevokeIceCredential}
+var operations = []Operation{OpListTurnKeys, OpCreateTurnKey, OpGetTurnKey, OpUpdateTurnKey, OpDeleteTurnKey, OpGenerateIceServers, OpRevokeIceCredential, OpGraphQL}
 
 // BodyFault replaces the body of an answer with one that breaks the contract.
 type BodyFault int

@@ -119,6 +119,7 @@ func (f *Fake) ReportRelayed(t RelayedTraffic) {
 		return
 	}
 	c.relayed.add(t)
+	f.countRelayedLocked(c, t) // for the analytics (analytics.go)
 	if c.customIdentifier != "" {
 		if n := f.creds.identifier(c.customIdentifier); n != nil {
 			n.add(t)
