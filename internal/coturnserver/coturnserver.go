@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cfturn/cfturn/internal/testproc"
 )
 
 // Realm is the realm the server runs with.
@@ -33,8 +35,7 @@ type Server struct {
 	dir  string
 	opts Options
 	port int
-	cmd  *exec.Cmd
-	done chan struct{}
+	proc *testproc.Process
 }
 
 // Start starts turnserver for tb and stops it in tb.Cleanup. Without a turnserver binary the test
@@ -139,28 +140,14 @@ func (s *Server) launch() error {
 	if err := os.WriteFile(conf, []byte(s.config()), 0o600); err != nil {
 		return err
 	}
-	s.cmd = exec.Command("turnserver", "-c", conf)
-	s.cmd.Dir = s.dir
-	s.cmd.SysProcAttr = dieWithTest()
-	if err := s.cmd.Start(); err != nil {
-		return fmt.Errorf("starting turnserver: %w", err)
+	cmd := exec.Command("turnserver", "-c", conf)
+	cmd.Dir = s.dir
+	proc, err := testproc.Start(cmd, fmt.Sprintf("turnserver on port %d", port), 20*time.Second, 20*time.Millisecond, s.listening, func() string { return s.LogTail(10) })
+	if err != nil {
+		return err
 	}
-	s.done = make(chan struct{})
-	go func() { s.cmd.Wait(); close(s.done) }()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case <-s.done:
-			return fmt.Errorf("turnserver on port %d exited: %s", port, s.LogTail(10))
-		default:
-		}
-		if s.listening() {
-			return nil
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	s.Stop()
-	return fmt.Errorf("turnserver on port %d did not listen within 20s: %s", port, s.LogTail(10))
+	s.proc = proc
+	return nil
 }
 
 // listening reports whether turnserver accepts TCP on its port and has logged that its UDP
@@ -196,9 +183,5 @@ func (s *Server) Log() string { return s.log() }
 
 // Stop kills the server and waits for it to exit. It is safe to call twice.
 func (s *Server) Stop() {
-	if s.cmd == nil || s.cmd.Process == nil {
-		return
-	}
-	s.cmd.Process.Kill()
-	<-s.done
+	s.proc.Stop()
 }

@@ -19,6 +19,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cfturn/cfturn/internal/testproc"
 )
 
 // Options configures Start.
@@ -35,8 +37,7 @@ type Options struct {
 type Server struct {
 	URL  string // the Janus API over HTTP, e.g. http://127.0.0.1:40001/janus
 	dir  string
-	cmd  *exec.Cmd
-	done chan struct{}
+	proc *testproc.Process
 }
 
 // libDir finds the folder of Janus's plugins and transports (Debian puts it under the
@@ -179,28 +180,14 @@ func (s *Server) launch(lib string, opts Options) error {
 	}
 	s.URL = "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) + "/janus"
 	logFile := filepath.Join(s.dir, "janus.log")
-	s.cmd = exec.Command("janus", "-F", conf, "-C", filepath.Join(conf, "janus.jcfg"), "-L", logFile, "-N", "-o")
-	s.cmd.Dir = run
-	s.cmd.SysProcAttr = dieWithTest()
-	if err := s.cmd.Start(); err != nil {
-		return fmt.Errorf("starting janus: %w", err)
+	cmd := exec.Command("janus", "-F", conf, "-C", filepath.Join(conf, "janus.jcfg"), "-L", logFile, "-N", "-o")
+	cmd.Dir = run
+	proc, err := testproc.Start(cmd, fmt.Sprintf("janus on port %d", port), 30*time.Second, 50*time.Millisecond, s.answers, func() string { return s.LogTail(15) })
+	if err != nil {
+		return err
 	}
-	s.done = make(chan struct{})
-	go func() { s.cmd.Wait(); close(s.done) }()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case <-s.done:
-			return fmt.Errorf("janus on port %d exited: %s", port, s.LogTail(15))
-		default:
-		}
-		if s.answers() {
-			return nil
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	s.Stop()
-	return fmt.Errorf("janus on port %d did not answer within 30s: %s", port, s.LogTail(15))
+	s.proc = proc
+	return nil
 }
 
 func (s *Server) answers() bool {
@@ -229,11 +216,7 @@ func (s *Server) LogTail(n int) string {
 
 // Stop kills janus and waits for it to exit. It is safe to call twice.
 func (s *Server) Stop() {
-	if s.cmd == nil || s.cmd.Process == nil {
-		return
-	}
-	s.cmd.Process.Kill()
-	<-s.done
+	s.proc.Stop()
 }
 
 // Call sends one Janus API request (a JSON object; "transaction" is added) to path under the API

@@ -23,6 +23,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cfturn/cfturn/internal/testproc"
 )
 
 // Server is a running redis-server.
@@ -32,8 +34,7 @@ type Server struct {
 	dir    string
 	port   int
 	tls    []string // redis-server's TLS arguments, with StartTLS
-	cmd    *exec.Cmd
-	done   chan struct{}
+	proc   *testproc.Process
 }
 
 // Start starts redis-server for tb and stops it in tb.Cleanup. Without a redis-server binary the
@@ -137,46 +138,28 @@ func (s *Server) launch(port int) error {
 	if s.tls != nil {
 		ports = append([]string{"--port", "0", "--tls-port", strconv.Itoa(port)}, s.tls...)
 	}
-	s.cmd = exec.Command("redis-server", append(ports,
+	cmd := exec.Command("redis-server", append(ports,
 		"--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", s.dir,
 		"--logfile", filepath.Join(s.dir, "redis.log"), "--daemonize", "no")...)
-	s.cmd.SysProcAttr = dieWithTest()
-	if err := s.cmd.Start(); err != nil {
-		return fmt.Errorf("starting redis-server: %w", err)
+	proc, err := testproc.Start(cmd, fmt.Sprintf("redis-server on port %d", port), 20*time.Second, 20*time.Millisecond, s.answers, s.logTail)
+	if err != nil {
+		return err
 	}
-	s.done = make(chan struct{})
-	go func() { s.cmd.Wait(); close(s.done) }()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case <-s.done:
-			return fmt.Errorf("redis-server on port %d exited: %s", port, s.logTail())
-		default:
-		}
-		if s.answers() {
-			return nil
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	s.Stop()
-	return fmt.Errorf("redis-server on port %d did not answer PING within 20s: %s", port, s.logTail())
+	s.proc = proc
+	return nil
 }
 
 // Stop kills the server (as a crash would) and waits for it to exit. It is safe to call twice.
 func (s *Server) Stop() {
-	if s.cmd == nil || s.cmd.Process == nil {
-		return
-	}
-	s.cmd.Process.Kill()
-	<-s.done
+	s.proc.Stop()
 }
 
 // Pause stops the server's process (SIGSTOP) without closing its connections, as a hung or
 // overloaded server looks to clients; Resume continues it.
-func (s *Server) Pause() error { return s.cmd.Process.Signal(syscall.SIGSTOP) }
+func (s *Server) Pause() error { return s.proc.Cmd.Process.Signal(syscall.SIGSTOP) }
 
 // Resume continues a paused server.
-func (s *Server) Resume() error { return s.cmd.Process.Signal(syscall.SIGCONT) }
+func (s *Server) Resume() error { return s.proc.Cmd.Process.Signal(syscall.SIGCONT) }
 
 // Restart starts the server again on the same port, empty (persistence is off).
 func (s *Server) Restart() error {

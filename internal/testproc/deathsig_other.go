@@ -1,6 +1,6 @@
 //go:build !linux
 
-package coturnserver
+package testproc
 
 import "syscall"
 

@@ -1,8 +1,0 @@
-//go:build !linux
-
-package redisserver
-
-import "syscall"
-
-// dieWithTest has no portable equivalent outside Linux: there, cleanups alone stop the server.
-func dieWithTest() *syscall.SysProcAttr { return nil }
