@@ -96,6 +96,12 @@ func (f *Fake) serveGraphQL(w http.ResponseWriter, r *http.Request) {
 		answer(http.StatusBadRequest, nil, gqlError{Message: "failed to parse request body: expected JSON {\"query\": string, \"variables\"?: object, \"operationName\"?: string} of at most 64 KiB"})
 		return
 	}
+	// Parsing and validating deeply nested input costs time quadratic in its depth: refuse it
+	// before the parser sees it. Cloudflare's own queries nest a handful of levels.
+	if d := nesting(body); d > maxQueryNesting {
+		answer(http.StatusOK, nil, gqlError{Message: fmt.Sprintf("the request nests %d levels deep, over the %d allowed", d, maxQueryNesting)})
+		return
+	}
 	doc, errs := graphql.Parse(req.Query)
 	if errs != nil {
 		answer(http.StatusOK, nil, fromGQLErrors(errs)...)
@@ -119,6 +125,12 @@ func (f *Fake) serveGraphQL(w http.ResponseWriter, r *http.Request) {
 		} else {
 			answer(http.StatusOK, nil, gqlError{Message: err.Error()})
 		}
+		return
+	}
+	// Fragments can multiply a small query into millions of fields: count them, spreads
+	// expanded, before running anything.
+	if n := countFields(op.SelectionSet, maxQueryFields+1); n > maxQueryFields {
+		answer(http.StatusOK, nil, gqlError{Message: fmt.Sprintf("the query selects more than %d fields with its fragments expanded", maxQueryFields)})
 		return
 	}
 	x := &executor{f: f, vars: vars, now: now}
@@ -178,6 +190,50 @@ func (o jsonObject) MarshalJSON() ([]byte, error) {
 }
 
 // executor runs one validated query.
+// Bounds of one GraphQL request to the fake.
+const (
+	maxQueryNesting = 32  // brackets and braces, in the query text and the variables alike
+	maxQueryFields  = 500 // fields selected, fragments expanded
+)
+
+// nesting returns how deeply brackets, braces and parentheses nest in b.
+func nesting(b []byte) int {
+	depth, most := 0, 0
+	for _, c := range b {
+		switch c {
+		case '{', '[', '(':
+			if depth++; depth > most {
+				most = depth
+			}
+		case '}', ']', ')':
+			depth--
+		}
+	}
+	return most
+}
+
+// countFields counts the fields set selects, fragment spreads and inline fragments expanded and
+// @include/@skip ignored (an upper bound), stopping once it reaches limit.
+func countFields(set ast.SelectionSet, limit int) int {
+	n := 0
+	for _, sel := range set {
+		if n >= limit {
+			return n
+		}
+		switch s := sel.(type) {
+		case *ast.Field:
+			n += 1 + countFields(s.SelectionSet, limit-n-1)
+		case *ast.InlineFragment:
+			n += countFields(s.SelectionSet, limit-n)
+		case *ast.FragmentSpread:
+			if s.Definition != nil {
+				n += countFields(s.Definition.SelectionSet, limit-n)
+			}
+		}
+	}
+	return n
+}
+
 type executor struct {
 	f    *Fake
 	vars map[string]any

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -142,6 +143,28 @@ func TestAnalyticsIsPerAccount(t *testing.T) {
 		tot, err := c.Total(context.Background(), turnusage.Query{From: now.Add(-time.Hour), To: now})
 		if err != nil || tot.EgressBytes != want {
 			t.Errorf("account %s: %+v %v, want egress %d", acct, tot, err, want)
+		}
+	}
+}
+
+// Queries small in bytes but huge in work are refused before they run: fragments that fan out
+// into millions of fields, and input nested thousands of levels deep (which the parser handles in
+// quadratic time).
+func TestAnalyticsRefusesCostlyQueries(t *testing.T) {
+	srv := turntest.NewServer()
+	defer srv.Close()
+	var fanOut strings.Builder
+	fanOut.WriteString("{ viewer { ...F0 } }\n")
+	for i := range 7 {
+		fmt.Fprintf(&fanOut, "fragment F%d on viewer { %s}\n", i, strings.Repeat(fmt.Sprintf("...F%d ", i+1), 8))
+	}
+	fanOut.WriteString("fragment F7 on viewer { __typename }\n")
+	deep := `{ viewer { accounts(filter: {accountTag: "` + srv.AccountID() + `"}) { callsTurnUsageAdaptiveGroups(limit: 1, filter: {AND: ` +
+		strings.Repeat("[{AND: ", 3000) + `[]` + strings.Repeat("}]", 3000) + `}) { count } } } }`
+	for name, q := range map[string]string{"fragments fanning out to 2M fields": fanOut.String(), "3000-deep filter": deep} {
+		status, a := post(t, srv, srv.Token(), q, nil)
+		if status != http.StatusOK || len(a.Errors) == 0 || !strings.Contains(a.Errors[0].Message, "over") && !strings.Contains(a.Errors[0].Message, "more than") {
+			t.Errorf("%s: %d %+v, want a GraphQL error naming the bound", name, status, a.Errors)
 		}
 	}
 }
