@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
 
+	"github.com/cfturn/cfturn/pkg/turn"
 	"github.com/cfturn/cfturn/pkg/turn/iceserve"
 	"github.com/cfturn/cfturn/pkg/turn/iceserve/redisstore"
 	"github.com/cfturn/cfturn/pkg/turn/turnusage"
@@ -26,7 +29,8 @@ func (b *budgetFlags) register(f *pflag.FlagSet) {
 
 // guard starts the spend guard when --egress-budget is set: one poll now, so the first answers
 // already know the month's egress (a failure is logged, not fatal: serving never waits for the
-// analytics API), then one every --egress-poll until ctx ends. It returns nil without the flag.
+// analytics API; but a token the API refuses stops serve-ice at start), then one every
+// --egress-poll until ctx ends. It returns nil without the flag.
 func (a *app) guard(ctx context.Context, b budgetFlags, keyID string, store turnusage.GuardStore, logger *slog.Logger) (*turnusage.Guard, error) {
 	if b.budget == "" {
 		return nil, nil
@@ -50,8 +54,13 @@ func (a *app) guard(ctx context.Context, b budgetFlags, keyID string, store turn
 		return nil, usageError{err}
 	}
 	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	g.Poll(pctx) // logged by the guard when it fails
+	err = g.Poll(pctx) // logged by the guard when it fails
 	cancel()
+	if errors.Is(err, turn.ErrUnauthorized) || errors.Is(err, turn.ErrForbidden) {
+		// A refused token is a mistake to fix now, not an outage to wait out: starting would serve
+		// TURN with the guard blind until someone read the log.
+		return nil, fmt.Errorf("--egress-budget: the analytics API refused the token, so the spend guard cannot see usage: %w", err)
+	}
 	go func() {
 		// Run polls at once; the first poll above was just made, so wait one interval first.
 		t := time.NewTimer(b.every)

@@ -42,8 +42,9 @@ var byteUnits = []struct {
 	{"K", 1e3}, {"M", 1e6}, {"G", 1e9}, {"T", 1e12}, {"P", 1e15}, {"B", 1},
 }
 
-// ParseBytes reads a size such as "900GB", "1.5 TB", "512MiB" or "1000000": decimal units (kB,
-// MB, GB, TB, PB; a GB is 10⁹ bytes, as Cloudflare bills) or binary ones (KiB ... PiB).
+// ParseBytes reads a size such as "900GB", "1.5 TB", "512MiB" or "1000000B": decimal units (kB,
+// MB, GB, TB, PB; a GB is 10⁹ bytes, as Cloudflare bills) or binary ones (KiB ... PiB). A number
+// other than 0 needs a unit, B for bytes.
 func ParseBytes(s string) (uint64, error) {
 	t := strings.ToUpper(strings.TrimSpace(s))
 	mult := 1.0
@@ -54,6 +55,10 @@ func ParseBytes(s string) (uint64, error) {
 		}
 	}
 	n, err := strconv.ParseFloat(t, 64)
+	if mult == 1.0 && !strings.HasSuffix(strings.ToUpper(strings.TrimSpace(s)), "B") && err == nil && n != 0 {
+		// A bare number is too easily meant as GB: "--egress-budget 900" would be 900 bytes.
+		return 0, fmt.Errorf("turnusage: %q has no unit: write e.g. 900GB, or 900B for bytes", s)
+	}
 	if err != nil || n < 0 || math.IsInf(n, 0) || math.IsNaN(n) || t == "" {
 		return 0, fmt.Errorf("turnusage: %q is not a size: write a number and a unit, e.g. 900GB, 1.5TB or 512MiB", s)
 	}

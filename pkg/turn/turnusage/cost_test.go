@@ -7,13 +7,13 @@ import (
 )
 
 func TestBytes(t *testing.T) {
-	for in, want := range map[string]uint64{"900GB": 900e9, "1.5 TB": 1.5e12, "512MiB": 512 << 20, "1000": 1000, "10kb": 10e3, "2g": 2e9} {
+	for in, want := range map[string]uint64{"900GB": 900e9, "1.5 TB": 1.5e12, "512MiB": 512 << 20, "1000B": 1000, "0": 0, "10kb": 10e3, "2g": 2e9} {
 		got, err := turnusage.ParseBytes(in)
 		if err != nil || got != want {
 			t.Errorf("ParseBytes(%q) = %d, %v; want %d", in, got, err, want)
 		}
 	}
-	for _, in := range []string{"", "GB", "-1GB", "lots", "1e30PB", "NaN"} {
+	for _, in := range []string{"", "GB", "-1GB", "lots", "1e30PB", "NaN", "900", "1.5"} {
 		if _, err := turnusage.ParseBytes(in); err == nil {
 			t.Errorf("ParseBytes(%q) accepted", in)
 		}
