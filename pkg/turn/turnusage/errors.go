@@ -84,7 +84,7 @@ func (e *Error) Hint() string {
 	case turn.ErrUnauthorized:
 		return "the API token was refused: check that it is complete and has not expired or been revoked"
 	case turn.ErrForbidden:
-		return `the API token lacks permission: reading TURN usage needs "Account Analytics Read" on this account (Calls Read or Write is not enough)`
+		return `the API token is wrong, expired or revoked, or lacks permission: reading TURN usage needs "Account Analytics Read" on this account (Calls Read or Write is not enough)`
 	case turn.ErrRateLimited:
 		return "Cloudflare allows about 300 analytics queries per 5 minutes: query less often or over longer ranges"
 	}
