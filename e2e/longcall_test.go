@@ -16,9 +16,9 @@ const (
 
 // TestLongCall runs a call of two relay-only peers in headless Chromium, one data-channel message
 // a second for 90 s, on credentials that live 20 s, through the fake's relay, which stops relaying
-// for an expired credential as Cloudflare does. With cfturn.js every message arrives and none is
-// more than 2 s after the one before; without it the channel dies at the first expiry. The two
-// cases run in parallel.
+// for an expired credential as Cloudflare does. With cfturn.js every message arrives, and ICE
+// stays connected through every restart (checkMessages); without it the channel dies at the first
+// expiry. The two cases run in parallel.
 func TestLongCall(t *testing.T) {
 	chromium := needChromium(t)
 	for _, tc := range []struct {
@@ -67,10 +67,7 @@ func TestLongCall(t *testing.T) {
 				return s.Sent >= int(longCallLength/time.Second)
 			})
 			s = waitDelivered(t, tab)
-			checkMessages(t, s, 2*time.Second)
-			if t.Failed() {
-				t.Logf("page log:\n%s", pageLog(tab))
-			}
+			checkMessages(t, tab, s, maxStall)
 			for _, peer := range []string{"A", "B"} {
 				// 90 s on 20 s credentials refreshed at 60 % of their life: a restart every 12 s.
 				if n := s.count(peer, "restarted", 0); n < 5 {
