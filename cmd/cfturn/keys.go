@@ -227,9 +227,9 @@ func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(printable(s), "'", `'\''`) + "'"
 }
 
-// isTerminal reports whether r is a terminal a person can answer on. /dev/null is a character
-// device but no terminal; a closed file is neither.
-func isTerminal(r io.Reader) bool {
+// isTerminal reports whether r (a reader or writer) is a terminal a person can answer on or
+// read. /dev/null is a character device but no terminal; a closed file is neither.
+func isTerminal(r any) bool {
 	f, ok := r.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
 }

@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"io"
 	"os"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -73,5 +75,24 @@ func TestDeleteAsksOnTerminal(t *testing.T) {
 		if deleted := err != nil; deleted != tc.deleted {
 			t.Errorf("typed %q: deleted %v, want %v (%v)", tc.typed, deleted, tc.deleted, err)
 		}
+	}
+}
+
+// On a terminal, usage over several queries counts them on one line that it rewrites.
+func TestUsageProgressOnTerminal(t *testing.T) {
+	srv := usageFake(t, turntest.WithAnalyticsLimits(time.Hour, 0, 0))
+	screen, tty := openPTY(t)
+	env := map[string]string{"CLOUDFLARE_API_TOKEN": srv.Token(), "CLOUDFLARE_ACCOUNT_ID": srv.AccountID()}
+	var stdout strings.Builder
+	code := run(context.Background(), []string{"--base-url", srv.APIBaseURL, "usage", "--since", "3h", "--every", "1h"}, strings.NewReader(""), &stdout, tty,
+		func(k string) string { return env[k] })
+	tty.Close()
+	shown, _ := io.ReadAll(screen) // ends with EIO once the terminal's other side is closed
+	if code != 0 {
+		t.Fatalf("exit %d: %q", code, shown)
+	}
+	want := "\rcfturn: usage: query 1 of 3\rcfturn: usage: query 2 of 3\rcfturn: usage: query 3 of 3\r\n"
+	if string(shown) != want {
+		t.Errorf("the terminal showed %q, want %q", shown, want)
 	}
 }

@@ -116,6 +116,9 @@ func (f *usageFlags) query(now time.Time, changed func(string) bool) (turnusage.
 		if err != nil || d <= 0 {
 			return q, usagef("--since %q is not a positive duration such as 1h, 24h or 720h", f.since)
 		}
+		// The dataset counts whole minutes and a range is rounded out to them: end on the minute
+		// boundary after To, so that --since 1h covers 60 minutes, not 61.
+		q.To = ceilMinute(q.To)
 		q.From = q.To.Add(-d)
 	}
 	if !q.From.Before(q.To) {
@@ -156,6 +159,14 @@ func (f *usageFlags) query(now time.Time, changed func(string) bool) (turnusage.
 	return q, nil
 }
 
+// ceilMinute rounds t up to a whole minute, as turnusage rounds a range's end.
+func ceilMinute(t time.Time) time.Time {
+	if m := t.Truncate(time.Minute); !m.Equal(t) {
+		return m.Add(time.Minute)
+	}
+	return t
+}
+
 // usageJSON is the --json shape of cfturn usage.
 type usageJSON struct {
 	From             time.Time        `json:"from"`
@@ -187,25 +198,31 @@ func (a *app) usage(ctx context.Context, f *usageFlags, changed func(string) boo
 	if err != nil {
 		return err
 	}
-	progressed := false
+	// A terminal gets one line that counts the queries as they go; a file or pipe gets the count
+	// once, at the end, instead of a run of carriage returns.
+	live, progressed, queries := isTerminal(a.stderr), false, 0
 	q.Progress = func(done, planned int) {
-		if planned > 1 {
+		queries = done
+		if planned > 1 && live {
 			fmt.Fprintf(a.stderr, "\rcfturn: usage: query %d of %d", done, planned)
 			progressed = true
 		}
 	}
 	var rep *turnusage.Report
 	if f.identifier != "" {
-		from, to := q.From.UTC().Truncate(time.Minute), q.To.UTC()
+		from, to := q.From.UTC().Truncate(time.Minute), ceilMinute(q.To.UTC())
 		tot, terr := c.Total(ctx, q)
 		err = terr
-		rep = &turnusage.Report{From: from, To: to, Totals: tot, Rows: []turnusage.Row{{CustomIdentifier: f.identifier, EgressBytes: tot.EgressBytes, IngressBytes: tot.IngressBytes}}}
+		rep = &turnusage.Report{From: from, To: to, Totals: tot, Rows: []turnusage.Row{{CustomIdentifier: f.identifier, EgressBytes: tot.EgressBytes, IngressBytes: tot.IngressBytes}}, Queries: queries}
 		q.By = []turnusage.Dimension{turnusage.ByIdentifier}
 	} else {
 		rep, err = c.Usage(ctx, q)
 	}
-	if progressed {
+	switch {
+	case progressed:
 		fmt.Fprintln(a.stderr)
+	case queries > 1 && err == nil:
+		fmt.Fprintf(a.stderr, "cfturn: usage: %d queries\n", queries)
 	}
 	if err != nil {
 		return a.usageError(err)

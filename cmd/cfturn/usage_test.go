@@ -78,8 +78,12 @@ func TestUsageCommandJSONCSVAndOneCustomer(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil {
 		t.Fatal(err)
 	}
-	if len(out.Rows) != 1 || out.Rows[0].CustomIdentifier != "alice" || out.Totals != (turnusage.Totals{EgressBytes: 2_000_000, IngressBytes: 30_000}) {
+	if len(out.Rows) != 1 || out.Rows[0].CustomIdentifier != "alice" || out.Totals != (turnusage.Totals{EgressBytes: 2_000_000, IngressBytes: 30_000}) || out.Queries != 1 {
 		t.Errorf("one customer = %+v", out)
+	}
+	// --since 3h is 3 hours of whole minutes, ending on the minute after now.
+	if d := out.To.Sub(out.From); d != 3*time.Hour || out.To.Truncate(time.Minute) != out.To || time.Until(out.To) > time.Minute {
+		t.Errorf("--since 3h covered %s to %s (%v), want 3 hours ending at the minute after now", out.From, out.To, d)
 	}
 	if got := srv.Requests()[string(turntest.OpGraphQL)]; got != 6 {
 		t.Errorf("the fake saw %d queries, want 6: settings and one query for each of three runs", got)
@@ -90,8 +94,9 @@ func TestUsageCommandProgressAndBuckets(t *testing.T) {
 	srv := usageFake(t, turntest.WithAnalyticsLimits(time.Hour, 0, 0))
 	r := cfturn(t, srv, nil, "usage", "--since", "3h", "--every", "1h", "--by", "key")
 	r.check(t, 0)
-	if !strings.Contains(r.stderr, "query 3 of 3") && !strings.Contains(r.stderr, "query 4 of 4") {
-		t.Errorf("stderr = %q, want a progress line over several queries", r.stderr)
+	// Not a terminal: the count once, no carriage returns.
+	if r.stderr != "cfturn: usage: 3 queries\n" {
+		t.Errorf("stderr = %q, want one line counting the 3 queries of 3 hours at 1 hour a query", r.stderr)
 	}
 	if n := strings.Count(r.stdout, usageKey); n < 2 {
 		t.Errorf("want a row per hour with usage:\n%s", r.stdout)
