@@ -40,7 +40,8 @@ documents (--legacy-ice-urls: the older set with port-53 URLs). --relay-tls adds
 Off loopback (--relay-addr on a LAN address, 0.0.0.0 or [::]) the relay refuses peers on loopback,
 private, link-local, multicast and unspecified addresses but its own, so that it opens no way into
 the host or its network; on 0.0.0.0 or [::] it needs --relay-advertise, the address clients dial.
-With --json the banner is one JSON object.
+With --json the banner is one JSON object. Every failure it answers, and every connection its relay
+refuses, is logged on stderr (never a token, key secret or ICE credential).
 
 The API token it accepts comes from --token, else ` + fakeTokenEnv + `, else it is random; it is
 printed at start. (CLOUDFLARE_API_TOKEN is never read here, so a real token is never printed.) The
@@ -56,10 +57,9 @@ be values the client accepts.`,
 			if err := checkListenAddr("addr", addr); err != nil {
 				return err
 			}
-			opts := []turntest.Option{turntest.WithAddr(addr)}
-			relayOpts := []turnrelay.Option{
-				turnrelay.WithAddr(relayAddr), turnrelay.WithLogger(slog.New(slog.NewTextHandler(a.stderr, nil))),
-			}
+			logger := slog.New(slog.NewTextHandler(a.stderr, nil))
+			opts := []turntest.Option{turntest.WithAddr(addr), turntest.WithLogger(logger)}
+			relayOpts := []turnrelay.Option{turnrelay.WithAddr(relayAddr), turnrelay.WithLogger(logger)}
 			if host, _, err := net.SplitHostPort(relayAddr); err == nil && !noRelay && relayAdvertise == "" {
 				if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
 					return usagef("--relay-addr %s listens on every interface, which no client can dial: "+

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"net/http"
 	"net/http/httptest"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/cfturn/cfturn/gen/calls"
 	"github.com/cfturn/cfturn/gen/callsserver"
+	"github.com/cfturn/cfturn/internal/logsample"
 	"github.com/cfturn/cfturn/pkg/turn"
 )
 
@@ -61,6 +63,7 @@ type Fake struct {
 	requests  map[string]int // operationId → count
 	lastStamp time.Time
 	analytics *analytics // the GraphQL Analytics API (analytics*.go)
+	failures  *logsample.Log
 }
 
 type key struct {
@@ -78,6 +81,7 @@ type settings struct {
 	now                  func() time.Time
 	legacyURLs           bool
 	analytics            analyticsLimits
+	logger               *slog.Logger
 }
 
 // WithToken sets the API token the fake accepts. The default is random.
@@ -142,7 +146,8 @@ func New(opts ...Option) *Fake {
 	keys, ice := http.NewServeMux(), http.NewServeMux()
 	callsserver.HandlerWithOptions(api{f}, callsserver.StdHTTPServerOptions{BaseURL: "/client/v4", BaseRouter: keys, ErrorHandlerFunc: onBadParam})
 	callsserver.HandlerWithOptions(api{f}, callsserver.StdHTTPServerOptions{BaseURL: "/v1", BaseRouter: ice, ErrorHandlerFunc: onBadParam})
-	f.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	f.failures = logsample.New(s.logger, s.now, logsample.Config{Message: "turntest: answered a failure", Unlogged: "turntest: failures not logged", Burst: failureLogBurst, Interval: failureLogInterval})
+	f.handler = logged(f.failures, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := r.URL.Path
 		switch {
 		case strings.HasPrefix(p, "/client/v4/accounts/") && routed(keys, r):
@@ -156,7 +161,7 @@ func New(opts ...Option) *Fake {
 		default:
 			http.Error(w, "Not found", http.StatusNotFound)
 		}
-	})
+	}))
 	return f
 }
 

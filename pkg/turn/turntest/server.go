@@ -59,7 +59,10 @@ func NewServerErr(opts ...Option) (*Server, error) {
 
 // Close stops the server, waiting for requests in flight to finish. A relay attached to it is
 // closed on its own.
-func (s *Server) Close() { s.ts.Close() }
+func (s *Server) Close() {
+	s.ts.Close()
+	s.failures.Flush()
+}
 
 // HTTPClient returns an *http.Client for the server.
 func (s *Server) HTTPClient() *http.Client { return s.ts.Client() }

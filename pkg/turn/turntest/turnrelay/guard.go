@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/cfturn/cfturn/internal/logsample"
 )
 
 // Bounds the relay keeps per connection, credential and allocation.
@@ -40,7 +42,7 @@ func WithAllocationsPerCredential(n int) Option {
 // allocation, stream connections waiting to authenticate, and the sampled refusal log.
 type relayGuard struct {
 	f          Fake
-	log        *refusalLog
+	log        *logsample.Log
 	loopback   bool        // the relay listens on loopback: peers must be loopback too
 	ipv4       bool        // the relay's address family
 	own        []net.IP    // off loopback: the relay's own addresses, peers only at its relayed ports
@@ -60,7 +62,7 @@ func newRelayGuard(f Fake, logger *slog.Logger, now func() time.Time, listen, ad
 		perCred = DefaultAllocationsPerCredential
 	}
 	g := &relayGuard{
-		f: f, log: newRefusalLog(logger, now), loopback: listen.IsLoopback(), ipv4: advertised.To4() != nil, perCred: perCred,
+		f: f, log: logsample.New(logger, now, logsample.Config{Message: "turnrelay: refused", Unlogged: "turnrelay: refusals not logged", KindKey: "reason", Burst: refusalLogBurst, Interval: refusalLogInterval}), loopback: listen.IsLoopback(), ipv4: advertised.To4() != nil, perCred: perCred,
 		allocs: make(map[string]int), peers: make(map[string]map[string]struct{}), streams: make(map[string]*limitedConn),
 		relayPorts: make(map[int]int), pending: make(map[string]pendingRequest), channels: make(map[string]map[uint16]string),
 	}
@@ -141,7 +143,7 @@ func (g *relayGuard) offLimits(addr net.Addr) bool {
 // quota is the relay's QuotaHandler: it answers 486 before pion allocates anything.
 func (g *relayGuard) quota(total func() int, username string, from net.Addr) bool {
 	if n := total(); n >= maxAllocations {
-		g.log.refuse(slog.LevelWarn, fmt.Sprintf("%d allocations, the relay's limit", maxAllocations), "username", logName(username), "from", from.String())
+		g.log.Log(slog.LevelWarn, fmt.Sprintf("%d allocations, the relay's limit", maxAllocations), "username", logName(username), "from", from.String())
 		g.refusedAllocation(from)
 		return false
 	}
@@ -149,7 +151,7 @@ func (g *relayGuard) quota(total func() int, username string, from net.Addr) boo
 	n := g.allocs[username]
 	g.mu.Unlock()
 	if n >= g.perCred {
-		g.log.refuse(slog.LevelWarn, fmt.Sprintf("%d allocations of one credential, the relay's limit", g.perCred), "username", logName(username), "from", from.String())
+		g.log.Log(slog.LevelWarn, fmt.Sprintf("%d allocations of one credential, the relay's limit", g.perCred), "username", logName(username), "from", from.String())
 		g.refusedAllocation(from)
 		return false
 	}
@@ -164,7 +166,7 @@ func (g *relayGuard) take(username string) (release func(), err error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.allocs[username] >= g.perCred {
-		g.log.refuse(slog.LevelWarn, fmt.Sprintf("%d allocations of one credential, the relay's limit", g.perCred), "username", logName(username))
+		g.log.Log(slog.LevelWarn, fmt.Sprintf("%d allocations of one credential, the relay's limit", g.perCred), "username", logName(username))
 		return nil, errCredentialQuota
 	}
 	g.allocs[username]++
@@ -215,7 +217,7 @@ func (g *relayGuard) permit(client net.Addr, peer net.IP) bool {
 		g.mu.Unlock()
 	}
 	if why != "" {
-		g.log.refuse(slog.LevelInfo, why, "from", client.String(), "peer", peer.String())
+		g.log.Log(slog.LevelInfo, why, "from", client.String(), "peer", peer.String())
 		return false
 	}
 	return true
@@ -301,7 +303,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			}
 			return lc, nil
 		default:
-			l.g.log.refuse(slog.LevelWarn, fmt.Sprintf("%d %s connections open, the relay's limit", maxStreamConns, l.name), "from", c.RemoteAddr().String())
+			l.g.log.Log(slog.LevelWarn, fmt.Sprintf("%d %s connections open, the relay's limit", maxStreamConns, l.name), "from", c.RemoteAddr().String())
 			c.Close()
 		}
 	}

@@ -187,7 +187,7 @@ func (r *Relay) Allocations() int { return r.server.AllocationCount() }
 func (r *Relay) Close() error {
 	r.closeOnce.Do(func() {
 		r.closeErr = r.server.Close()
-		r.guard.log.flush()
+		r.guard.log.Flush()
 	})
 	return r.closeErr
 }
@@ -260,7 +260,7 @@ func start(f Fake, s config) (_ *Relay, err error) {
 			// check failed: the client has the wrong password.
 			OnAuth: func(src, _ net.Addr, _, username, _, method string, ok bool) {
 				if !ok {
-					g.log.refuse(slog.LevelInfo, "wrong credential (message integrity)", "username", logName(username), "from", src.String(), "method", method)
+					g.log.Log(slog.LevelInfo, "wrong credential (message integrity)", "username", logName(username), "from", src.String(), "method", method)
 				}
 			},
 			OnAllocationCreated: func(src, _ net.Addr, _, _, _ string, _ net.Addr, _ int) { g.allocated(src, true) },
@@ -343,7 +343,7 @@ func listenBoth(addr string) (net.PacketConn, net.Listener, error) {
 func (g *relayGuard) auth(ra *pionturn.RequestAttributes) (string, []byte, bool) {
 	c := g.f.LookupCredential(ra.Username)
 	if !c.Live() {
-		g.log.refuse(slog.LevelInfo, c.State.String(), "username", logName(ra.Username), "from", ra.SrcAddr.String(), "method", ra.Method.String())
+		g.log.Log(slog.LevelInfo, c.State.String(), "username", logName(ra.Username), "from", ra.SrcAddr.String(), "method", ra.Method.String())
 		return "", nil, false
 	}
 	return ra.Username, pionturn.GenerateAuthKey(ra.Username, ra.Realm, c.Password.Reveal()), true
@@ -435,7 +435,7 @@ func (c *countingConn) dead() bool {
 		return false
 	}
 	c.once.Do(func() {
-		c.g.log.refuse(slog.LevelInfo, "allocation closed: "+cred.State.String(), "username", logName(c.username))
+		c.g.log.Log(slog.LevelInfo, "allocation closed: "+cred.State.String(), "username", logName(c.username))
 		c.Close()
 	})
 	return true
@@ -449,7 +449,7 @@ func (c *countingConn) ReadFrom(p []byte) (int, net.Addr, error) {
 			return 0, nil, net.ErrClosed
 		}
 		if err == nil && c.g.offLimits(addr) {
-			c.g.log.refuse(slog.LevelInfo, "packet from the relay's own address, not from one of its relayed addresses", "username", logName(c.username), "peer", addr.String())
+			c.g.log.Log(slog.LevelInfo, "packet from the relay's own address, not from one of its relayed addresses", "username", logName(c.username), "peer", addr.String())
 			continue
 		}
 		c.report(n, true) // pion sends it on to the client
@@ -467,7 +467,7 @@ func (c *countingConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 		return 0, net.ErrClosed
 	}
 	if c.g.offLimits(addr) {
-		c.g.log.refuse(slog.LevelInfo, "peer at the relay's own address, not at one of its relayed addresses", "username", logName(c.username), "peer", addr.String())
+		c.g.log.Log(slog.LevelInfo, "peer at the relay's own address, not at one of its relayed addresses", "username", logName(c.username), "peer", addr.String())
 		return 0, errOffLimits
 	}
 	c.report(len(p), false)
