@@ -404,7 +404,12 @@ func (h *Handler) Drop(ctx context.Context, identity string, revoke bool) error 
 		return err
 	}
 	// Revoke even when the store reported trouble: the credential it returned is known.
-	return errors.Join(err, h.cfg.Client.RevokeICECredential(ctx, turn.RevokeICECredentialParams{KeyID: h.cfg.KeyID, KeySecret: h.cfg.KeySecret, Username: c.Username}))
+	return errors.Join(err, h.revoke(ctx, c.Username))
+}
+
+// revoke revokes a credential of the handler's key, with the caller's client and its retries.
+func (h *Handler) revoke(ctx context.Context, username string) error {
+	return h.cfg.Client.RevokeICECredential(ctx, turn.RevokeICECredentialParams{KeyID: h.cfg.KeyID, KeySecret: h.cfg.KeySecret, Username: username})
 }
 
 // CheckUpstream mints one credential through the handler's limits, as a start-up check that the

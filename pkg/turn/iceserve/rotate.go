@@ -33,10 +33,11 @@ type Rotator struct {
 
 // rotation is one key's handler and the store it was given.
 type rotation struct {
-	h      *Handler
-	keyID  string
-	base   Store        // the key's own store, unwrapped
-	memory *MemoryStore // base when it is the in-memory store, for Stats
+	h        *Handler
+	keyID    string
+	base     Store        // the key's own store, unwrapped
+	memory   *MemoryStore // base when it is the in-memory store, for Stats
+	previous []*Handler   // the handlers of the keys switched away from lately, newest first, for Drop
 }
 
 // RotateParams names the key an Rotator switches to.
@@ -108,10 +109,29 @@ func (r *Rotator) MatrixHandler(v *MatrixVerifier) http.Handler {
 	})
 }
 
-// Drop is the current handler's Drop. A credential of a key switched away from is dropped from
-// the cache, but revoking it with the current key fails, and the error says so.
+// Drop is Handler.Drop across keys: the identity's cached credential is dropped, and with revoke
+// revoked with the key that minted it, whether that is the current key or one of the last
+// maxRecentHandlers (4) switched away from. Cloudflare's usernames do not name their key, so the
+// keys are tried newest first, the next only when one answers that it does not know the
+// credential.
 func (r *Rotator) Drop(ctx context.Context, identity string, revoke bool) error {
-	return r.cur.Load().h.Drop(ctx, identity, revoke)
+	cur := r.cur.Load()
+	c, err := cur.h.store.DropCredential(ctx, identityKey(identity))
+	if c == nil || !revoke || c.Username == "" {
+		return err
+	}
+	// Revoke even when the store reported trouble: the credential it returned is known.
+	rerr := cur.h.revoke(ctx, c.Username)
+	for _, h := range cur.previous {
+		if !errors.Is(rerr, turn.ErrNotFound) {
+			break
+		}
+		rerr = h.revoke(ctx, c.Username)
+	}
+	if errors.Is(rerr, turn.ErrNotFound) && len(cur.previous) > 0 {
+		rerr = fmt.Errorf("iceserve: rotator: revoke: none of the %d keys used lately knows the credential (it may have expired or been revoked): %w", len(cur.previous)+1, rerr)
+	}
+	return errors.Join(err, rerr)
 }
 
 // Rotate switches to the key p names. It mints once with it through the handler's limits (the
@@ -122,7 +142,8 @@ func (r *Rotator) Rotate(ctx context.Context, p RotateParams) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	old := r.cur.Load()
-	next := &rotation{keyID: p.KeyID, base: old.base, memory: old.memory}
+	next := &rotation{keyID: p.KeyID, base: old.base, memory: old.memory,
+		previous: append([]*Handler{old.h}, old.previous[:min(len(old.previous), maxRecentHandlers-1)]...)}
 	if p.Store != nil {
 		next.base, next.memory = p.Store, nil
 		if m, ok := p.Store.(*MemoryStore); ok {

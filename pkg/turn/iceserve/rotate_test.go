@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -425,5 +427,56 @@ func TestRotatorTURNREST(t *testing.T) {
 	}
 	if u := rest("janus-2"); e.ledger.keyOf(u) != e.new.ID {
 		t.Errorf("after the switch a new TURN REST caller got key %q, want the new key", e.ledger.keyOf(u))
+	}
+}
+
+// TestRotatorDropRevokesWithTheMintingKey: after two switches, Drop with revoke revokes a
+// credential with the key that minted it, old or new; one of a key the rotator no longer holds is
+// an error that says so.
+func TestRotatorDropRevokesWithTheMintingKey(t *testing.T) {
+	e := rotSetup(t, iceserve.Config{})
+	ctx := context.Background()
+	alice := rotGet(t, e.srv, "alice") // minted with the old key
+	third, err := e.client.CreateKey(ctx, turn.CreateKeyParams{Name: "rotate"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []turn.KeyWithSecret{e.new, third} {
+		e.clock.Advance(time.Second)
+		if err := e.rot.Rotate(ctx, iceserve.RotateParams{KeyID: k.ID, KeySecret: k.Secret}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bob := rotGet(t, e.srv, "bob") // minted with the third key
+	for user, username := range map[string]string{"alice": alice, "bob": bob} {
+		if err := e.rot.Drop(ctx, user, true); err != nil {
+			t.Errorf("drop %s: %v", user, err)
+		}
+		if !e.fake.Revoked(username) {
+			t.Errorf("%s's credential, of key %s, was not revoked", user, e.ledger.keyOf(username))
+		}
+	}
+	if e.ledger.keyOf(alice) != e.old.ID || e.ledger.keyOf(bob) != third.ID {
+		t.Fatalf("alice's credential is of key %s, bob's of %s: the test did not set up what it means to", e.ledger.keyOf(alice), e.ledger.keyOf(bob))
+	}
+
+	// A credential of a key five switches back: the rotator no longer holds that key, every key it
+	// holds answers 404, and the error says so.
+	carol := rotGet(t, e.srv, "carol")
+	for range 5 {
+		k, err := e.client.CreateKey(ctx, turn.CreateKeyParams{Name: "rotate"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.rot.Rotate(ctx, iceserve.RotateParams{KeyID: k.ID, KeySecret: k.Secret}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err = e.rot.Drop(ctx, "carol", true)
+	if !errors.Is(err, turn.ErrNotFound) || !strings.Contains(err.Error(), "none of the 5 keys used lately knows the credential") || e.fake.Revoked(carol) {
+		t.Errorf("drop of a credential of a key no longer held: %v (revoked: %v)", err, e.fake.Revoked(carol))
+	}
+	if strings.Contains(fmt.Sprint(err), third.Secret.Reveal()) || strings.Contains(fmt.Sprint(err), e.old.Secret.Reveal()) {
+		t.Error("a key secret reached the error")
 	}
 }
