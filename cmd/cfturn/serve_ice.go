@@ -77,7 +77,8 @@ For servers that speak other formats, on the same cache, limits and budget (docs
 Matrix's /voip/turnServer for verified users, and --coturn-url with --coturn-secret-file adds
 your own coturn, merged into every answer or as a fallback (--coturn-mode).
 
---egress-budget 900GB guards spend: the key's month-to-date egress is read from the GraphQL
+--egress-budget 900GB guards spend: the month-to-date egress of the key (and of every key
+switched to since start) is read from the GraphQL
 Analytics API (CLOUDFLARE_API_TOKEN with Account Analytics Read, CLOUDFLARE_ACCOUNT_ID) every
 --egress-poll, one query each; at 80 % it warns, and at the budget answers carry STUN only (or
 coturn only, with --coturn-url) until the month ends (UTC). If the analytics fail, the last known state is kept and TURN is served.`,
@@ -143,7 +144,7 @@ coturn only, with --coturn-url) until the month ends (UTC). If the analytics fai
 			if store != nil {
 				m.reg.MustRegister(newRedisCollector(stores))
 			}
-			defer a.startKeyWatch(cmd.Context(), &reload, &flags, h, secret, stores, newStore, logger)()
+			defer a.startKeyWatch(cmd.Context(), &reload, &flags, h, secret, stores, newStore, o.guard, logger)()
 			if o.guard != nil {
 				m.reg.MustRegister(newGuardCollector(o.guard, h))
 			}

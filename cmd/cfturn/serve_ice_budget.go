@@ -16,6 +16,9 @@ import (
 	"github.com/cfturn/cfturn/pkg/turn/turnusage"
 )
 
+// guardPollTimeout bounds the polls serve-ice makes itself: at start and after a key switch.
+const guardPollTimeout = 15 * time.Second
+
 // budgetFlags are serve-ice's spend-guard flags.
 type budgetFlags struct {
 	budget string
@@ -53,7 +56,7 @@ func (a *app) guard(ctx context.Context, b budgetFlags, keyID string, store turn
 	if err != nil {
 		return nil, usageError{err}
 	}
-	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	pctx, cancel := context.WithTimeout(ctx, guardPollTimeout)
 	err = g.Poll(pctx) // logged by the guard when it fails
 	cancel()
 	if errors.Is(err, turn.ErrUnauthorized) || errors.Is(err, turn.ErrForbidden) {

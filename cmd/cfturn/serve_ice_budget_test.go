@@ -113,3 +113,28 @@ func TestServeICEEgressBudgetFlags(t *testing.T) {
 		}
 	}
 }
+
+// After a key rotation the guard counts both keys' egress: 600 kB on the old key and 600 kB on the
+// new one are over a 1 MB budget, though neither key alone is.
+func TestServeICEEgressBudgetFollowsRotation(t *testing.T) {
+	srv := turntest.NewServer()
+	t.Cleanup(srv.Close)
+	env := map[string]string{"CLOUDFLARE_API_TOKEN": srv.Token(), "CLOUDFLARE_ACCOUNT_ID": srv.AccountID()}
+	e := startRotationOn(t, srv, env, "--key-poll", "20ms", "--egress-budget", "1MB")
+	srv.RecordUsage(time.Now().Add(-time.Minute), e.new.ID, "someone", "", 600_000, 0)
+	if code, body := e.get(t, "/readyz", ""); code != 200 || !strings.Contains(body, "spend guard: ok") {
+		t.Fatalf("/readyz before the switch: %d %q", code, body)
+	}
+	srv.RecordUsage(time.Now().Add(-time.Minute), e.old.ID, "someone", "", 600_000, 0)
+
+	writeFile(t, e.secretFn, e.new.Secret.Reveal())
+	writeFile(t, e.idFile, e.new.ID)
+	e.waitLog(t, "switched key", 1)
+	e.waitLog(t, "over the monthly budget", 1)
+	if code, body := e.get(t, "/readyz", ""); code != 200 || !strings.Contains(body, "spend guard: over-budget, 1.20 MB of 1.00 MB this month") {
+		t.Errorf("/readyz after the switch: %d %q", code, body)
+	}
+	if code, body := e.get(t, "/", "alice"); code != 200 || strings.Contains(body, "turn:") {
+		t.Errorf("over budget after the switch: %d %s, want STUN only", code, body)
+	}
+}

@@ -19,6 +19,7 @@ import (
 	"github.com/cfturn/cfturn/pkg/turn"
 	"github.com/cfturn/cfturn/pkg/turn/iceserve"
 	"github.com/cfturn/cfturn/pkg/turn/iceserve/redisstore"
+	"github.com/cfturn/cfturn/pkg/turn/turnusage"
 )
 
 // keyReload is how serve-ice learns of a new TURN key without a restart: SIGHUP, or a change of
@@ -89,6 +90,7 @@ type keyWatcher struct {
 	logger   *slog.Logger
 	newStore func(keyID string, secret turn.Secret) (iceserve.Store, func(), error) // nil: keep the store
 	switched func(iceserve.Store)                                                   // told of a new store in use
+	guard    *turnusage.Guard                                                       // with --egress-budget: follows the new key
 	getenv   func(string) string
 
 	current, refused [sha256.Size]byte // fingerprints of the key in use and of the last refused
@@ -158,6 +160,14 @@ func (w *keyWatcher) check(ctx context.Context, forced bool) {
 	if p.Store != nil && w.switched != nil {
 		w.switched(p.Store)
 	}
+	if w.guard != nil {
+		// The month's egress is every key's it used: a rotation must not reset the budget. One
+		// poll now counts the new key's egress at once (a failure is logged by the guard).
+		w.guard.Follow(keyID)
+		pctx, cancel := context.WithTimeout(ctx, guardPollTimeout)
+		w.guard.Poll(pctx)
+		cancel()
+	}
 	w.current, w.refused = fp, [sha256.Size]byte{}
 }
 
@@ -188,9 +198,9 @@ func (w *keyWatcher) watch(ctx context.Context, hup <-chan os.Signal) {
 // startKeyWatch runs the watcher until ctx ends or the returned function, which waits for it to
 // end, is called.
 func (a *app) startKeyWatch(ctx context.Context, k *keyReload, flags *iceFlags, rot *iceserve.Rotator, secret turn.Secret,
-	stores *redisStores, newStore func(string, turn.Secret) (iceserve.Store, func(), error), logger *slog.Logger) (stop func()) {
+	stores *redisStores, newStore func(string, turn.Secret) (iceserve.Store, func(), error), guard *turnusage.Guard, logger *slog.Logger) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
-	w := &keyWatcher{k: k, flags: flags, rot: rot, logger: logger, newStore: newStore, getenv: a.getenv}
+	w := &keyWatcher{k: k, flags: flags, rot: rot, logger: logger, newStore: newStore, guard: guard, getenv: a.getenv}
 	if stores != nil {
 		w.switched = func(s iceserve.Store) { stores.switched(s.(*redisstore.Store)) }
 	}

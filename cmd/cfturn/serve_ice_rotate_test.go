@@ -44,6 +44,12 @@ func startRotation(t *testing.T, env map[string]string, args ...string) *rotatio
 	t.Helper()
 	srv := turntest.NewServer()
 	t.Cleanup(srv.Close)
+	return startRotationOn(t, srv, env, args...)
+}
+
+// startRotationOn is startRotation against srv.
+func startRotationOn(t *testing.T, srv *turntest.Server, env map[string]string, args ...string) *rotationEnv {
+	t.Helper()
 	e := &rotationEnv{}
 	for _, k := range []*turn.KeyWithSecret{&e.old, &e.new} {
 		var err error

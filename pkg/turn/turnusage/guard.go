@@ -2,10 +2,13 @@ package turnusage
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -72,7 +75,8 @@ type GuardStore interface {
 type GuardConfig struct {
 	// Client reads the usage. Required.
 	Client *Client
-	// KeyID is the TURN key whose egress counts; empty counts the whole account.
+	// KeyID is the TURN key whose egress counts, with those Follow adds; empty counts the whole
+	// account.
 	KeyID string
 	// Budget is the egress allowed per calendar month (UTC), in bytes. Required.
 	Budget uint64
@@ -112,10 +116,10 @@ type GuardStats struct {
 // serving; at a new month the old month's egress stops counting at once, before the next poll.
 // A Guard is safe for concurrent use.
 type Guard struct {
-	cfg  GuardConfig
-	name string
+	cfg GuardConfig
 
 	mu        sync.Mutex
+	scope     guardScope // what counts, changed by Follow
 	state     GuardState
 	known     bool
 	failures  uint64
@@ -152,11 +156,58 @@ func NewGuard(cfg GuardConfig) (*Guard, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	name := "account/" + cfg.Client.AccountID()
+	var keys []string
 	if cfg.KeyID != "" {
-		name += "/key/" + cfg.KeyID
+		keys = []string{cfg.KeyID}
 	}
-	return &Guard{cfg: cfg, name: name}, nil
+	return &Guard{cfg: cfg, scope: newGuardScope(cfg.Client.AccountID(), keys)}, nil
+}
+
+// maxGuardKeys is how many keys a Guard counts at most: the values one query's filter takes.
+const maxGuardKeys = 100
+
+// guardScope is what a Guard counts: the whole account (no keys) or some of its keys, and the
+// name its state is shared under, the same in every replica that counts the same keys.
+type guardScope struct {
+	keys []string
+	name string
+}
+
+func newGuardScope(account string, keys []string) guardScope {
+	name := "account/" + account
+	switch len(keys) {
+	case 0:
+	case 1:
+		name += "/key/" + keys[0]
+	default:
+		sorted := slices.Sorted(slices.Values(keys))
+		sum := sha256.Sum256([]byte(strings.Join(sorted, ",")))
+		name += "/keys/" + hex.EncodeToString(sum[:8])
+	}
+	return guardScope{keys: keys, name: name}
+}
+
+// Follow adds keyID to the keys whose egress counts, for a Guard of a key (GuardConfig.KeyID):
+// call it when the service switches to a new key, so that the month's egress is that of every key
+// it used and a rotation never resets the budget. The next poll counts the new key; until then
+// the Guard keeps what it knew. It counts the newest 100 keys at most; a Guard of the whole
+// account needs no Follow and ignores it.
+func (g *Guard) Follow(keyID string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	keys := g.scope.keys
+	if len(keys) == 0 || keyID == "" || slices.Contains(keys, keyID) {
+		return
+	}
+	keys = append(slices.Clone(keys), keyID)
+	keys = keys[max(0, len(keys)-maxGuardKeys):]
+	g.scope = newGuardScope(g.cfg.Client.AccountID(), keys)
+}
+
+func (g *Guard) currentScope() guardScope {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.scope
 }
 
 // monthStart is the first instant of t's calendar month in UTC.
@@ -171,9 +222,10 @@ func monthStart(t time.Time) time.Time {
 func (g *Guard) Poll(ctx context.Context) error {
 	now := g.cfg.Now()
 	month := monthStart(now)
+	sc := g.currentScope()
 	if g.cfg.Store != nil {
-		if s, ok, err := g.cfg.Store.LoadGuardState(ctx, g.name); err != nil {
-			g.cfg.Logger.Warn("turnusage: guard: reading the shared state failed", "guard", g.name, "error", err.Error())
+		if s, ok, err := g.cfg.Store.LoadGuardState(ctx, sc.name); err != nil {
+			g.cfg.Logger.Warn("turnusage: guard: reading the shared state failed", "guard", sc.name, "error", err.Error())
 		} else if ok {
 			g.adopt(s)
 			if s.Month.Equal(month) && now.Sub(s.CheckedAt) < g.cfg.Every {
@@ -185,16 +237,14 @@ func (g *Guard) Poll(ctx context.Context) error {
 	if !now.After(month) {
 		q.To = month.Add(time.Minute) // the month's first instant: its first minute, still empty
 	}
-	if g.cfg.KeyID != "" {
-		q.KeyIDs = []string{g.cfg.KeyID}
-	}
+	q.KeyIDs = sc.keys
 	tot, err := g.cfg.Client.Total(ctx, q)
 	if err != nil {
 		g.mu.Lock()
 		g.failures++
 		g.lastErr = err.Error()
 		g.mu.Unlock()
-		g.cfg.Logger.Error("turnusage: guard: reading usage failed; keeping the last known state", "guard", g.name, "error", err.Error())
+		g.cfg.Logger.Error("turnusage: guard: reading usage failed; keeping the last known state", "guard", sc.name, "error", err.Error())
 		return err
 	}
 	s := GuardState{Month: month, EgressBytes: tot.EgressBytes, CheckedAt: now}
@@ -205,7 +255,7 @@ func (g *Guard) Poll(ctx context.Context) error {
 			g.lastErr = err.Error()
 			s.Day, s.Heavy = g.state.Day, g.state.Heavy // keep the last known list
 			g.mu.Unlock()
-			g.cfg.Logger.Error("turnusage: guard: reading the heaviest identifiers failed; keeping the last known ones", "guard", g.name, "error", err.Error())
+			g.cfg.Logger.Error("turnusage: guard: reading the heaviest identifiers failed; keeping the last known ones", "guard", sc.name, "error", err.Error())
 		}
 	}
 	g.mu.Lock()
@@ -213,8 +263,8 @@ func (g *Guard) Poll(ctx context.Context) error {
 	g.mu.Unlock()
 	g.adopt(s)
 	if g.cfg.Store != nil {
-		if err := g.cfg.Store.SaveGuardState(ctx, g.name, s); err != nil {
-			g.cfg.Logger.Warn("turnusage: guard: saving the shared state failed", "guard", g.name, "error", err.Error())
+		if err := g.cfg.Store.SaveGuardState(ctx, sc.name, s); err != nil {
+			g.cfg.Logger.Warn("turnusage: guard: saving the shared state failed", "guard", sc.name, "error", err.Error())
 		}
 	}
 	return nil
@@ -274,7 +324,7 @@ func (g *Guard) announce() {
 	if !changed {
 		return
 	}
-	attrs := []any{"guard", g.name, "egress_bytes", st.EgressBytes, "budget_bytes", st.Budget}
+	attrs := []any{"guard", g.currentScope().name, "egress_bytes", st.EgressBytes, "budget_bytes", st.Budget}
 	switch st.Status {
 	case GuardWarning:
 		g.cfg.Logger.Warn(fmt.Sprintf("turnusage: guard: TURN egress has reached %.0f%% of the monthly budget", g.cfg.WarnAt*100), attrs...)

@@ -233,3 +233,41 @@ func TestGuardFindsHeavyIdentifiers(t *testing.T) {
 		t.Error("alice is still heavy on the next day")
 	}
 }
+
+// After Follow the Guard counts the month's egress of both keys: a key rotation does not reset
+// the budget. Replicas that follow the same keys share one state.
+func TestGuardFollowsARotatedKey(t *testing.T) {
+	clk := &clock{now: time.Date(2026, 12, 10, 12, 0, 0, 0, time.UTC)}
+	srv, c, _ := setup(t, []turntest.Option{turntest.WithClock(clk.Now)})
+	store := turnusage.NewMemoryGuardStore()
+	g := newGuard(t, c, clk, 1000, store, nil)
+	ctx := context.Background()
+	srv.RecordUsage(clk.Now().Add(-2*time.Hour), keyA, "u", "x", 700, 0)
+	srv.RecordUsage(clk.Now().Add(-time.Hour), keyB, "u", "x", 400, 0) // the key rotated to
+	if err := g.Poll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := g.Stats(); st.EgressBytes != 700 || st.Status != turnusage.GuardOK {
+		t.Fatalf("before Follow: %+v, want the first key's 700 bytes", st)
+	}
+	g.Follow(keyB)
+	g.Follow(keyB) // again: no change
+	if err := g.Poll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := g.Stats(); st.EgressBytes != 1100 || st.Status != turnusage.GuardOverBudget {
+		t.Errorf("after Follow: %+v, want both keys' 1100 bytes, over the budget", st)
+	}
+	// Another replica that followed the same keys, in the other order, reads the shared state.
+	other, err := turnusage.NewGuard(turnusage.GuardConfig{Client: c, KeyID: keyB, Budget: 1000, Now: clk.Now, Store: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other.Follow(keyA)
+	if err := srv.InjectFault(turntest.Fault{Operation: turntest.OpGraphQL, Status: 400, Count: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Poll(ctx); err != nil || other.Stats().EgressBytes != 1100 {
+		t.Errorf("a replica following the same keys: %v, %+v, want the shared 1100 bytes and no query", err, other.Stats())
+	}
+}
