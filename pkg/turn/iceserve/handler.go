@@ -399,12 +399,20 @@ func (h *Handler) Ready(ctx context.Context) error {
 // a new one. With revoke, the credential is also revoked upstream, so TURN servers refuse it even
 // to a client that kept it. To keep an identity out altogether, refuse it in Authorize.
 func (h *Handler) Drop(ctx context.Context, identity string, revoke bool) error {
+	if !revoke {
+		return h.drop(ctx, identity, nil)
+	}
+	return h.drop(ctx, identity, h.revoke)
+}
+
+// drop removes identity's cached credential and, with revoke set, revokes it with revoke.
+func (h *Handler) drop(ctx context.Context, identity string, revoke func(ctx context.Context, username string) error) error {
 	c, err := h.store.DropCredential(ctx, identityKey(identity))
-	if c == nil || !revoke || c.Username == "" {
+	if c == nil || revoke == nil || c.Username == "" {
 		return err
 	}
 	// Revoke even when the store reported trouble: the credential it returned is known.
-	return errors.Join(err, h.revoke(ctx, c.Username))
+	return errors.Join(err, revoke(ctx, c.Username))
 }
 
 // revoke revokes a credential of the handler's key, with the caller's client and its retries.

@@ -116,22 +116,22 @@ func (r *Rotator) MatrixHandler(v *MatrixVerifier) http.Handler {
 // credential.
 func (r *Rotator) Drop(ctx context.Context, identity string, revoke bool) error {
 	cur := r.cur.Load()
-	c, err := cur.h.store.DropCredential(ctx, identityKey(identity))
-	if c == nil || !revoke || c.Username == "" {
-		return err
+	if !revoke {
+		return cur.h.drop(ctx, identity, nil)
 	}
-	// Revoke even when the store reported trouble: the credential it returned is known.
-	rerr := cur.h.revoke(ctx, c.Username)
-	for _, h := range cur.previous {
-		if !errors.Is(rerr, turn.ErrNotFound) {
-			break
+	return cur.h.drop(ctx, identity, func(ctx context.Context, username string) error {
+		err := cur.h.revoke(ctx, username)
+		for _, h := range cur.previous {
+			if !errors.Is(err, turn.ErrNotFound) {
+				return err
+			}
+			err = h.revoke(ctx, username)
 		}
-		rerr = h.revoke(ctx, c.Username)
-	}
-	if errors.Is(rerr, turn.ErrNotFound) && len(cur.previous) > 0 {
-		rerr = fmt.Errorf("iceserve: rotator: revoke: none of the %d keys used lately knows the credential (it may have expired or been revoked): %w", len(cur.previous)+1, rerr)
-	}
-	return errors.Join(err, rerr)
+		if errors.Is(err, turn.ErrNotFound) && len(cur.previous) > 0 {
+			return fmt.Errorf("iceserve: rotator: revoke: none of the %d keys used lately knows the credential (it may have expired or been revoked): %w", len(cur.previous)+1, err)
+		}
+		return err
+	})
 }
 
 // Rotate switches to the key p names. It mints once with it through the handler's limits (the
