@@ -118,13 +118,14 @@ type GuardStats struct {
 type Guard struct {
 	cfg GuardConfig
 
-	mu        sync.Mutex
-	scope     guardScope // what counts, changed by Follow
-	state     GuardState
-	known     bool
-	failures  uint64
-	lastErr   string
-	announced GuardStatus // the status last logged, for logging transitions once
+	mu         sync.Mutex
+	scope      guardScope // what counts, changed by Follow
+	stateScope string     // the name of the scope state was read for
+	state      GuardState
+	known      bool
+	failures   uint64
+	lastErr    string
+	announced  GuardStatus // the status last logged, for logging transitions once
 }
 
 // NewGuard checks cfg and returns a Guard that has read nothing yet (GuardUnknown).
@@ -227,7 +228,7 @@ func (g *Guard) Poll(ctx context.Context) error {
 		if s, ok, err := g.cfg.Store.LoadGuardState(ctx, sc.name); err != nil {
 			g.cfg.Logger.Warn("turnusage: guard: reading the shared state failed", "guard", sc.name, "error", err.Error())
 		} else if ok {
-			g.adopt(s)
+			g.adopt(s, sc.name)
 			if s.Month.Equal(month) && now.Sub(s.CheckedAt) < g.cfg.Every {
 				return nil // another replica asked recently
 			}
@@ -261,7 +262,7 @@ func (g *Guard) Poll(ctx context.Context) error {
 	g.mu.Lock()
 	g.lastErr = ""
 	g.mu.Unlock()
-	g.adopt(s)
+	g.adopt(s, sc.name)
 	if g.cfg.Store != nil {
 		if err := g.cfg.Store.SaveGuardState(ctx, sc.name, s); err != nil {
 			g.cfg.Logger.Warn("turnusage: guard: saving the shared state failed", "guard", sc.name, "error", err.Error())
@@ -302,14 +303,22 @@ func (g *Guard) HeavyIdentifier(customIdentifier string) bool {
 	return g.state.Day.Equal(today) && slices.Contains(g.state.Heavy, customIdentifier)
 }
 
-// adopt takes s when it is newer than what the Guard knows, and logs a change of status.
-func (g *Guard) adopt(s GuardState) {
+// adopt takes s, read for the scope named name, when it is newer than what the Guard knows of
+// that scope, and logs a change of status. A state of the scope in use replaces one of a scope
+// Follow has since widened, whatever their times; one of a narrower scope (a poll that began
+// before Follow) is dropped, unless the Guard knows nothing yet.
+func (g *Guard) adopt(s GuardState, name string) {
 	g.mu.Lock()
-	if g.known && s.CheckedAt.Before(g.state.CheckedAt) {
+	switch {
+	case !g.known:
+	case name != g.scope.name:
+		g.mu.Unlock()
+		return
+	case name == g.stateScope && s.CheckedAt.Before(g.state.CheckedAt):
 		g.mu.Unlock()
 		return
 	}
-	g.state, g.known = s, true
+	g.state, g.known, g.stateScope = s, true, name
 	g.mu.Unlock()
 	g.announce()
 }

@@ -271,3 +271,35 @@ func TestGuardFollowsARotatedKey(t *testing.T) {
 		t.Errorf("a replica following the same keys: %v, %+v, want the shared 1100 bytes and no query", err, other.Stats())
 	}
 }
+
+// A replica that polled its old scope after another replica had switched keys takes the other's
+// newer count of both keys once it follows too, though its own last poll is later.
+func TestGuardFollowTakesTheWiderScopesState(t *testing.T) {
+	clk := &clock{now: time.Date(2026, 12, 10, 12, 0, 0, 0, time.UTC)}
+	srv, c, tr := setup(t, []turntest.Option{turntest.WithClock(clk.Now)})
+	store := turnusage.NewMemoryGuardStore()
+	first, second := newGuard(t, c, clk, 1000, store, nil), newGuard(t, c, clk, 1000, store, nil)
+	ctx := context.Background()
+	srv.RecordUsage(clk.Now().Add(-2*time.Hour), keyA, "u", "x", 700, 0)
+	srv.RecordUsage(clk.Now().Add(-time.Hour), keyB, "u", "x", 400, 0)
+	first.Follow(keyB)
+	if err := first.Poll(ctx); err != nil || first.Stats().EgressBytes != 1100 {
+		t.Fatalf("first replica: %v %+v", err, first.Stats())
+	}
+	clk.Set(clk.Now().Add(30 * time.Second))
+	if err := second.Poll(ctx); err != nil || second.Stats().EgressBytes != 700 { // still the old key alone
+		t.Fatalf("second replica before its switch: %v %+v", err, second.Stats())
+	}
+	queries := tr.Seen()["UsageTotal"]
+	clk.Set(clk.Now().Add(time.Second))
+	second.Follow(keyB)
+	if err := second.Poll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := second.Stats(); st.EgressBytes != 1100 || st.Status != turnusage.GuardOverBudget {
+		t.Errorf("second replica after its switch: %+v, want the shared count of both keys, 1100 bytes, over the budget", st)
+	}
+	if got := tr.Seen()["UsageTotal"]; got != queries {
+		t.Errorf("%d more queries, want none: the shared state was fresh", got-queries)
+	}
+}
