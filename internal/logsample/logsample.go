@@ -2,7 +2,7 @@
 // then, with the next line of that kind (or at Flush), one line with how many were not logged. A
 // peer that provokes the same line without end so costs a few lines a minute, not one each time.
 // Servers that face a network use it for what they refuse or fail; the kinds must be a small
-// fixed set (a reason or a status), never what a peer chose.
+// fixed set of strings or numbers (a reason or a status), never what a peer chose.
 package logsample
 
 import (
@@ -16,7 +16,7 @@ import (
 type Config struct {
 	Message  string        // each line logged, e.g. "turnrelay: refused"
 	Unlogged string        // the count of lines not logged, e.g. "turnrelay: refusals not logged"
-	KindKey  string        // the attribute that names the kind, e.g. "reason"; "" leaves it out
+	KindKey  string        // the attribute that names the kind, e.g. "reason" or "status"; "" leaves it out
 	Burst    int           // lines of a kind logged per interval
 	Interval time.Duration // the window
 }
@@ -27,7 +27,7 @@ type Log struct {
 	logger *slog.Logger
 	now    func() time.Time
 	mu     sync.Mutex
-	by     map[string]*window
+	by     map[any]*window
 }
 
 type window struct {
@@ -44,12 +44,12 @@ func New(l *slog.Logger, now func() time.Time, cfg Config) *Log {
 	if now == nil {
 		now = time.Now
 	}
-	return &Log{cfg: cfg, logger: l, now: now, by: make(map[string]*window)}
+	return &Log{cfg: cfg, logger: l, now: now, by: make(map[any]*window)}
 }
 
-// Log writes Config.Message with attrs at level, unless kind was logged Burst times in the
-// current interval; then it only counts it.
-func (l *Log) Log(level slog.Level, kind string, attrs ...any) {
+// Log writes Config.Message with attrs at level, unless kind (a string or a number) was logged
+// Burst times in the current interval; then it only counts it.
+func (l *Log) Log(level slog.Level, kind any, attrs ...any) {
 	now := l.now()
 	l.mu.Lock()
 	w := l.by[kind]
@@ -80,7 +80,7 @@ func (l *Log) Log(level slog.Level, kind string, attrs ...any) {
 	}
 }
 
-func (l *Log) unlogged(kind string, n int) {
+func (l *Log) unlogged(kind any, n int) {
 	attrs := []any{"count", n, "interval", l.cfg.Interval.String()}
 	if l.cfg.KindKey != "" {
 		attrs = append([]any{l.cfg.KindKey, kind}, attrs...)

@@ -59,7 +59,7 @@ func (f *Fake) serveGraphQL(w http.ResponseWriter, r *http.Request) {
 		body := map[string]any{"data": data, "errors": nil}
 		if len(errs) > 0 {
 			body["errors"] = errs
-			failed(w, errs[0].Message)
+			noteFailure(w, errs[0].Message)
 		}
 		f.ok(w, status, body)
 	}

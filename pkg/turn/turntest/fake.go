@@ -146,7 +146,7 @@ func New(opts ...Option) *Fake {
 	keys, ice := http.NewServeMux(), http.NewServeMux()
 	callsserver.HandlerWithOptions(api{f}, callsserver.StdHTTPServerOptions{BaseURL: "/client/v4", BaseRouter: keys, ErrorHandlerFunc: onBadParam})
 	callsserver.HandlerWithOptions(api{f}, callsserver.StdHTTPServerOptions{BaseURL: "/v1", BaseRouter: ice, ErrorHandlerFunc: onBadParam})
-	f.failures = logsample.New(s.logger, s.now, logsample.Config{Message: "turntest: answered a failure", Unlogged: "turntest: failures not logged", Burst: failureLogBurst, Interval: failureLogInterval})
+	f.failures = logsample.New(s.logger, s.now, logsample.Config{Message: "turntest: answered a failure", Unlogged: "turntest: failures not logged", KindKey: "status", Burst: failureLogBurst, Interval: failureLogInterval})
 	f.handler = logged(f.failures, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := r.URL.Path
 		switch {
@@ -159,7 +159,7 @@ func New(opts ...Option) *Fake {
 		case strings.HasPrefix(p, "/client/v4/"):
 			f.fail(w, http.StatusNotFound, errCodeNoRoute, "No route for that URI")
 		default:
-			http.Error(w, "Not found", http.StatusNotFound)
+			plainError(w, "Not found", http.StatusNotFound)
 		}
 	}))
 	return f
@@ -426,13 +426,13 @@ func (f *Fake) liveKey(w http.ResponseWriter, r *http.Request, keyID string) *ke
 	f.mu.Unlock()
 	switch {
 	case tok == "":
-		http.Error(w, "Unauthorized: missing bearer token", http.StatusUnauthorized)
+		plainError(w, "Unauthorized: missing bearer token", http.StatusUnauthorized)
 		return nil
 	case k == nil:
-		http.Error(w, "Not found: no such TURN key", http.StatusNotFound)
+		plainError(w, "Not found: no such TURN key", http.StatusNotFound)
 		return nil
 	case tok != k.secret:
-		http.Error(w, "Unauthorized: wrong key secret", http.StatusUnauthorized)
+		plainError(w, "Unauthorized: wrong key secret", http.StatusUnauthorized)
 		return nil
 	}
 	return k
@@ -452,16 +452,16 @@ func (f api) GenerateIceServers(w http.ResponseWriter, r *http.Request, keyID st
 		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
 		dec.UseNumber()
 		if err := dec.Decode(&body); err != nil || body.TTL == nil {
-			http.Error(w, "Bad request: body must be {\"ttl\": seconds}", http.StatusBadRequest)
+			plainError(w, "Bad request: body must be {\"ttl\": seconds}", http.StatusBadRequest)
 			return
 		}
 		ttl, err := body.TTL.Int64()
 		if err != nil || ttl < 1 || ttl > MaxTTL {
-			http.Error(w, fmt.Sprintf("Bad request: ttl must be a whole number of seconds from 1 to %d", MaxTTL), http.StatusBadRequest)
+			plainError(w, fmt.Sprintf("Bad request: ttl must be a whole number of seconds from 1 to %d", MaxTTL), http.StatusBadRequest)
 			return
 		}
 		if utf8.RuneCountInString(body.CustomIdentifier) > turn.MaxCustomIdentifierLen {
-			http.Error(w, fmt.Sprintf("Bad request: customIdentifier over %d characters", turn.MaxCustomIdentifierLen), http.StatusBadRequest)
+			plainError(w, fmt.Sprintf("Bad request: customIdentifier over %d characters", turn.MaxCustomIdentifierLen), http.StatusBadRequest)
 			return
 		}
 		c := &credential{username: randomHex(32), secret: randomHex(64), keyID: k.uid, customIdentifier: body.CustomIdentifier}
@@ -499,7 +499,7 @@ func (f api) RevokeIceCredential(w http.ResponseWriter, r *http.Request, keyID, 
 		}
 		f.mu.Unlock()
 		if c == nil || c.keyID != k.uid {
-			http.Error(w, "Not found: no such credential for this key", http.StatusNotFound)
+			plainError(w, "Not found: no such credential for this key", http.StatusNotFound)
 			return
 		}
 		w.WriteHeader(http.StatusNoContent)
@@ -520,7 +520,7 @@ func (f *Fake) stampLocked() time.Time {
 func (f *Fake) ok(w http.ResponseWriter, status int, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
-		http.Error(w, "fake: encoding response: "+err.Error(), http.StatusInternalServerError)
+		plainError(w, "fake: encoding response: "+err.Error(), http.StatusInternalServerError)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
@@ -533,6 +533,7 @@ func (f *Fake) fail(w http.ResponseWriter, status, code int, msg string) {
 }
 
 func (f *Fake) failAt(w http.ResponseWriter, status, code int, msg, pointer string) {
+	noteFailure(w, msg)
 	m := calls.Message{Code: code, Message: msg}
 	if pointer != "" {
 		m.Source = &struct {
@@ -611,7 +612,7 @@ func (f *Fake) applyFault(w http.ResponseWriter, r *http.Request, op Operation, 
 	default:
 		switch {
 		case ft.Status != 0 && plain:
-			http.Error(w, http.StatusText(ft.Status), ft.Status)
+			plainError(w, http.StatusText(ft.Status), ft.Status)
 		case ft.Status != 0:
 			f.fail(w, ft.Status, codeFor(ft.Status), http.StatusText(ft.Status))
 		case rec != nil:

@@ -2,6 +2,7 @@ package turntest_test
 
 import (
 	"encoding/json"
+	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -101,7 +102,40 @@ func TestFailureLogIsSampled(t *testing.T) {
 		t.Errorf("%d of 25 failures logged, want 10:\n%s", n, out.String())
 	}
 	r.srv.Close()
-	if !strings.Contains(out.String(), `msg="turntest: failures not logged" count=15 interval=1m0s`) {
+	if !strings.Contains(out.String(), `msg="turntest: failures not logged" status=403 count=15 interval=1m0s`) {
 		t.Errorf("no count of the 15 failures not logged at Close:\n%s", out.String())
+	}
+}
+
+// A fault that answers with part of a real answer under an error status (a create's key secret, an
+// ICE credential) is logged by its status alone: the log never quotes a body the fake did not word.
+func TestFailureLogQuotesNoRealBody(t *testing.T) {
+	var out syncbuf.Buffer
+	r := newRaw(t, turntest.WithLogger(slog.New(slog.NewTextHandler(&out, nil))))
+	tok, acct := r.srv.Token(), r.srv.AccountID()
+	if err := r.srv.InjectFault(turntest.Fault{Operation: turntest.OpCreateTurnKey, Status: 500, Body: turntest.BodyTruncated}); err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("POST", r.keys(acct), strings.NewReader(`{"name":"secret"}`))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := r.unchecked().hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 500 || !strings.Contains(string(body), `"key":"`) {
+		t.Fatalf("truncated create: %d %s, want 500 with half the answer, the secret in it", resp.StatusCode, body)
+	}
+	keys := r.srv.Keys(acct)
+	if len(keys) != 1 {
+		t.Fatalf("the fault's create made %d keys, want 1", len(keys))
+	}
+	if !strings.Contains(out.String(), `error="Internal Server Error" status=500`) {
+		t.Errorf("the failure was not logged by its status:\n%s", out.String())
+	}
+	if strings.Contains(out.String(), `"key"`) || strings.Contains(out.String(), "created") {
+		t.Errorf("the log quotes the answer's body:\n%s", out.String())
 	}
 }
