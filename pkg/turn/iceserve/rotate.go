@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -113,7 +114,7 @@ func (r *Rotator) MatrixHandler(v *MatrixVerifier) http.Handler {
 // revoked with the key that minted it, whether that is the current key or one of the last
 // maxRecentHandlers (4) switched away from. Cloudflare's usernames do not name their key, so the
 // keys are tried newest first, the next only when one answers that it does not know the
-// credential.
+// credential or the key (unknownToKey).
 func (r *Rotator) Drop(ctx context.Context, identity string, revoke bool) error {
 	cur := r.cur.Load()
 	if !revoke {
@@ -122,16 +123,38 @@ func (r *Rotator) Drop(ctx context.Context, identity string, revoke bool) error 
 	return cur.h.drop(ctx, identity, func(ctx context.Context, username string) error {
 		err := cur.h.revoke(ctx, username)
 		for _, h := range cur.previous {
-			if !errors.Is(err, turn.ErrNotFound) {
+			if !unknownToKey(err) {
 				return err
 			}
 			err = h.revoke(ctx, username)
 		}
-		if errors.Is(err, turn.ErrNotFound) && len(cur.previous) > 0 {
+		if unknownToKey(err) && len(cur.previous) > 0 {
 			return fmt.Errorf("iceserve: rotator: revoke: none of the %d keys used lately knows the credential (it may have expired or been revoked): %w", len(cur.previous)+1, err)
 		}
 		return err
 	})
+}
+
+// unknownToKey reports a revocation refused because the credential is not the key's (404) or the
+// key is gone (401 or 404), so that an older key may be the one that minted it. The fake answers
+// so; Cloudflare's answers to these cases are not documented.
+func unknownToKey(err error) bool {
+	return errors.Is(err, turn.ErrNotFound) || errors.Is(err, turn.ErrUnauthorized)
+}
+
+// previousKeys is the handlers Drop tries after the current one once the rotator switches from old
+// to keyID: old's, then those old kept, each key once, never keyID's, at most maxRecentHandlers.
+func previousKeys(old *rotation, keyID string) []*Handler {
+	var out []*Handler
+	for _, h := range append([]*Handler{old.h}, old.previous...) {
+		if len(out) == maxRecentHandlers {
+			break
+		}
+		if h.cfg.KeyID != keyID && !slices.ContainsFunc(out, func(o *Handler) bool { return o.cfg.KeyID == h.cfg.KeyID }) {
+			out = append(out, h)
+		}
+	}
+	return out
 }
 
 // Rotate switches to the key p names. It mints once with it through the handler's limits (the
@@ -142,8 +165,7 @@ func (r *Rotator) Rotate(ctx context.Context, p RotateParams) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	old := r.cur.Load()
-	next := &rotation{keyID: p.KeyID, base: old.base, memory: old.memory,
-		previous: append([]*Handler{old.h}, old.previous[:min(len(old.previous), maxRecentHandlers-1)]...)}
+	next := &rotation{keyID: p.KeyID, base: old.base, memory: old.memory, previous: previousKeys(old, p.KeyID)}
 	if p.Store != nil {
 		next.base, next.memory = p.Store, nil
 		if m, ok := p.Store.(*MemoryStore); ok {

@@ -480,3 +480,20 @@ func TestRotatorDropRevokesWithTheMintingKey(t *testing.T) {
 		t.Error("a key secret reached the error")
 	}
 }
+
+// TestRotatorSameKeyKeepsOlderKeys: rotating to the key in use again changes nothing Drop relies
+// on: the previous key is still tried, however often the current one is checked again.
+func TestRotatorSameKeyKeepsOlderKeys(t *testing.T) {
+	e := rotSetup(t, iceserve.Config{})
+	ctx := context.Background()
+	alice := rotGet(t, e.srv, "alice") // minted with the old key
+	for range 6 {
+		e.clock.Advance(time.Second)
+		if err := e.rot.Rotate(ctx, iceserve.RotateParams{KeyID: e.new.ID, KeySecret: e.new.Secret}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.rot.Drop(ctx, "alice", true); err != nil || !e.fake.Revoked(alice) {
+		t.Errorf("drop after one switch and five rotations to the same key: %v, revoked %v", err, e.fake.Revoked(alice))
+	}
+}
