@@ -68,6 +68,11 @@ func TestLongCall(t *testing.T) {
 			})
 			s = waitDelivered(t, tab)
 			checkMessages(t, tab, s, maxStall)
+			defer func() {
+				if t.Failed() {
+					t.Logf("page log:\n%s", pageLog(tab))
+				}
+			}()
 			for _, peer := range []string{"A", "B"} {
 				// 90 s on 20 s credentials refreshed at 60 % of their life: a restart every 12 s.
 				if n := s.count(peer, "restarted", 0); n < 5 {

@@ -117,9 +117,10 @@ func (f *usageFlags) query(now time.Time, changed func(string) bool) (turnusage.
 			return q, usagef("--since %q is not a positive duration such as 1h, 24h or 720h", f.since)
 		}
 		// The dataset counts whole minutes and a range is rounded out to them: end on the minute
-		// boundary after To, so that --since 1h covers 60 minutes, not 61.
+		// boundary after To and go back whole minutes, so that --since 1h covers 60 minutes, not 61
+		// (and --since 90s two).
 		q.To = ceilMinute(q.To)
-		q.From = q.To.Add(-d)
+		q.From = q.To.Add(-(d + time.Minute - 1).Truncate(time.Minute))
 	}
 	if !q.From.Before(q.To) {
 		return q, usagef("the range is empty: --from (or --since) must come before --to")

@@ -88,6 +88,16 @@ func TestUsageCommandJSONCSVAndOneCustomer(t *testing.T) {
 	if got := srv.Requests()[string(turntest.OpGraphQL)]; got != 6 {
 		t.Errorf("the fake saw %d queries, want 6: settings and one query for each of three runs", got)
 	}
+	// A duration that is not whole minutes is rounded up to them.
+	r = cfturn(t, srv, nil, "usage", "--since", "90s", "--json")
+	r.check(t, 0)
+	out = usageJSON{}
+	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil {
+		t.Fatal(err)
+	}
+	if d := out.To.Sub(out.From); d != 2*time.Minute {
+		t.Errorf("--since 90s covered %v, want 2 minutes", d)
+	}
 }
 
 func TestUsageCommandProgressAndBuckets(t *testing.T) {
