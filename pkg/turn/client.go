@@ -164,6 +164,9 @@ type operation struct {
 	// emptyFailure: a failure may be {} instead of an envelope, as Cloudflare documents for delete
 	emptyFailure bool
 	retry        retryRule
+	// check, set for Do, judges every complete answer in place of the status rule and the
+	// envelope; see Do.
+	check func(*Response) error
 }
 
 // response is a fully read response of any status.
@@ -173,8 +176,9 @@ type response struct {
 	body   []byte
 }
 
-// send performs op with retries and returns a 2xx response. Every other outcome is an error:
-// an *APIError for an HTTP answer, the context's error, or a transport error.
+// send performs op with retries and returns a 2xx response, or with op.check the answer check
+// accepted. Every other outcome is an error: an *APIError for an HTTP answer, check's error, the
+// context's error, or a transport error.
 // secrets lists the credentials of this call, scrubbed from anything the server echoes back.
 func (c *Client) send(ctx context.Context, op *operation, req *http.Request, secrets ...Secret) (*response, error) {
 	// Header values are set as slices built once per client, not per request.
@@ -191,24 +195,13 @@ func (c *Client) send(ctx context.Context, op *operation, req *http.Request, sec
 	for attempt := 1; ; attempt++ {
 		start := time.Now()
 		res, err := c.attempt(ctx, req, attempt)
-		switch {
-		case errors.Is(err, errBodyTooLarge):
-			err = unexpected(op, res, secrets, fmt.Sprintf("body over the %d-byte limit", c.cfg.maxBody))
-		case err != nil:
-			err = c.transportError(ctx, op, err)
-		case res.status >= 200 && res.status < 300:
-			c.log(ctx, op, attempt, start, res, nil)
-			return res, nil
-		default:
-			err = statusError(op, res, secrets)
-		}
+		retry, retryAfter, err := c.judge(ctx, op, attempt, res, err, secrets)
 		c.log(ctx, op, attempt, start, res, err)
-
-		wait, ok := c.retryDelay(ctx, op, attempt, err)
+		if err == nil {
+			return res, nil
+		}
+		wait, ok := c.retryDelay(ctx, attempt, retry, retryAfter)
 		if !ok {
-			if apiErr, isAPI := err.(*APIError); isAPI {
-				apiErr.Attempts = attempt
-			}
 			if ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
 				return nil, cancelled(ctx, op, attempt, err)
 			}
@@ -222,6 +215,29 @@ func (c *Client) send(ctx context.Context, op *operation, req *http.Request, sec
 		case <-t.C:
 		}
 	}
+}
+
+// judge turns the outcome of attempt into nil (done) or the call's error, and says whether op's
+// rule allows another attempt after that error and what Retry-After the answer asked for.
+func (c *Client) judge(ctx context.Context, op *operation, attempt int, res *response, err error, secrets []Secret) (retry bool, retryAfter time.Duration, _ error) {
+	var apiErr *APIError
+	switch {
+	case errors.Is(err, errBodyTooLarge):
+		apiErr = unexpected(op, res, secrets, fmt.Sprintf("body over the %d-byte limit", c.cfg.maxBody))
+	case err != nil:
+		err = c.transportError(ctx, op, err)
+		return retryable(op.retry, err), 0, err
+	case op.check != nil:
+		answer := &Response{StatusCode: res.status, Header: res.header, Body: redactBody(res.body, secrets), Attempt: attempt}
+		err = op.check(answer)
+		return errors.Is(err, ErrRateLimited) || errors.Is(err, ErrServer), answer.RetryAfter(), err
+	case res.status >= 200 && res.status < 300:
+		return false, 0, nil
+	default:
+		apiErr = statusError(op, res, secrets)
+	}
+	apiErr.Attempts = attempt
+	return retryable(op.retry, apiErr), apiErr.RetryAfter, apiErr
 }
 
 // cancelled reports a call whose context ended between attempts: the error matches ctx.Err() and

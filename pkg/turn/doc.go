@@ -61,6 +61,13 @@
 // as Cloudflare's schema defines them (no field required), but a key whose uid is not a valid key
 // ID, or a new key without its 64-character secret, is an unexpected response.
 //
+// # Other Cloudflare API endpoints
+//
+// Client.Do sends a request to another endpoint under the API root the same way: the API token,
+// User-Agent, redirect policy, timeouts, size cap, debug log and retries (as for reads) are the
+// client's, and the caller's check function decides what each answer means. Package turnusage
+// reads the GraphQL Analytics API through it.
+//
 // # Serving credentials to browsers
 //
 // Package iceserve, beside this one as net/http/httputil is beside net/http, is the credential

@@ -322,3 +322,103 @@ func redactSecrets(s string, secrets []Secret, atCut bool) string {
 	b.WriteString(s[last:])
 	return b.String()
 }
+
+// redactBody returns body with every echo of a known secret replaced by [REDACTED], for a body
+// handed on whole (to Do's check) rather than shown: an echo written out, broken up by bytes no
+// credential holds (white space, control characters, anything outside printable ASCII), or with
+// characters written as JSON escapes (\u0041, \/). Neither dropping invisible characters nor
+// decoding the JSON can then put a secret together again. body itself is left as it is.
+func redactBody(body []byte, secrets []Secret) []byte {
+	for _, sec := range secrets {
+		v := sec.Reveal()
+		if v == "" {
+			continue
+		}
+		if bytes.Contains(body, []byte(v)) {
+			body = bytes.ReplaceAll(body, []byte(v), []byte(redacted))
+		}
+		if !credentialChars(v) {
+			continue // not a well-formed credential: exact matches only
+		}
+		var out []byte
+		last := 0
+		for i := 0; i < len(body); i++ {
+			if end := echoEnd(body, i, v); end > 0 {
+				out = append(append(out, body[last:i]...), redacted...)
+				last, i = end, end-1
+			}
+		}
+		if out != nil {
+			body = append(out, body[last:]...)
+		}
+	}
+	return body
+}
+
+// echoEnd returns where an echo of v that starts at body[i] ends, or -1 when none starts there.
+func echoEnd(body []byte, i int, v string) int {
+	for k := 0; k < len(v); {
+		if i >= len(body) {
+			return -1
+		}
+		c, width := bodyChar(body, i)
+		switch {
+		case c == 0 && k > 0:
+			i += width // a character no credential holds, inside the echo
+			continue
+		case c != v[k]:
+			return -1
+		}
+		i += width
+		k++
+	}
+	return i
+}
+
+// bodyChar reads the character at body[i]: a JSON escape (\u0041, \/, \n...) as the character it
+// stands for, any other byte as itself. It returns 0 for a character no credential holds, and the
+// number of bytes read.
+func bodyChar(body []byte, i int) (byte, int) {
+	c := body[i]
+	if c == '\\' && i+1 < len(body) {
+		switch e := body[i+1]; e {
+		case '"', '\\', '/':
+			return e, 2
+		case 'b', 'f', 'n', 'r', 't':
+			return 0, 2
+		case 'u':
+			if n, ok := hex4(body[i+2:]); ok {
+				if n > ' ' && n < 0x7f {
+					return byte(n), 6
+				}
+				return 0, 6
+			}
+		}
+	}
+	if c <= ' ' || c >= 0x7f {
+		return 0, 1
+	}
+	return c, 1
+}
+
+// hex4 reads the four hexadecimal digits at the start of b.
+func hex4(b []byte) (int, bool) {
+	if len(b) < 4 {
+		return 0, false
+	}
+	n := 0
+	for _, c := range b[:4] {
+		switch {
+		case '0' <= c && c <= '9':
+			c -= '0'
+		case 'a' <= c && c <= 'f':
+			c -= 'a' - 10
+		case 'A' <= c && c <= 'F':
+			c -= 'A' - 10
+		default:
+			return 0, false
+		}
+		n = n<<4 | int(c)
+	}
+	return n, true
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"net/http"
 	"strings"
 	"time"
 
@@ -179,4 +180,53 @@ func ExampleGenerateICEServersParams_Validate() {
 	err := p.Validate() // nothing is sent: a server can refuse a bad request without an upstream call
 	fmt.Println(errors.Is(err, turn.ErrInvalidArgument))
 	// Output: true
+}
+
+// Do reaches another endpoint of the Cloudflare API with the client's token, limits and retries:
+// here a GraphQL Analytics query, as package turnusage sends its own.
+func ExampleClient_Do() {
+	srv := turntest.NewServer()
+	defer srv.Close()
+	client := srv.Client()
+
+	query, err := json.Marshal(map[string]any{
+		"query":     `query($acct: string!) { viewer { accounts(filter: {accountTag: $acct}) { settings { callsTurnUsageAdaptiveGroups { maxPageSize } } } } }`,
+		"variables": map[string]string{"acct": client.AccountID()},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	var answer struct {
+		Data struct {
+			Viewer struct {
+				Accounts []struct {
+					Settings struct {
+						Dataset struct {
+							MaxPageSize int `json:"maxPageSize"`
+						} `json:"callsTurnUsageAdaptiveGroups"`
+					} `json:"settings"`
+				} `json:"accounts"`
+			} `json:"viewer"`
+		} `json:"data"`
+	}
+	srv.InjectFault(turntest.Fault{Operation: turntest.OpGraphQL, Status: 503, Count: 1})
+	err = client.Do(context.Background(), "settings", http.MethodPost, "graphql", query, func(r *turn.Response) error {
+		switch {
+		case r.StatusCode == http.StatusTooManyRequests:
+			return fmt.Errorf("settings: %w", turn.ErrRateLimited) // retried, after Retry-After if there is one
+		case r.StatusCode >= 500:
+			return fmt.Errorf("settings: %d: %w", r.StatusCode, turn.ErrServer) // retried
+		case r.StatusCode != http.StatusOK:
+			return fmt.Errorf("settings: %d", r.StatusCode) // returned at once
+		}
+		fmt.Println("answered on attempt", r.Attempt)
+		return json.Unmarshal(r.Body, &answer)
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("max page size:", answer.Data.Viewer.Accounts[0].Settings.Dataset.MaxPageSize)
+	// Output:
+	// answered on attempt 2
+	// max page size: 10000
 }

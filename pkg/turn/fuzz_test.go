@@ -2,6 +2,7 @@ package turn
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -284,6 +285,44 @@ func FuzzBuiltURL(f *testing.F) {
 				t.Fatalf("revoke %q %q: %v", key, username, err)
 			}
 			checkBuiltURL(t, base, opRevokeICE, req, key, username)
+		}
+	})
+}
+
+// FuzzRedactBody: whatever surrounds an echo of a secret, and however the echo is written, the
+// body handed to Do's check holds it neither as it is, nor once invisible characters are dropped,
+// nor once it is decoded as the inside of a JSON string.
+func FuzzRedactBody(f *testing.F) {
+	f.Add(`{"echo":"`, `"}`, uint8(0))
+	f.Add(`<p>`, `</p>`, uint8(1))
+	f.Add(`\`, `\u00`, uint8(2))
+	f.Add(`"\\`, `\n`, uint8(3))
+	f.Fuzz(func(t *testing.T, before, after string, form uint8) {
+		var echo strings.Builder
+		for i, r := range fuzzSecret {
+			switch {
+			case form%4 == 1 && i%2 == 0:
+				fmt.Fprintf(&echo, `\u%04X`, r)
+			case form%4 == 2 && i > 0:
+				echo.WriteString("\u200b")
+			case form%4 == 3 && i == len(fuzzSecret)/2:
+				echo.WriteString(`\n `)
+			}
+			echo.WriteRune(r)
+		}
+		got := string(redactBody([]byte(before+echo.String()+after), []Secret{NewSecret(fuzzSecret)}))
+		visible := strings.Map(func(r rune) rune {
+			if r <= ' ' || r >= 0x7f {
+				return -1
+			}
+			return r
+		}, got)
+		if strings.Contains(visible, fuzzSecret) {
+			t.Fatalf("the secret is in %q", got)
+		}
+		var decoded string
+		if json.Unmarshal([]byte(`"`+got+`"`), &decoded) == nil && strings.Contains(decoded, fuzzSecret) {
+			t.Fatalf("the secret is in %q decoded as JSON: %q", got, decoded)
 		}
 	})
 }

@@ -25,18 +25,19 @@ const (
 	retryUnsent
 )
 
-// retryDelay decides whether attempt may be followed by another, and after how long.
-func (c *Client) retryDelay(ctx context.Context, op *operation, attempt int, err error) (time.Duration, bool) {
-	if attempt > c.cfg.maxRetries || ctx.Err() != nil || !retryable(op.retry, err) {
+// retryDelay decides whether attempt may be followed by another, and after how long. retry says
+// the operation's rule allows it for the attempt's failure; retryAfter is the answer's Retry-After
+// (0: none), honoured up to WithRetryAfterMax in place of the backoff.
+func (c *Client) retryDelay(ctx context.Context, attempt int, retry bool, retryAfter time.Duration) (time.Duration, bool) {
+	if attempt > c.cfg.maxRetries || ctx.Err() != nil || !retry {
 		return 0, false
 	}
 	var wait time.Duration
-	var apiErr *APIError
-	if errors.As(err, &apiErr) && apiErr.RetryAfter > 0 {
-		if apiErr.RetryAfter > c.cfg.retryAfterMax {
+	if retryAfter > 0 {
+		if retryAfter > c.cfg.retryAfterMax {
 			return 0, false
 		}
-		wait = apiErr.RetryAfter
+		wait = retryAfter
 	} else {
 		ceiling := c.cfg.backoffBase << min(attempt-1, 30)
 		if ceiling > c.cfg.backoffMax || ceiling <= 0 {

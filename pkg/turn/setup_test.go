@@ -41,16 +41,23 @@ func setupFake(t *testing.T, fake *turntest.Fake, opts ...turn.Option) *env {
 	return newEnv(t, fake, ts.URL, ts.Client().Transport, opts)
 }
 
-// setupInBubble is setup for a test running inside a testing/synctest bubble: a real net/http
-// server serves the fake over in-memory connections (net.Pipe) that the bubble owns, so that
-// every wait on time — Retry-After, backoff, per-attempt timeouts, the fake's delays — passes on
-// the bubble's clock, at once, while the requests still go through net/http on both sides. A
-// socket on loopback would not do: a goroutine waiting on one is not durably blocked, so the
-// bubble's clock would never move.
+// setupInBubble is setup for a test running inside a testing/synctest bubble (see serveInBubble).
 func setupInBubble(t *testing.T, fake *turntest.Fake, opts ...turn.Option) *env {
 	t.Helper()
+	url, tr := serveInBubble(t, fake.Handler())
+	return newEnv(t, fake, url, tr, opts)
+}
+
+// serveInBubble serves h under prefix for a test running inside a testing/synctest bubble, and
+// returns the server's URL and a transport that reaches it. A real net/http server serves h over
+// in-memory connections (net.Pipe) that the bubble owns, so that every wait on time — Retry-After,
+// backoff, per-attempt timeouts, the fake's delays — passes on the bubble's clock, at once, while
+// the requests still go through net/http on both sides. A socket on loopback would not do: a
+// goroutine waiting on one is not durably blocked, so the bubble's clock would never move.
+func serveInBubble(t *testing.T, h http.Handler) (string, http.RoundTripper) {
+	t.Helper()
 	l := &pipeListener{conns: make(chan net.Conn), closed: make(chan struct{})}
-	srv := &http.Server{Handler: http.StripPrefix(prefix, fake.Handler())}
+	srv := &http.Server{Handler: http.StripPrefix(prefix, h)}
 	go srv.Serve(l)
 	tr := &http.Transport{DialContext: l.dial}
 	t.Cleanup(func() {
@@ -59,7 +66,7 @@ func setupInBubble(t *testing.T, fake *turntest.Fake, opts ...turn.Option) *env 
 		tr.CloseIdleConnections()
 		srv.Shutdown(context.Background())
 	})
-	return newEnv(t, fake, "http://127.0.0.1:8787", tr, opts)
+	return "http://127.0.0.1:8787", tr
 }
 
 func newEnv(t *testing.T, fake *turntest.Fake, url string, transport http.RoundTripper, opts []turn.Option) *env {
