@@ -390,29 +390,41 @@ func TestDebugLogPerAttempt(t *testing.T) {
 	if _, err := e.client.GetKey(context.Background(), turn.KeyParams{KeyID: k.ID}); err != nil {
 		t.Fatal(err)
 	}
-	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
-	if len(lines) != 2 {
-		t.Fatalf("%d records for 2 attempts:\n%s", len(lines), logs.String())
+	var want []map[string]any
+	for i, status := range []int{502, 200} {
+		want = append(want, map[string]any{"msg": "turn: attempt", "level": "DEBUG", "op": "get key", "method": "GET",
+			"path": "/accounts/{account_id}/calls/turn_keys/{key_id}", "attempt": float64(i + 1), "status": float64(status)})
 	}
-	for i, line := range lines {
-		var rec map[string]any
-		if err := json.Unmarshal([]byte(line), &rec); err != nil {
-			t.Fatal(err)
-		}
-		want := map[string]any{"msg": "turn: attempt", "level": "DEBUG", "op": "get key", "method": "GET",
-			"path": "/accounts/{account_id}/calls/turn_keys/{key_id}", "attempt": float64(i + 1), "status": float64([]int{502, 200}[i])}
-		for k, v := range want {
-			if rec[k] != v {
-				t.Errorf("record %d: %s = %v, want %v", i, k, rec[k], v)
-			}
-		}
+	for i, rec := range checkAttemptRecords(t, logs.String(), want) {
 		if rec["cf_ray"] == "" || rec["duration"] == nil {
 			t.Errorf("record %d lacks cf_ray or duration: %v", i, rec)
 		}
-		if strings.Contains(line, k.ID) || strings.Contains(line, e.fake.Token()) {
-			t.Errorf("record %d holds the concrete path or the token: %s", i, line)
+	}
+	if strings.Contains(logs.String(), k.ID) || strings.Contains(logs.String(), e.fake.Token()) {
+		t.Errorf("the records hold the concrete path or the token: %s", logs.String())
+	}
+}
+
+// checkAttemptRecords reads the JSON debug records in logs, one a line, and checks that there is
+// one per entry of want, each with want's fields (a nil value: the field is absent).
+func checkAttemptRecords(t *testing.T, logs string, want []map[string]any) []map[string]any {
+	t.Helper()
+	lines := strings.Split(strings.TrimSpace(logs), "\n")
+	if len(lines) != len(want) {
+		t.Fatalf("%d records for %d attempts:\n%s", len(lines), len(want), logs)
+	}
+	recs := make([]map[string]any, len(lines))
+	for i, line := range lines {
+		if err := json.Unmarshal([]byte(line), &recs[i]); err != nil {
+			t.Fatal(err)
+		}
+		for k, v := range want[i] {
+			if recs[i][k] != v {
+				t.Errorf("record %d: %s = %v, want %v", i, k, recs[i][k], v)
+			}
 		}
 	}
+	return recs
 }
 
 // cancelOnRecord is a slog.Handler that cancels a context at the first debug record it gets.

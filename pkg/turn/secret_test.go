@@ -221,3 +221,61 @@ func TestBrokenMintAnswerStaysOutOfErrors(t *testing.T) {
 		ts.Close()
 	}
 }
+
+// A server that echoes the request, the token in it written out, escaped or broken up: Do's check
+// never sees the token, however it reads the body.
+func TestDoBodyNeverHoldsTheToken(t *testing.T) {
+	var body atomic.Value
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(400)
+		io.WriteString(w, body.Load().(string))
+	}))
+	defer ts.Close()
+	c, err := turn.NewClient(turn.WithGetenv(nil), turn.WithAPIToken(testToken), turn.WithBaseURL(ts.URL+"/client/v4"), turn.WithRetry(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var escaped, spaced strings.Builder
+	for i, r := range testToken {
+		fmt.Fprintf(&escaped, `\u%04x`, r)
+		if i > 0 {
+			spaced.WriteString("\u200b")
+		}
+		spaced.WriteRune(r)
+	}
+	half := len(testToken) / 2
+	for _, tc := range []struct{ name, body, want string }{
+		{"written out", `{"echo":"Bearer ` + testToken + `"}`, `{"echo":"Bearer [REDACTED]"}`},
+		{"JSON escapes", `{"echo":"` + escaped.String() + `"}`, `{"echo":"[REDACTED]"}`},
+		{"a JSON line break inside", `{"echo":"` + testToken[:half] + `\n` + testToken[half:] + `"}`, `{"echo":"[REDACTED]"}`},
+		{"zero-width spaces", `<p>` + spaced.String() + `</p>`, `<p>[REDACTED]</p>`},
+		{"twice, among other text", testToken + " and " + testToken + "!", "[REDACTED] and [REDACTED]!"},
+		{"only a part of it", `{"echo":"` + testToken[:half] + `"}`, `{"echo":"` + testToken[:half] + `"}`},
+	} {
+		body.Store(tc.body)
+		var got []byte
+		err := c.Do(context.Background(), "Echo", http.MethodGet, "echo", nil, func(r *turn.Response) error {
+			got = r.Body
+			return fmt.Errorf("echo: %q", r.Body)
+		})
+		if string(got) != tc.want {
+			t.Errorf("%s: check got %s\nwant %s", tc.name, got, tc.want)
+		}
+		var decoded string
+		if json.Unmarshal(got, &struct{ Echo *string }{&decoded}) == nil && strings.Contains(decoded, testToken) {
+			t.Errorf("%s: the decoded body holds the token: %q", tc.name, decoded)
+		}
+		visible := strings.Map(func(r rune) rune {
+			if r <= ' ' || r == '\u200b' {
+				return -1
+			}
+			return r
+		}, string(got))
+		if strings.Contains(visible, testToken) {
+			t.Errorf("%s: the body without its invisible characters holds the token: %q", tc.name, visible)
+		}
+		if err == nil || strings.Contains(err.Error(), testToken) {
+			t.Errorf("%s: Do: %v", tc.name, err)
+		}
+	}
+}
