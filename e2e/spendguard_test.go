@@ -47,8 +47,7 @@ func TestHandlerWithholdsTURNOverBudget(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	uc, err := turnusage.NewClient(turnusage.WithBaseURL(srv.APIBaseURL), turnusage.WithAPIToken(srv.Token()),
-		turnusage.WithAccountID(srv.AccountID()), turnusage.WithHTTPClient(srv.HTTPClient()), turnusage.WithGetenv(nil))
+	uc, err := turnusage.NewClient(srv.Client())
 	if err != nil {
 		t.Fatal(err)
 	}

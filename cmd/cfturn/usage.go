@@ -64,19 +64,14 @@ billing. Ranges longer than one query may cover take several; a progress line go
 	return cmd
 }
 
-// usageClient builds a turnusage.Client from the global flags and the environment.
+// usageClient builds a turnusage.Client over the turn.Client the other commands use: the global
+// flags and the environment, read by turn.NewClient.
 func (a *app) usageClient() (*turnusage.Client, error) {
-	if err := a.checkGlobalFlags(); err != nil {
+	tc, err := a.client()
+	if err != nil {
 		return nil, err
 	}
-	opts := []turnusage.Option{turnusage.WithGetenv(a.getenv)}
-	if a.accountID != "" {
-		opts = append(opts, turnusage.WithAccountID(a.accountID))
-	}
-	if a.baseURL != "" {
-		opts = append(opts, turnusage.WithBaseURL(a.baseURL))
-	}
-	c, err := turnusage.NewClient(opts...)
+	c, err := turnusage.NewClient(tc)
 	if err != nil {
 		return nil, usageError{err}
 	}
@@ -267,8 +262,7 @@ func (a *app) usageError(err error) error {
 		return &reworded{strings.TrimPrefix(err.Error(), "turnusage: ") + " (hint: " + ue.Hint() + ")", err}
 	}
 	msg := strings.TrimPrefix(err.Error(), "turnusage: ")
-	msg = strings.ReplaceAll(msg, "pass turnusage.WithAccountID or set CLOUDFLARE_ACCOUNT_ID", "pass --account-id or set CLOUDFLARE_ACCOUNT_ID")
-	msg = strings.ReplaceAll(msg, "pass turnusage.WithAPIToken or set CLOUDFLARE_API_TOKEN", "set CLOUDFLARE_API_TOKEN")
+	msg = strings.ReplaceAll(msg, "pass turn.WithAccountID to the turn.Client or set CLOUDFLARE_ACCOUNT_ID", "pass --account-id or set CLOUDFLARE_ACCOUNT_ID")
 	return &reworded{msg, err}
 }
 
@@ -341,8 +335,7 @@ func writeUsageCSV(w io.Writer, q turnusage.Query, rep *turnusage.Report) error 
 // Analytics API as cfturn usage does.
 func (a *app) demoUsage(ctx context.Context, srv *turntest.Server, p *demoPrinter) error {
 	s := p.next("See what the relay carried", "POST /client/v4/graphql, dataset callsTurnUsageAdaptiveGroups; cfturn usage")
-	c, err := turnusage.NewClient(turnusage.WithBaseURL(srv.APIBaseURL), turnusage.WithAPIToken(srv.Token()),
-		turnusage.WithAccountID(srv.AccountID()), turnusage.WithHTTPClient(srv.HTTPClient()), turnusage.WithGetenv(nil))
+	c, err := turnusage.NewClient(srv.Client())
 	if err != nil {
 		return err
 	}

@@ -130,7 +130,8 @@ func TestUsageCommandErrors(t *testing.T) {
 		{[]string{"usage", "--free-tier", "lots"}, nil, 2, "--free-tier"},
 		{[]string{"usage", "--json", "--csv"}, nil, 2, "pass one"},
 		{[]string{"usage"}, map[string]string{"CLOUDFLARE_API_TOKEN": "some-wrong-token-of-enough-length"}, 1, "Account Analytics Read"},
-		{[]string{"usage"}, map[string]string{"CLOUDFLARE_API_TOKEN": ""}, 2, "CLOUDFLARE_API_TOKEN"},
+		{[]string{"usage"}, map[string]string{"CLOUDFLARE_API_TOKEN": ""}, 2, "no API token: set CLOUDFLARE_API_TOKEN (reading usage needs one with Account Analytics Read)"},
+		{[]string{"usage"}, map[string]string{"CLOUDFLARE_ACCOUNT_ID": ""}, 2, "cfturn: no account ID: pass --account-id or set CLOUDFLARE_ACCOUNT_ID\n"},
 	} {
 		r := cfturn(t, srv, tc.env, tc.args...)
 		r.check(t, tc.code)

@@ -135,8 +135,11 @@ func TestAnalyticsIsPerAccount(t *testing.T) {
 	now := time.Now()
 	srv.RecordUsage(now.Add(-time.Minute), key.ID, "u", "x", 10, 1)
 	for acct, want := range map[string]uint64{srv.AccountID(): 0, other: 10} {
-		c, err := turnusage.NewClient(turnusage.WithBaseURL(srv.APIBaseURL), turnusage.WithAPIToken(srv.Token()),
-			turnusage.WithAccountID(acct), turnusage.WithHTTPClient(srv.HTTPClient()), turnusage.WithGetenv(nil))
+		tc, err := turn.NewClient(append(srv.ClientOptions(), turn.WithAccountID(acct))...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := turnusage.NewClient(tc)
 		if err != nil {
 			t.Fatal(err)
 		}

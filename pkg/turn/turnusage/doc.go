@@ -5,11 +5,14 @@
 // (gen/analytics, made by genqlient) links genqlient's runtime and gqlparser's error types, and a
 // program that only mints ICE credentials should not carry them.
 //
-// # Authentication
+// # Authentication and configuration
 //
-// The API token needs the "Account Analytics Read" permission on the account (Calls Read/Write
-// do not grant it). NewClient reads CLOUDFLARE_API_TOKEN and CLOUDFLARE_ACCOUNT_ID when no option
-// gives them, as turn.NewClient does.
+// A Client sends its queries through a turn.Client (NewClient(c)), with turn.Client.Do: the API
+// token, the account (c.AccountID()), the base URL, the HTTP client, the logger, retries, backoff,
+// the Retry-After cap, the per-attempt timeout and the size cap are that client's, set with turn's
+// options, and the environment (CLOUDFLARE_API_TOKEN, CLOUDFLARE_ACCOUNT_ID) is read by
+// turn.NewClient only. The API token needs the "Account Analytics Read" permission on the account
+// (Calls Read/Write do not grant it).
 //
 // # What the numbers mean
 //
@@ -21,12 +24,18 @@
 //
 // # Errors and retries
 //
-// Failures are *Error values that match package turn's classes with errors.Is (turn.ErrForbidden,
-// turn.ErrRateLimited, turn.ErrServer, ...), including GraphQL errors that Cloudflare answers with
-// HTTP 200, partial data or not. Error.Hint names the permission to check. Queries are reads and
-// are retried as turn retries its reads: on 429, 5xx, rate-limit and overload GraphQL errors and
-// transport failures, with full-jitter backoff, a Retry-After header honoured up to a cap, and
-// turn's defaults (turn.DefaultMaxRetries, turn.DefaultBackoffBase, ...).
+// Failures of a query the API answered are *Error values that match package turn's classes with
+// errors.Is (turn.ErrForbidden, turn.ErrRateLimited, turn.ErrServer, ...), including GraphQL errors
+// that Cloudflare answers with HTTP 200, partial data or not. Error.Hint names the permission to
+// check. Queries are reads and are retried as turn retries its reads: on 429, 5xx, rate-limit and
+// overload GraphQL errors and transport failures, with full-jitter backoff and a Retry-After
+// header honoured up to a cap, as the turn.Client is configured.
+//
+// Some failures are turn's, worded by package turn ("turn: UsageTotal: ..."): a missing API token
+// (turn.ErrNoAPIToken), a transport failure or a cancelled context, and a body over the size cap
+// (a *turn.APIError matching turn.ErrUnexpectedResponse). Those found by this package before
+// anything is sent (ErrNoAccount, a malformed Query) start with "turnusage: " and match
+// turn.ErrInvalidArgument.
 //
 // # Limits
 //

@@ -11,9 +11,9 @@ import (
 	"github.com/cfturn/cfturn/pkg/turn"
 )
 
-// ErrNoAccount: a query was made without an account ID (WithAccountID or CLOUDFLARE_ACCOUNT_ID);
-// nothing was sent. It matches turn.ErrInvalidArgument too.
-var ErrNoAccount error = &callError{msg: "turnusage: no account ID: pass turnusage.WithAccountID or set CLOUDFLARE_ACCOUNT_ID", class: turn.ErrInvalidArgument}
+// ErrNoAccount: a query was made through a turn.Client without a default account (turn.WithAccountID
+// or CLOUDFLARE_ACCOUNT_ID); nothing was sent. It matches turn.ErrInvalidArgument too.
+var ErrNoAccount error = &callError{msg: "turnusage: no account ID: pass turn.WithAccountID to the turn.Client or set CLOUDFLARE_ACCOUNT_ID"}
 
 var errUnexpected = turn.ErrUnexpectedResponse
 
@@ -144,9 +144,9 @@ const (
 	excerptLen = 120 // characters kept of an unexpected body
 )
 
-// clean makes server text safe to show: one line of printable characters, bounded, without the
-// token (a server that echoes a request could echo it).
-func clean(s string, limit int, secrets ...turn.Secret) string {
+// clean makes server text safe to show: one line of printable characters, bounded. The token is
+// not there to remove: turn.Client.Do replaced every echo of it in the body.
+func clean(s string, limit int) string {
 	var b strings.Builder
 	space := false
 	n := 0
@@ -170,19 +170,5 @@ func clean(s string, limit int, secrets ...turn.Secret) string {
 		b.WriteRune(r)
 		n++
 	}
-	out := b.String()
-	for _, sec := range secrets {
-		if v := sec.Reveal(); v != "" {
-			out = strings.ReplaceAll(out, v, "[REDACTED]")
-			// A token cut at the limit leaves its start: drop a start of 4 or more characters.
-			for k := len(v) - 1; k >= 4; k-- {
-				if strings.HasSuffix(strings.TrimSuffix(out, "…"), v[:k]) {
-					out = strings.TrimSuffix(out, "…")
-					out = out[:len(out)-k] + "[REDACTED]…"
-					break
-				}
-			}
-		}
-	}
-	return out
+	return b.String()
 }

@@ -71,8 +71,8 @@ func TestRetriesFollowTurnsRules(t *testing.T) {
 func TestPermissionErrors(t *testing.T) {
 	srv := turntest.NewServer()
 	t.Cleanup(srv.Close)
-	c, err := turnusage.NewClient(turnusage.WithBaseURL(srv.APIBaseURL), turnusage.WithAPIToken("wrong-token-wrong-token-wrong"),
-		turnusage.WithAccountID(srv.AccountID()), turnusage.WithHTTPClient(srv.HTTPClient()), turnusage.WithGetenv(nil))
+	c, err := turnusage.NewClient(newTurnClient(t, turn.WithBaseURL(srv.APIBaseURL), turn.WithAPIToken("wrong-token-wrong-token-wrong"),
+		turn.WithAccountID(srv.AccountID()), turn.WithHTTPClient(srv.HTTPClient())))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,20 +85,34 @@ func TestPermissionErrors(t *testing.T) {
 		t.Errorf("the error shows the token: %v", err)
 	}
 
-	c, err = turnusage.NewClient(turnusage.WithBaseURL(srv.APIBaseURL), turnusage.WithAccountID(srv.AccountID()), turnusage.WithGetenv(nil))
+	c, err = turnusage.NewClient(newTurnClient(t, turn.WithBaseURL(srv.APIBaseURL), turn.WithAccountID(srv.AccountID())))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Total(context.Background(), lastHour()); !errors.Is(err, turn.ErrNoAPIToken) {
-		t.Errorf("without a token: err = %v, want ErrNoAPIToken", err)
+	if _, err := c.Total(context.Background(), lastHour()); !errors.Is(err, turn.ErrNoAPIToken) || !strings.Contains(err.Error(), "Account Analytics Read") {
+		t.Errorf("without a token: err = %v, want ErrNoAPIToken naming the permission", err)
 	}
 	if srv.Requests()[string(turntest.OpGraphQL)] != 1 {
 		t.Errorf("requests = %v, want only the first", srv.Requests())
 	}
-	c, _ = turnusage.NewClient(turnusage.WithAPIToken(srv.Token()), turnusage.WithGetenv(nil))
+	c, _ = turnusage.NewClient(newTurnClient(t, turn.WithAPIToken(srv.Token())))
 	if _, err := c.Total(context.Background(), lastHour()); !errors.Is(err, turnusage.ErrNoAccount) || !errors.Is(err, turn.ErrInvalidArgument) {
 		t.Errorf("without an account: err = %v, want ErrNoAccount", err)
 	}
+
+	if _, err := turnusage.NewClient(nil); err == nil || !strings.Contains(err.Error(), "turn.NewClient") {
+		t.Errorf("NewClient(nil): %v, want an error that says to pass a turn.Client", err)
+	}
+}
+
+// newTurnClient is turn.NewClient without the environment.
+func newTurnClient(t *testing.T, opts ...turn.Option) *turn.Client {
+	t.Helper()
+	c, err := turn.NewClient(append([]turn.Option{turn.WithGetenv(nil)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 // Cloudflare answers permission problems and rate limits with HTTP 200 and GraphQL errors, with
@@ -114,9 +128,9 @@ func TestGraphQLErrorsWith200(t *testing.T) {
 		fmt.Fprint(w, answer.Load().(string))
 	}))
 	t.Cleanup(ts.Close)
-	c, err := turnusage.NewClient(turnusage.WithBaseURL(ts.URL+"/client/v4"), turnusage.WithAPIToken(token),
-		turnusage.WithAccountID("0123456789abcdef0123456789abcdef"), turnusage.WithGetenv(nil),
-		turnusage.WithBackoff(time.Millisecond, time.Millisecond), turnusage.WithLimits(turnusage.Limits{MaxDuration: time.Hour, MaxPageSize: 10}))
+	c, err := turnusage.NewClient(newTurnClient(t, turn.WithBaseURL(ts.URL+"/client/v4"), turn.WithAPIToken(token),
+		turn.WithAccountID("0123456789abcdef0123456789abcdef"), turn.WithBackoff(time.Millisecond, time.Millisecond)),
+		turnusage.WithLimits(turnusage.Limits{MaxDuration: time.Hour, MaxPageSize: 10}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,13 +170,13 @@ func TestGraphQLErrorsWith200(t *testing.T) {
 // The debug log of every attempt, failures included, never holds the token.
 func TestLogsHoldNoToken(t *testing.T) {
 	var log syncbuf.Buffer
-	srv, c, tr := setup(t, nil, turnusage.WithLogger(slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug}))), turnusage.WithRetry(1))
+	srv, c, tr := setupTurn(t, nil, []turn.Option{turn.WithLogger(slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug}))), turn.WithRetry(1)})
 	tr.RequestsOnly = true
 	srv.InjectFault(turntest.Fault{Operation: turntest.OpGraphQL, Body: turntest.BodyHTML, Count: 1})
 	if _, err := c.Total(context.Background(), lastHour()); err != nil {
 		t.Fatal(err)
 	}
-	if n := strings.Count(log.String(), "turnusage: attempt"); n < 3 {
+	if n := strings.Count(log.String(), "turn: attempt"); n < 3 {
 		t.Errorf("%d attempt records, want the settings query, the failed attempt and its retry:\n%s", n, log.String())
 	}
 	if strings.Contains(log.String(), srv.Token()) || strings.Contains(fmt.Sprintf("%v %+v", c, c), srv.Token()) {

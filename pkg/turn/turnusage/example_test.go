@@ -20,13 +20,9 @@ func Example() {
 	srv.RecordUsage(now.Add(-20*time.Minute), keyID, "user-2", "customer-7", 500*turnusage.MB, 5*turnusage.MB)
 
 	ctx := context.Background()
-	c, err := turnusage.NewClient(
-		turnusage.WithBaseURL(srv.APIBaseURL), // default: https://api.cloudflare.com/client/v4
-		turnusage.WithAPIToken(srv.Token()),   // needs Account Analytics Read
-		turnusage.WithAccountID(srv.AccountID()),
-		turnusage.WithHTTPClient(srv.HTTPClient()),
-		turnusage.WithGetenv(nil),
-	)
+	// In production: turn.NewClient() reads CLOUDFLARE_API_TOKEN (it needs Account Analytics
+	// Read) and CLOUDFLARE_ACCOUNT_ID; srv.Client() is a turn.Client pointed at the fake.
+	c, err := turnusage.NewClient(srv.Client())
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -62,8 +58,7 @@ func ExampleGuard() {
 	const keyID = "0123456789abcdef0123456789abcdef"
 	srv.RecordUsage(time.Now(), keyID, "user-1", "customer-42", 950*turnusage.GB, 0)
 
-	c, err := turnusage.NewClient(turnusage.WithBaseURL(srv.APIBaseURL), turnusage.WithAPIToken(srv.Token()),
-		turnusage.WithAccountID(srv.AccountID()), turnusage.WithHTTPClient(srv.HTTPClient()), turnusage.WithGetenv(nil))
+	c, err := turnusage.NewClient(srv.Client())
 	if err != nil {
 		fmt.Println(err)
 		return

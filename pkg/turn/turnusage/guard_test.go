@@ -103,8 +103,11 @@ func TestGuardWarnsStopsAndComesBackNextMonth(t *testing.T) {
 func TestGuardSharesStateThroughAStore(t *testing.T) {
 	clk := &clock{now: time.Date(2026, 12, 10, 12, 0, 0, 0, time.UTC)}
 	srv, c1, _ := setup(t, []turntest.Option{turntest.WithClock(clk.Now)})
-	c2, err := turnusage.NewClient(turnusage.WithBaseURL(srv.APIBaseURL), turnusage.WithAPIToken(srv.Token()),
-		turnusage.WithAccountID(srv.AccountID()), turnusage.WithHTTPClient(srv.HTTPClient()), turnusage.WithGetenv(nil), turnusage.WithRetry(0))
+	once, err := srv.Client().Clone(turn.WithRetry(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2, err := turnusage.NewClient(once)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,8 +161,8 @@ func (t handlerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 func TestGuardRunPollsEveryInterval(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := turntest.New()
-		c, err := turnusage.NewClient(turnusage.WithBaseURL("http://127.0.0.1:1/client/v4"), turnusage.WithAPIToken(f.Token()),
-			turnusage.WithAccountID(f.AccountID()), turnusage.WithHTTPClient(&http.Client{Transport: handlerTransport{f.Handler()}}), turnusage.WithGetenv(nil))
+		c, err := turnusage.NewClient(newTurnClient(t, turn.WithBaseURL("http://127.0.0.1:1/client/v4"), turn.WithAPIToken(f.Token()),
+			turn.WithAccountID(f.AccountID()), turn.WithHTTPClient(&http.Client{Transport: handlerTransport{f.Handler()}})))
 		if err != nil {
 			t.Fatal(err)
 		}

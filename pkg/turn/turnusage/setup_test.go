@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/cfturn/cfturn/internal/gqlcontract"
+	"github.com/cfturn/cfturn/pkg/turn"
 	"github.com/cfturn/cfturn/pkg/turn/turntest"
 	"github.com/cfturn/cfturn/pkg/turn/turnusage"
 )
@@ -14,17 +15,23 @@ import (
 // answer is checked against the schema.
 func setup(t *testing.T, fakeOpts []turntest.Option, opts ...turnusage.Option) (*turntest.Server, *turnusage.Client, *gqlcontract.Transport) {
 	t.Helper()
+	return setupTurn(t, fakeOpts, nil, opts...)
+}
+
+// setupTurn is setup with options for the turn.Client the usage client sends through, applied last.
+func setupTurn(t *testing.T, fakeOpts []turntest.Option, turnOpts []turn.Option, opts ...turnusage.Option) (*turntest.Server, *turnusage.Client, *gqlcontract.Transport) {
+	t.Helper()
 	srv := turntest.NewServer(fakeOpts...)
 	t.Cleanup(srv.Close)
 	tr := &gqlcontract.Transport{TB: t, Base: srv.HTTPClient().Transport}
-	c, err := turnusage.NewClient(append([]turnusage.Option{
-		turnusage.WithBaseURL(srv.APIBaseURL),
-		turnusage.WithAPIToken(srv.Token()),
-		turnusage.WithAccountID(srv.AccountID()),
-		turnusage.WithHTTPClient(&http.Client{Transport: tr}),
-		turnusage.WithGetenv(nil),
-		turnusage.WithBackoff(time.Millisecond, 2*time.Millisecond),
-	}, opts...)...)
+	tc, err := turn.NewClient(append(append(srv.ClientOptions(),
+		turn.WithHTTPClient(&http.Client{Transport: tr}),
+		turn.WithBackoff(time.Millisecond, 2*time.Millisecond),
+	), turnOpts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := turnusage.NewClient(tc, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

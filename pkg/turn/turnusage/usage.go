@@ -133,7 +133,7 @@ func (c *Client) Limits(ctx context.Context) (Limits, error) {
 	if err := c.ready(); err != nil {
 		return Limits{}, err
 	}
-	res, err := analytics.UsageSettings(ctx, gql{c}, c.cfg.accountID)
+	res, err := analytics.UsageSettings(ctx, gql{c}, c.account)
 	if err != nil {
 		return Limits{}, err
 	}
@@ -195,7 +195,7 @@ func (c *Client) Total(ctx context.Context, q Query) (Totals, error) {
 	parts := chunks(from, to, lim.MaxDuration)
 	var t Totals
 	for i, p := range parts {
-		res, err := analytics.UsageTotal(ctx, gql{c}, c.cfg.accountID, p[0], p[1], q.KeyIDs, q.CustomIdentifiers, q.Usernames)
+		res, err := analytics.UsageTotal(ctx, gql{c}, c.account, p[0], p[1], q.KeyIDs, q.CustomIdentifiers, q.Usernames)
 		if err != nil {
 			return Totals{}, err
 		}
@@ -313,7 +313,7 @@ func (c *Client) Top(ctx context.Context, q Query, n int) ([]Row, error) {
 func (c *Client) page(ctx context.Context, q *Query, from, to time.Time, limit int) ([]Row, error) {
 	by := func(d Dimension) bool { return slices.Contains(q.By, d) }
 	order := []analytics.AccountCallsTurnUsageAdaptiveGroupsOrderBy{"sum_egressBytes_DESC"}
-	res, err := analytics.UsageGroups(ctx, gql{c}, c.cfg.accountID, from, to, q.KeyIDs, q.CustomIdentifiers, q.Usernames,
+	res, err := analytics.UsageGroups(ctx, gql{c}, c.account, from, to, q.KeyIDs, q.CustomIdentifiers, q.Usernames,
 		uint64(limit), order,
 		q.Every == time.Minute, q.Every == 5*time.Minute, q.Every == 15*time.Minute, q.Every == time.Hour, q.Every == 24*time.Hour,
 		by(ByKey), by(ByIdentifier), by(ByUsername), by(ByDatacenter))

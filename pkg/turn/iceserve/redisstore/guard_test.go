@@ -49,8 +49,7 @@ func TestGuardStateThroughRedis(t *testing.T) {
 	now := time.Now()
 	c.fake.RecordUsage(now.Add(-time.Minute), c.key.ID, "u", "x", 2000, 0)
 	guard := func(s *redisstore.Store) *turnusage.Guard {
-		uc, err := turnusage.NewClient(turnusage.WithBaseURL(c.fake.APIBaseURL), turnusage.WithAPIToken(c.fake.Token()),
-			turnusage.WithAccountID(c.fake.AccountID()), turnusage.WithHTTPClient(c.fake.HTTPClient()), turnusage.WithGetenv(nil))
+		uc, err := turnusage.NewClient(c.fake.Client())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -91,8 +91,11 @@ func TestAnalyticsCountsWhatTheRelayCarried(t *testing.T) {
 	}
 
 	tr := &gqlcontract.Transport{TB: t, Base: srv.HTTPClient().Transport}
-	c, err := turnusage.NewClient(turnusage.WithBaseURL(srv.APIBaseURL), turnusage.WithAPIToken(srv.Token()),
-		turnusage.WithAccountID(srv.AccountID()), turnusage.WithHTTPClient(&http.Client{Transport: tr}), turnusage.WithGetenv(nil))
+	tc, err := turn.NewClient(append(srv.ClientOptions(), turn.WithHTTPClient(&http.Client{Transport: tr}))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := turnusage.NewClient(tc)
 	if err != nil {
 		t.Fatal(err)
 	}
