@@ -1,10 +1,8 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -12,8 +10,7 @@ import (
 	"testing"
 	"time"
 
-	pionturn "github.com/pion/turn/v5"
-
+	"github.com/cfturn/cfturn/internal/relaytest"
 	"github.com/cfturn/cfturn/pkg/turn"
 	"github.com/cfturn/cfturn/pkg/turn/iceserve"
 	"github.com/cfturn/cfturn/pkg/turn/turntest"
@@ -101,7 +98,7 @@ func TestHandlerWithholdsTURNOverBudget(t *testing.T) {
 	if len(urls) == 0 || user == "" {
 		t.Fatalf("under budget: no TURN in the answer")
 	}
-	relayBytes(t, relay, user, cred, 5, 300) // 1,500 bytes out, 3,000 back: egress over the budget
+	relaytest.Exchange(t, relay.TCPAddr, user, cred, 5, 300, 2) // 1,500 bytes out, 3,000 back: egress over the budget
 	if err := guard.Poll(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -127,50 +124,5 @@ func TestHandlerWithholdsTURNOverBudget(t *testing.T) {
 	}
 	if err := guard.Poll(ctx); err != nil || guard.OverBudget() {
 		t.Errorf("next month's poll: %v, %+v", err, guard.Stats())
-	}
-}
-
-// relayBytes relays rounds datagrams of size bytes from a TURN client (over TCP to the relay) to
-// a UDP peer, which answers each with one twice as long.
-func relayBytes(t *testing.T, relay *turnrelay.Relay, user, pass string, rounds, size int) {
-	t.Helper()
-	conn, err := net.Dial("tcp", relay.TCPAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := pionturn.NewClient(&pionturn.ClientConfig{STUNServerAddr: relay.TCPAddr, TURNServerAddr: relay.TCPAddr,
-		Username: user, Password: pass, Conn: pionturn.NewSTUNConn(conn)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { client.Close(); conn.Close() }()
-	if err := client.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	relayed, err := client.Allocate()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer relayed.Close()
-	peer, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close()
-	buf := make([]byte, 4096)
-	for i := range rounds {
-		if _, err := relayed.WriteTo(bytes.Repeat([]byte{'x'}, size), peer.LocalAddr()); err != nil {
-			t.Fatal(err)
-		}
-		peer.SetReadDeadline(time.Now().Add(10 * time.Second))
-		n, from, err := peer.ReadFrom(buf)
-		if err != nil {
-			t.Fatalf("round %d: %v", i, err)
-		}
-		peer.WriteTo(bytes.Repeat(buf[:n], 2), from)
-		relayed.SetReadDeadline(time.Now().Add(10 * time.Second))
-		if _, _, err := relayed.ReadFrom(buf); err != nil {
-			t.Fatalf("round %d: %v", i, err)
-		}
 	}
 }

@@ -1,16 +1,13 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"net"
 	"strings"
 	"testing"
 	"time"
 
-	pionturn "github.com/pion/turn/v5"
-
+	"github.com/cfturn/cfturn/internal/relaytest"
 	"github.com/cfturn/cfturn/pkg/turn"
 	"github.com/cfturn/cfturn/pkg/turn/turntest"
 	"github.com/cfturn/cfturn/pkg/turn/turntest/turnrelay"
@@ -163,7 +160,7 @@ func TestUsageCommandReportsRelayedBytes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sent, received := relayExchange(t, relay, ice.Servers[1].Username, ice.Servers[1].Credential.Reveal(), 7, 333)
+	sent, received := relaytest.Exchange(t, relay.TCPAddr, ice.Servers[1].Username, ice.Servers[1].Credential.Reveal(), 7, 333, 2)
 
 	r := cfturn(t, srv, nil, "usage", "--since", "1h", "--by", "identifier", "--json")
 	r.check(t, 0)
@@ -175,57 +172,6 @@ func TestUsageCommandReportsRelayedBytes(t *testing.T) {
 	if len(out.Rows) != 1 || out.Rows[0] != want {
 		t.Errorf("rows = %+v, want [%+v]", out.Rows, want)
 	}
-}
-
-// relayExchange relays rounds datagrams of size bytes from a TURN client (over TCP, so none is
-// lost before the relay) to a peer, which answers each with one twice as long; it returns the
-// bytes the client sent and received.
-func relayExchange(t *testing.T, relay *turnrelay.Relay, user, pass string, rounds, size int) (sent, received int) {
-	t.Helper()
-	conn, err := net.Dial("tcp", relay.TCPAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := pionturn.NewClient(&pionturn.ClientConfig{STUNServerAddr: relay.TCPAddr, TURNServerAddr: relay.TCPAddr,
-		Username: user, Password: pass, Conn: pionturn.NewSTUNConn(conn)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { client.Close(); conn.Close() }()
-	if err := client.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	relayed, err := client.Allocate()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer relayed.Close()
-	peer, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close()
-	buf := make([]byte, 4096)
-	for i := range rounds {
-		if _, err := relayed.WriteTo(bytes.Repeat([]byte{'x'}, size), peer.LocalAddr()); err != nil {
-			t.Fatal(err)
-		}
-		sent += size
-		peer.SetReadDeadline(time.Now().Add(10 * time.Second))
-		n, from, err := peer.ReadFrom(buf)
-		if err != nil || n != size {
-			t.Fatalf("round %d: the peer got %d bytes, %v", i, n, err)
-		}
-		if _, err := peer.WriteTo(bytes.Repeat(buf[:n], 2), from); err != nil {
-			t.Fatal(err)
-		}
-		relayed.SetReadDeadline(time.Now().Add(10 * time.Second))
-		if n, _, err = relayed.ReadFrom(buf); err != nil || n != 2*size {
-			t.Fatalf("round %d: the client got %d bytes back, %v", i, n, err)
-		}
-		received += n
-	}
-	return sent, received
 }
 
 func TestUsageCommandDaysAndDatacenters(t *testing.T) {
