@@ -228,9 +228,14 @@ func (c *Client) judge(ctx context.Context, op *operation, attempt int, res *res
 		err = c.transportError(ctx, op, err)
 		return retryable(op.retry, err), 0, err
 	case op.check != nil:
-		answer := &Response{StatusCode: res.status, Header: res.header, Body: redactBody(res.body, secrets), Attempt: attempt}
+		answer := &Response{StatusCode: res.status, Header: redactHeader(res.header, secrets), Body: redactBody(res.body, secrets), Attempt: attempt}
 		err = op.check(answer)
-		return errors.Is(err, ErrRateLimited) || errors.Is(err, ErrServer), answer.RetryAfter(), err
+		// The rule of op, as for an *APIError: a request that is not idempotent is sent again after
+		// a server error only when it was refused unprocessed (503 with Retry-After).
+		ra := answer.RetryAfter()
+		retry := errors.Is(err, ErrRateLimited) ||
+			errors.Is(err, ErrServer) && (op.retry == retryIdempotent || res.status == http.StatusServiceUnavailable && ra > 0)
+		return retry, ra, err
 	case res.status >= 200 && res.status < 300:
 		return false, 0, nil
 	default:
@@ -339,7 +344,7 @@ func (c *Client) log(ctx context.Context, op *operation, attempt int, start time
 		slog.Duration("duration", time.Since(start)),
 	}
 	if res != nil {
-		attrs = append(attrs, slog.Int("status", res.status), slog.String("cf_ray", res.header.Get("Cf-Ray")))
+		attrs = append(attrs, slog.Int("status", res.status), slog.String("cf_ray", rayID(res.header)))
 	}
 	if err != nil {
 		attrs = append(attrs, slog.String("error", err.Error()))

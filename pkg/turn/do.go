@@ -2,6 +2,7 @@ package turn
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"io"
 	"net/http"
@@ -17,9 +18,9 @@ import (
 // Response is an answer Do read in full (through the client's size cap, WithMaxResponseBytes).
 type Response struct {
 	StatusCode int
-	Header     http.Header
-	// Body is the answer's body with every echo of the API token replaced by [REDACTED], so that
-	// an excerpt of it can go into an error.
+	// Header and Body are the answer's, with every echo of the API token replaced by [REDACTED],
+	// so that an excerpt of either can go into an error or a log.
+	Header  http.Header
 	Body    []byte
 	Attempt int // which attempt this answer came to, 1 for the first
 }
@@ -30,51 +31,73 @@ func (r *Response) RetryAfter() time.Duration {
 	return parseRetryAfter(r.Header.Get("Retry-After"), time.Now())
 }
 
+// DoParams is a request Client.Do sends.
+type DoParams struct {
+	// Name names the call in errors and logs, e.g. "UsageTotal". Required.
+	Name string
+	// Method is the HTTP method, e.g. http.MethodPost; "" is GET.
+	Method string
+	// Path is relative to the API root (WithBaseURL), e.g. "graphql". It may carry a query, which
+	// errors and logs leave out, and must otherwise hold no secret.
+	Path string
+	// Body, when not nil, is sent as application/json.
+	Body []byte
+	// Idempotent says the request may be sent again after it may have reached the server: a read
+	// sent with POST, such as a GraphQL query. GET, HEAD, PUT, DELETE and OPTIONS are idempotent
+	// whatever it says. A request that is not is retried only when it surely never reached the
+	// server (a failed connection, 429, or 503 with Retry-After), as CreateKey is.
+	Idempotent bool
+}
+
 // Do sends a request to another endpoint of the Cloudflare API, e.g. the GraphQL Analytics API
 // (package turnusage), as the client sends its own: API token, User-Agent, redirect policy,
-// per-attempt timeout, size cap, debug log, retries. path is relative to the API root
-// (WithBaseURL), e.g. "graphql"; it may carry a query, which errors and logs leave out, and must
-// otherwise hold no secret. body, when not nil, is sent as application/json.
+// per-attempt timeout, size cap, debug log, retries.
 //
 // check turns each complete answer, whatever its status, into nil (done) or an error. Do retries
-// as it retries reads, so it is for requests that are safe to repeat: transport failures, and
-// errors of check that match ErrRateLimited or ErrServer, are retried (WithRetry, WithBackoff),
-// honouring the answer's Retry-After up to WithRetryAfterMax, and Do returns the last error as
-// check returned it. A body over the size cap is not handed to check: Do fails with an *APIError
-// that matches ErrUnexpectedResponse. name names the call in errors and logs, e.g. "UsageTotal".
+// transport failures and errors of check that match ErrRateLimited or ErrServer, under
+// p.Idempotent's rule (WithRetry, WithBackoff), honouring the answer's Retry-After up to
+// WithRetryAfterMax, and returns the last error as check returned it. A body over the size cap
+// is not handed to check: Do fails with an *APIError that matches ErrUnexpectedResponse.
 //
 // Without an API token Do fails with ErrNoAPIToken before sending; a malformed name, method or
 // path fails with ErrInvalidArgument.
-func (c *Client) Do(ctx context.Context, name, method, path string, body []byte, check func(*Response) error) error {
+func (c *Client) Do(ctx context.Context, p DoParams, check func(*Response) error) error {
+	name, method := p.Name, cmp.Or(p.Method, http.MethodGet)
 	if name == "" || !utf8.ValidString(name) || strings.ContainsFunc(name, unicode.IsControl) {
-		return invalidArg("Do", "the call's name %q is empty or not one printable line; name it, e.g. \"UsageTotal\"", name)
+		return invalidArg("Do", "DoParams.Name %q is empty or not one printable line; name the call, e.g. \"UsageTotal\"", name)
 	}
 	if check == nil {
 		return invalidArg(name, "Do needs a check function that turns each answer into nil or an error")
 	}
-	if method != "" && strings.ContainsFunc(method, notMethodChar) {
-		return invalidArg(name, "method %q is not an HTTP method such as POST", method)
+	if strings.ContainsFunc(method, notMethodChar) || method != strings.ToUpper(method) {
+		return invalidArg(name, "DoParams.Method %q is not an HTTP method such as POST", method)
 	}
 	token, err := c.apiToken(name)
 	if err != nil {
 		return err
 	}
-	shown, err := checkDoPath(name, path)
+	shown, err := checkDoPath(name, p.Path)
 	if err != nil {
 		return err
 	}
 	var r io.Reader // nil, not a nil *bytes.Reader, when there is no body
-	if body != nil {
-		r = bytes.NewReader(body)
+	if p.Body != nil {
+		r = bytes.NewReader(p.Body)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.cfg.apiBase+path, r)
+	req, err := http.NewRequestWithContext(ctx, method, c.cfg.apiBase+p.Path, r)
 	if err != nil {
 		return buildError(&operation{name: name}, err) // unreachable: the method and path were checked
 	}
-	if body != nil {
+	if p.Body != nil {
 		req.Header["Content-Type"] = jsonContentType
 	}
-	op := &operation{Operation: callsclient.Operation{Method: req.Method, Path: shown}, name: name, retry: retryIdempotent, check: check}
+	rule := retryUnsent
+	switch {
+	case p.Idempotent, method == http.MethodGet, method == http.MethodHead, method == http.MethodPut,
+		method == http.MethodDelete, method == http.MethodOptions:
+		rule = retryIdempotent
+	}
+	op := &operation{Operation: callsclient.Operation{Method: req.Method, Path: shown}, name: name, retry: rule, check: check}
 	_, err = c.send(ctx, op, req, token)
 	return err
 }
@@ -94,7 +117,7 @@ func checkDoPath(op, path string) (string, error) {
 	switch {
 	case p == "" || strings.HasPrefix(p, "/"):
 		return "", invalidArg(op, "path %s must be relative to the API root, e.g. \"graphql\"", describeURL(p))
-	case err != nil || u.Scheme != "" || u.Host != "" || u.Fragment != "" || strings.ContainsAny(p, "\\") || strings.ContainsFunc(p, notHeaderToken):
+	case err != nil || u.Scheme != "" || u.Host != "" || strings.ContainsAny(path, "\\#") || strings.ContainsFunc(p, notHeaderToken):
 		return "", invalidArg(op, "path %s is not a path below the API root, such as \"graphql\"", describeURL(p))
 	}
 	for seg := range strings.SplitSeq(u.Path, "/") {

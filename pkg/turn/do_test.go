@@ -117,7 +117,7 @@ func TestDoRetries(t *testing.T) {
 		var seen []*turn.Response
 		body := []byte(`{"query":"{ viewer { zones { zoneTag } } }"}`)
 		start := time.Now()
-		err := c.Do(context.Background(), "ZoneList", http.MethodPost, "graphql?x=1", body, classify(&seen))
+		err := c.Do(context.Background(), turn.DoParams{Name: "ZoneList", Method: http.MethodPost, Path: "graphql?x=1", Body: body, Idempotent: true}, classify(&seen))
 		if err != nil {
 			t.Fatalf("Do: %v, want success on the fourth attempt", err)
 		}
@@ -168,7 +168,7 @@ func TestDoStops(t *testing.T) {
 				srv := &doServer{answers: []func(http.ResponseWriter, *http.Request){tc.answer}}
 				c := doClient(t, srv, tc.opts...)
 				var seen []*turn.Response
-				err := c.Do(context.Background(), "ZoneList", http.MethodPost, "graphql", []byte(`{}`), classify(&seen))
+				err := c.Do(context.Background(), turn.DoParams{Name: "ZoneList", Method: http.MethodPost, Path: "graphql", Body: []byte(`{}`), Idempotent: true}, classify(&seen))
 				if !errors.Is(err, tc.want) {
 					t.Fatalf("Do: %v, want check's error matching %v", err, tc.want)
 				}
@@ -178,6 +178,47 @@ func TestDoStops(t *testing.T) {
 				}
 				if n := len(srv.sent()); n != tc.attempts || len(seen) != tc.attempts || seen[len(seen)-1].Attempt != tc.attempts {
 					t.Errorf("%d requests, %d answers checked, want %d", n, len(seen), tc.attempts)
+				}
+			})
+		})
+	}
+}
+
+// A request that is not idempotent is sent again only when it surely never reached the server:
+// a 502 or a timeout ends the call after one attempt, a 503 with Retry-After and a 429 are
+// retried. Idempotent (or a GET) retries the 502.
+func TestDoRetriesOnlyWhatIsSafe(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		p        turn.DoParams
+		answers  []func(http.ResponseWriter, *http.Request)
+		opts     []turn.Option
+		attempts int
+	}{
+		{"POST, 502", turn.DoParams{Method: http.MethodPost}, []func(http.ResponseWriter, *http.Request){answer(502, "")}, nil, 1},
+		{"POST, a timeout", turn.DoParams{Method: http.MethodPost},
+			[]func(http.ResponseWriter, *http.Request){func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }},
+			[]turn.Option{turn.WithTimeout(time.Second)}, 1},
+		{"POST, 503 with Retry-After", turn.DoParams{Method: http.MethodPost},
+			[]func(http.ResponseWriter, *http.Request){answer(503, "", "Retry-After", "1"), answer(200, "{}")}, nil, 2},
+		{"POST, 429", turn.DoParams{Method: http.MethodPost},
+			[]func(http.ResponseWriter, *http.Request){answer(429, ""), answer(200, "{}")}, nil, 2},
+		{"idempotent POST, 502", turn.DoParams{Method: http.MethodPost, Idempotent: true},
+			[]func(http.ResponseWriter, *http.Request){answer(502, ""), answer(200, "{}")}, nil, 2},
+		{"GET, 502", turn.DoParams{}, []func(http.ResponseWriter, *http.Request){answer(502, ""), answer(200, "{}")}, nil, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				srv := &doServer{answers: tc.answers}
+				c := doClient(t, srv, tc.opts...)
+				tc.p.Name, tc.p.Path = "Mutate", "zones"
+				var seen []*turn.Response
+				err := c.Do(context.Background(), tc.p, classify(&seen))
+				if n := len(srv.sent()); n != tc.attempts {
+					t.Errorf("%d requests sent (%v), want %d", n, err, tc.attempts)
+				}
+				if tc.attempts > 1 && err != nil {
+					t.Errorf("Do: %v, want the retry to succeed", err)
 				}
 			})
 		})
@@ -194,7 +235,7 @@ func TestDoRefusesBeforeSending(t *testing.T) {
 			t.Fatal(err)
 		}
 		ok := func(*turn.Response) error { return nil }
-		err = noToken.Do(context.Background(), "UsageTotal", http.MethodPost, "graphql", []byte("{}"), ok)
+		err = noToken.Do(context.Background(), turn.DoParams{Name: "UsageTotal", Method: http.MethodPost, Path: "graphql", Body: []byte("{}")}, ok)
 		if !errors.Is(err, turn.ErrNoAPIToken) || err.Error() != "turn: UsageTotal: no API token: pass turn.WithAPIToken or set CLOUDFLARE_API_TOKEN" {
 			t.Errorf("without a token: %v, want ErrNoAPIToken naming the call and CLOUDFLARE_API_TOKEN", err)
 		}
@@ -213,10 +254,12 @@ func TestDoRefusesBeforeSending(t *testing.T) {
 			{"Q", "POST", "a/%2e%2e/b", ok, "climbs out of the API root"},
 			{"Q", "POST", "graph ql", ok, "not a path below the API root"},
 			{"Q", "PO ST", "graphql", ok, "not an HTTP method"},
+			{"POST", "UsageTotal", "graphql", ok, "not an HTTP method"}, // the name and method swapped
+			{"Q", "POST", "graphql#top", ok, "not a path below the API root"},
 			{"Q", "POST", "graphql", nil, "check function"},
 			{"Q", "POST", "accounts/" + testToken + "/../x", ok, "looks like a credential"},
 		} {
-			err := c.Do(context.Background(), tc.name, tc.method, tc.path, nil, tc.check)
+			err := c.Do(context.Background(), turn.DoParams{Name: tc.name, Method: tc.method, Path: tc.path}, tc.check)
 			if !errors.Is(err, turn.ErrInvalidArgument) || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("Do(%q, %q, %q): %v, want ErrInvalidArgument saying %q", tc.name, tc.method, tc.path, err, tc.want)
 			}
@@ -236,7 +279,7 @@ func TestDoBodyOverCap(t *testing.T) {
 		srv := &doServer{answers: []func(http.ResponseWriter, *http.Request){answer(200, strings.Repeat("x", 2048))}}
 		c := doClient(t, srv, turn.WithMaxResponseBytes(1024))
 		called := false
-		err := c.Do(context.Background(), "Big", http.MethodGet, "big", nil, func(*turn.Response) error { called = true; return nil })
+		err := c.Do(context.Background(), turn.DoParams{Name: "Big", Path: "big"}, func(*turn.Response) error { called = true; return nil })
 		var apiErr *turn.APIError
 		if !errors.Is(err, turn.ErrUnexpectedResponse) || !errors.As(err, &apiErr) || apiErr.Path != "/big" || !strings.Contains(err.Error(), "1024-byte limit") {
 			t.Errorf("Do: %v, want an *APIError for the body over the cap", err)
@@ -258,7 +301,7 @@ func TestDoDebugLog(t *testing.T) {
 		}}
 		c := doClient(t, srv, turn.WithLogger(slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
 		var seen []*turn.Response
-		if err := c.Do(context.Background(), "UsageTotal", http.MethodPost, "graphql?secret-query", []byte("{}"), classify(&seen)); err != nil {
+		if err := c.Do(context.Background(), turn.DoParams{Name: "UsageTotal", Method: http.MethodPost, Path: "graphql?secret-query", Body: []byte("{}"), Idempotent: true}, classify(&seen)); err != nil {
 			t.Fatal(err)
 		}
 		var want []map[string]any

@@ -64,9 +64,11 @@
 // # Other Cloudflare API endpoints
 //
 // Client.Do sends a request to another endpoint under the API root the same way: the API token,
-// User-Agent, redirect policy, timeouts, size cap, debug log and retries (as for reads) are the
-// client's, and the caller's check function decides what each answer means. Package turnusage
-// reads the GraphQL Analytics API through it.
+// User-Agent, redirect policy, timeouts, size cap, debug log and retries are the client's, and the
+// caller's check function decides what each answer means. A request is retried as a read when
+// DoParams.Idempotent is set or its method is idempotent, and otherwise as CreateKey is, only when
+// it surely never reached the server. Package turnusage reads the GraphQL Analytics API through
+// it.
 //
 // # Serving credentials to browsers
 //

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"mime"
+	"net/http"
+	"strings"
 	"time"
 
 	"github.com/cfturn/cfturn/gen/calls"
@@ -92,10 +94,23 @@ func newAPIError(op *operation, res *response) *APIError {
 		Method:     op.Method,
 		Path:       op.Path,
 		StatusCode: res.status,
-		RayID:      res.header.Get("Cf-Ray"),
+		RayID:      rayID(res.header),
 		RetryAfter: parseRetryAfter(res.header.Get("Retry-After"), time.Now()),
 		Attempts:   1,
 	}
+}
+
+// rayID returns the answer's cf-ray header when it looks like one (up to 64 letters, digits and
+// '-', such as 8f1e2d3c4b5a6978-SJC), and "" otherwise: errors and logs show it, and a server that
+// echoed a credential or a flood of bytes there must not put them into either.
+func rayID(h http.Header) string {
+	ray := h.Get("Cf-Ray")
+	if len(ray) > 64 || credentialLike.MatchString(ray) || strings.ContainsFunc(ray, func(r rune) bool {
+		return r != '-' && !('0' <= r && r <= '9' || 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z')
+	}) {
+		return ""
+	}
+	return ray
 }
 
 // unexpected reports a body that is not what the API documents.

@@ -109,15 +109,18 @@ func (e *APIError) Error() string {
 // that lacks the permission, so a 403's hint names both. It is not part of Error, whose text is stable.
 func (e *APIError) Hint() string {
 	ice := strings.HasPrefix(e.Path, "/turn/")
+	keys := strings.HasPrefix(e.Path, "/accounts/{account_id}/calls/turn_keys")
 	switch {
 	case ice && (e.StatusCode == http.StatusUnauthorized || e.StatusCode == http.StatusForbidden):
 		return "the TURN key's secret was refused: pass the 64-character key that CreateKey returned for this key ID (an API token does not work here); a deleted key's secret stops working"
 	case e.StatusCode == http.StatusUnauthorized:
 		return "the API token was refused: check that it is complete and has not expired or been revoked"
-	case e.StatusCode == http.StatusForbidden && e.Method == http.MethodGet:
+	case keys && e.StatusCode == http.StatusForbidden && e.Method == http.MethodGet:
 		return `the API token is wrong, expired or revoked, or lacks permission: listing and getting TURN keys need "Calls Read" or "Calls Write" on this account`
-	case e.StatusCode == http.StatusForbidden:
+	case keys && e.StatusCode == http.StatusForbidden:
 		return `the API token is wrong, expired or revoked, or lacks permission: creating, renaming and deleting TURN keys need "Calls Write" on this account`
+	case e.StatusCode == http.StatusForbidden:
+		return "the API token is wrong, expired or revoked, or lacks a permission this endpoint needs"
 	}
 	return ""
 }
@@ -321,6 +324,19 @@ func redactSecrets(s string, secrets []Secret, atCut bool) string {
 	}
 	b.WriteString(s[last:])
 	return b.String()
+}
+
+// redactHeader returns a copy of h whose values have every echo of a known secret replaced by
+// [REDACTED], as redactSecrets finds them.
+func redactHeader(h http.Header, secrets []Secret) http.Header {
+	out := make(http.Header, len(h))
+	for k, vs := range h {
+		out[k] = make([]string, len(vs))
+		for i, v := range vs {
+			out[k][i] = redactSecrets(v, secrets, false)
+		}
+	}
+	return out
 }
 
 // redactBody returns body with every echo of a known secret replaced by [REDACTED], for a body

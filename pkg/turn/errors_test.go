@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -260,5 +261,40 @@ func TestDeleteFailureEmptyObject(t *testing.T) {
 	_, err = c.GetKey(ctx, turn.KeyParams{KeyID: testKeyID})
 	if !errors.Is(err, turn.ErrNotFound) || !errors.Is(err, turn.ErrUnexpectedResponse) || !strings.Contains(err.Error(), "an empty JSON object, not a Cloudflare API envelope") {
 		t.Errorf("get key with {}: %v", err)
+	}
+}
+
+// A cf-ray header that is not a ray ID (a server echoing the token there, or a flood of bytes) is
+// left out of errors and logs; a ray ID is kept.
+func TestRayIDIsOnlyARayID(t *testing.T) {
+	for _, tc := range []struct{ ray, want string }{
+		{"8f1e2d3c4b5a6978-SJC", "8f1e2d3c4b5a6978-SJC"},
+		{testToken, ""},
+		{"Bearer " + testToken, ""},
+		{strings.Repeat("a-", 100), ""},
+		{"ray id; and more", ""},
+	} {
+		var logs strings.Builder
+		c := canned(t, 403, "application/json", `{"success":false,"errors":[{"code":10000,"message":"Authentication error"}],"messages":[],"result":null}`,
+			map[string]string{"Cf-Ray": tc.ray}, turn.WithLogger(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
+		_, err := c.ListKeys(context.Background(), turn.ListKeysParams{})
+		var apiErr *turn.APIError
+		if !errors.As(err, &apiErr) {
+			t.Fatalf("cf-ray %.30q: %v, want an *APIError", tc.ray, err)
+		}
+		if apiErr.RayID != tc.want {
+			t.Errorf("cf-ray %.30q: RayID %q, want %q (%v)", tc.ray, apiErr.RayID, tc.want, err)
+		}
+		if strings.Contains(err.Error(), testToken) || strings.Contains(logs.String(), testToken) {
+			t.Errorf("cf-ray %.30q: the token reached the error or the log", tc.ray)
+		}
+	}
+}
+
+// A 403 of an endpoint other than the key API (through Client.Do) gets no key-management hint.
+func TestHintOfOtherEndpoints(t *testing.T) {
+	e := &turn.APIError{Operation: "UsageTotal", Method: "POST", Path: "/graphql", StatusCode: 403}
+	if h := e.Hint(); strings.Contains(h, "TURN keys") || !strings.Contains(h, "lacks a permission") {
+		t.Errorf("hint %q, want one that names no key permission", h)
 	}
 }

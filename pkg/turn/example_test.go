@@ -210,7 +210,7 @@ func ExampleClient_Do() {
 		} `json:"data"`
 	}
 	srv.InjectFault(turntest.Fault{Operation: turntest.OpGraphQL, Status: 503, Count: 1})
-	err = client.Do(context.Background(), "settings", http.MethodPost, "graphql", query, func(r *turn.Response) error {
+	err = client.Do(context.Background(), turn.DoParams{Name: "settings", Method: http.MethodPost, Path: "graphql", Body: query, Idempotent: true}, func(r *turn.Response) error {
 		switch {
 		case r.StatusCode == http.StatusTooManyRequests:
 			return fmt.Errorf("settings: %w", turn.ErrRateLimited) // retried, after Retry-After if there is one

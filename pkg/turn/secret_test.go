@@ -226,7 +226,8 @@ func TestBrokenMintAnswerStaysOutOfErrors(t *testing.T) {
 // never sees the token, however it reads the body.
 func TestDoBodyNeverHoldsTheToken(t *testing.T) {
 	var body atomic.Value
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Echo", r.Header.Get("Authorization"))
 		w.WriteHeader(400)
 		io.WriteString(w, body.Load().(string))
 	}))
@@ -254,10 +255,14 @@ func TestDoBodyNeverHoldsTheToken(t *testing.T) {
 	} {
 		body.Store(tc.body)
 		var got []byte
-		err := c.Do(context.Background(), "Echo", http.MethodGet, "echo", nil, func(r *turn.Response) error {
-			got = r.Body
+		var header string
+		err := c.Do(context.Background(), turn.DoParams{Name: "Echo", Path: "echo"}, func(r *turn.Response) error {
+			got, header = r.Body, r.Header.Get("X-Echo")
 			return fmt.Errorf("echo: %q", r.Body)
 		})
+		if header != "Bearer [REDACTED]" {
+			t.Errorf("%s: a header echoing the token reached check as %q", tc.name, header)
+		}
 		if string(got) != tc.want {
 			t.Errorf("%s: check got %s\nwant %s", tc.name, got, tc.want)
 		}

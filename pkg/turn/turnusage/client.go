@@ -106,7 +106,7 @@ func (g gql) MakeRequest(ctx context.Context, req *graphql.Request, resp *graphq
 	if err != nil {
 		return fmt.Errorf("turnusage: %s: encode variables: %w", req.OpName, err)
 	}
-	err = g.c.turn.Do(ctx, req.OpName, http.MethodPost, "graphql", body, func(r *turn.Response) error {
+	err = g.c.turn.Do(ctx, turn.DoParams{Name: req.OpName, Method: http.MethodPost, Path: "graphql", Body: body, Idempotent: true}, func(r *turn.Response) error {
 		return decode(req.OpName, r, resp)
 	})
 	if errors.Is(err, turn.ErrNoAPIToken) {
