@@ -230,12 +230,8 @@ func (c *Client) judge(ctx context.Context, op *operation, attempt int, res *res
 	case op.check != nil:
 		answer := &Response{StatusCode: res.status, Header: redactHeader(res.header, secrets), Body: redactBody(res.body, secrets), Attempt: attempt}
 		err = op.check(answer)
-		// The rule of op, as for an *APIError: a request that is not idempotent is sent again after
-		// a server error only when it was refused unprocessed (503 with Retry-After).
 		ra := answer.RetryAfter()
-		retry := errors.Is(err, ErrRateLimited) ||
-			errors.Is(err, ErrServer) && (op.retry == retryIdempotent || res.status == http.StatusServiceUnavailable && ra > 0)
-		return retry, ra, err
+		return retryableAnswer(op.retry, errors.Is(err, ErrRateLimited), errors.Is(err, ErrServer), res.status, ra), ra, err
 	case res.status >= 200 && res.status < 300:
 		return false, 0, nil
 	default:

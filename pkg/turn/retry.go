@@ -55,17 +55,23 @@ func (c *Client) retryDelay(ctx context.Context, attempt int, retry bool, retryA
 func retryable(rule retryRule, err error) bool {
 	var apiErr *APIError
 	if errors.As(err, &apiErr) {
-		switch {
-		case apiErr.StatusCode == http.StatusTooManyRequests:
-			return true
-		case apiErr.StatusCode == http.StatusServiceUnavailable && apiErr.RetryAfter > 0:
-			return true
-		case apiErr.StatusCode >= 500:
-			return rule == retryIdempotent
-		}
-		return false
+		return retryableAnswer(rule, apiErr.StatusCode == http.StatusTooManyRequests, apiErr.StatusCode >= 500, apiErr.StatusCode, apiErr.RetryAfter)
 	}
 	return notSent(err) || rule == retryIdempotent
+}
+
+// retryableAnswer applies the rule to a failure the server answered, as the client or Do's check
+// classed it: a rate limit is always retried (the request was refused unprocessed), a server
+// failure by an idempotent rule, or by any when it was a 503 with Retry-After (refused
+// unprocessed too).
+func retryableAnswer(rule retryRule, rateLimited, serverFailed bool, status int, retryAfter time.Duration) bool {
+	switch {
+	case rateLimited:
+		return true
+	case serverFailed:
+		return rule == retryIdempotent || status == http.StatusServiceUnavailable && retryAfter > 0
+	}
+	return false
 }
 
 // notSent reports whether a transport error happened before the request could reach a server:
